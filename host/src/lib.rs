@@ -1,0 +1,15 @@
+//! The liqo host runtime.
+//!
+//! The host watches offloaded namespaces in its own cluster and reflects their objects into
+//! peered clusters. How each kind is transformed is decided by WebAssembly plugins (see the WIT
+//! contract in `wit/reflection.wit`); the host enforces the invariants that keep peers safe
+//! (remote namespace, ownership labels, no server-owned fields) after every plugin call.
+//!
+//! Modules:
+//! - [`labels`]: label and annotation keys shared with Liqo.
+//! - [`invariants`]: the IO-free post-processing applied to every plugin output.
+//! - [`plugin`]: the only module that touches wasmtime: loading, limits, calls, metrics.
+
+pub mod invariants;
+pub mod labels;
+pub mod plugin;

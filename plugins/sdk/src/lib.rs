@@ -1,0 +1,35 @@
+//! Native side of the `liqo:reflection@0.1.0` plugin contract.
+//!
+//! This crate has no `wit-bindgen` dependency: it mirrors the WIT types as plain Rust
+//! ([`types`]), abstracts the host imports as a trait ([`HostApi`]) and provides the helpers the
+//! built-in plugins share (reflection policy, label/annotation filters, DNS-1123 validation,
+//! CIDR remapping). Plugin logic written against it compiles natively, so it can be unit-tested
+//! and benchmarked without a wasm runtime; each plugin's `component` module adapts it to the
+//! generated bindings.
+//!
+//! Native-only: [`golden`] (golden-file cases, needs a filesystem).
+
+pub mod cidr;
+pub mod config;
+pub mod dns;
+pub mod fake_host;
+pub mod filter;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod golden;
+pub mod host;
+pub mod keys;
+pub mod object;
+pub mod policy;
+pub mod types;
+
+pub use cidr::{CidrMap, CidrMapping};
+pub use config::ReflectionConfig;
+pub use dns::{MAX_DNS1123_LABEL_LEN, is_dns1123_label, validate_dns1123_label};
+pub use fake_host::{FakeHost, LogRecord};
+pub use filter::{KeyFilter, glob_matches};
+pub use host::{HostApi, LogLevel};
+pub use policy::ReflectionPolicy;
+pub use types::{
+    ClusterIdentity, Decision, DecisionJson, KindRef, Manifest, NamespaceMapping,
+    NamespaceMappingJson, ReflectContext, kinds,
+};
