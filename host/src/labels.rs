@@ -14,3 +14,5 @@ pub const ALLOW_REFLECTION: &str = "liqo.io/allow-reflection";
 pub const ENDPOINTSLICE_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 /// Value of [`ENDPOINTSLICE_MANAGED_BY`] on reflected slices.
 pub const ENDPOINTSLICE_MANAGED_BY_REFLECTION: &str = "endpointslice.reflection.liqo.io";
+/// Annotation on a remote (twin) namespace: the name of the local namespace it comes from.
+pub const REMOTE_NAMESPACE_ORIGIN_NAME: &str = "liqo.io/remote-namespace-origin-name";

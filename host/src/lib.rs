@@ -6,10 +6,14 @@
 //! (remote namespace, ownership labels, no server-owned fields) after every plugin call.
 //!
 //! Modules:
+//! - [`api`]: CRD types (ForeignCluster, NamespaceOffloading, ReflectionPlugin), conditions, identity.
 //! - [`labels`]: label and annotation keys shared with Liqo.
 //! - [`invariants`]: the IO-free post-processing applied to every plugin output.
 //! - [`plugin`]: the only module that touches wasmtime: loading, limits, calls, metrics.
+//! - [`reflect`]: the reflection engine: caches, work queue, plugin calls, remote writes.
 
+pub mod api;
 pub mod invariants;
 pub mod labels;
 pub mod plugin;
+pub mod reflect;

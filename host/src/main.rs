@@ -1,5 +1,7 @@
 //! `liqo-host`: the host runtime binary.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use liqo_host::plugin::{PluginLimits, PluginMetrics, PluginRuntime, RuntimeConfig, builtin};
@@ -20,6 +22,13 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Prints the CustomResourceDefinitions as multi-document YAML, or writes one file per CRD.
+    Crd {
+        /// Write `<plural>.<group>.yaml` files into this directory (for example `deploy/crds`)
+        /// instead of printing to stdout.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -39,7 +48,26 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugins { output } => list_plugins(output),
+        Command::Crd { out_dir } => write_crds(out_dir.as_deref()),
     }
+}
+
+fn write_crds(out_dir: Option<&Path>) -> Result<()> {
+    let crds = liqo_host::api::crds();
+    let Some(dir) = out_dir else {
+        for crd in &crds {
+            print!("---\n{}", liqo_host::api::crd_yaml(crd));
+        }
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for crd in &crds {
+        let path = dir.join(liqo_host::api::crd_file_name(crd));
+        std::fs::write(&path, liqo_host::api::crd_yaml(crd))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn list_plugins(format: Format) -> Result<()> {

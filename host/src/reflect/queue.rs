@@ -1,0 +1,237 @@
+//! A deduplicating work queue with per-key exponential backoff.
+//!
+//! Semantics follow client-go's workqueue, which every Kubernetes controller author knows:
+//! a key is queued at most once; a key added while it is being processed is processed again
+//! after the current pass (never concurrently); failures retry with exponential backoff per key.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// Backoff settings of a queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Delay after the first failure.
+    pub base: Duration,
+    /// Upper bound of the delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(50),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+struct State<K> {
+    queue: VecDeque<K>,
+    queued: HashSet<K>,
+    processing: HashSet<K>,
+    dirty: HashSet<K>,
+    failures: HashMap<K, u32>,
+    shutdown: bool,
+}
+
+/// The queue. Clone the `Arc` to share it between producers and workers.
+pub struct WorkQueue<K> {
+    state: Mutex<State<K>>,
+    notify: Notify,
+    backoff: Backoff,
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
+    /// An empty queue.
+    pub fn new(backoff: Backoff) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                queued: HashSet::new(),
+                processing: HashSet::new(),
+                dirty: HashSet::new(),
+                failures: HashMap::new(),
+                shutdown: false,
+            }),
+            notify: Notify::new(),
+            backoff,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `key` unless it is already queued; if it is being processed, it is queued again
+    /// when that pass finishes.
+    pub fn add(&self, key: K) {
+        let mut s = self.lock();
+        if s.shutdown || s.queued.contains(&key) {
+            return;
+        }
+        if s.processing.contains(&key) {
+            s.dirty.insert(key);
+            return;
+        }
+        s.queued.insert(key.clone());
+        s.queue.push_back(key);
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Queues `key` after `delay` (from a background task).
+    pub fn add_after(self: &Arc<Self>, key: K, delay: Duration) {
+        let queue = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.add(key);
+        });
+    }
+
+    /// Records a failure of `key` and queues it again after its backoff delay.
+    pub fn retry(self: &Arc<Self>, key: K) -> Duration {
+        let delay = {
+            let mut s = self.lock();
+            let n = s.failures.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            backoff_delay(self.backoff, *n)
+        };
+        self.add_after(key, delay);
+        delay
+    }
+
+    /// Clears the failure count of `key` (after a success).
+    pub fn forget(&self, key: &K) {
+        self.lock().failures.remove(key);
+    }
+
+    /// Waits for the next key; `None` once the queue is shut down and drained.
+    pub async fn next(&self) -> Option<K> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut s = self.lock();
+                if let Some(key) = s.queue.pop_front() {
+                    s.queued.remove(&key);
+                    s.processing.insert(key.clone());
+                    if !s.queue.is_empty() {
+                        // Wake another worker: there is more to do.
+                        self.notify.notify_one();
+                    }
+                    return Some(key);
+                }
+                if s.shutdown {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks the pass over `key` finished; re-queues it if it was added meanwhile.
+    pub fn done(&self, key: &K) {
+        let mut s = self.lock();
+        s.processing.remove(key);
+        if s.dirty.remove(key) && !s.shutdown {
+            s.queued.insert(key.clone());
+            s.queue.push_back(key.clone());
+            drop(s);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Keys waiting (not counting those being processed).
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// True when no key waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys waiting or being processed: zero means the queue is idle.
+    pub fn pending(&self) -> usize {
+        let s = self.lock();
+        s.queue.len() + s.processing.len()
+    }
+
+    /// Stops handing out keys; workers' `next` returns `None`.
+    pub fn shutdown(&self) {
+        self.lock().shutdown = true;
+        self.notify.notify_waiters();
+    }
+}
+
+fn backoff_delay(b: Backoff, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    b.base.saturating_mul(1u32 << exp).min(b.max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn deduplicates_queued_keys() {
+        let q = WorkQueue::new(Backoff::default());
+        q.add("a");
+        q.add("a");
+        q.add("b");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.next().await, Some("a"));
+        assert_eq!(q.next().await, Some("b"));
+    }
+
+    #[tokio::test]
+    async fn a_key_added_while_processing_is_processed_again_after() {
+        let q = WorkQueue::new(Backoff::default());
+        q.add("a");
+        let k = q.next().await.unwrap();
+        q.add("a");
+        assert_eq!(q.len(), 0, "never handed out twice concurrently");
+        q.done(&k);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.next().await, Some("a"));
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_and_is_capped() {
+        let b = Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+        };
+        let d: Vec<_> = (1..=6).map(|n| backoff_delay(b, n).as_millis()).collect();
+        assert_eq!(d, vec![10, 20, 40, 80, 100, 100]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_requeues_after_the_delay_and_forget_resets() {
+        let q = WorkQueue::new(Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_secs(1),
+        });
+        assert_eq!(q.retry("a"), Duration::from_millis(10));
+        assert_eq!(q.retry("a"), Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        assert_eq!(q.next().await, Some("a"));
+        q.forget(&"a");
+        assert_eq!(q.retry("a"), Duration::from_millis(10));
+    }
+
+    #[tokio::test]
+    async fn shutdown_releases_waiting_workers() {
+        let q: Arc<WorkQueue<&str>> = WorkQueue::new(Backoff::default());
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { q.next().await })
+        };
+        tokio::task::yield_now().await;
+        q.shutdown();
+        assert_eq!(waiter.await.unwrap(), None);
+    }
+}

@@ -1,0 +1,451 @@
+//! One reflection pass over one key: read both caches, ask the plugin, write only if needed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::discovery::ApiResource;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use serde_json::Value;
+
+use super::engine::{Engine, KindSlot, PeerState, ReflectKey, slot_key};
+use super::intent;
+use crate::labels;
+use crate::plugin::{ObjectRef as PluginObjectRef, Outcome, ReflectCall};
+
+/// Event reasons, identical to Liqo's.
+pub mod reasons {
+    /// The remote copy was created or updated.
+    pub const SUCCESSFUL: &str = "SuccessfulReflection";
+    /// The pass failed or the remote object is not ours.
+    pub const FAILED: &str = "FailedReflection";
+    /// The plugin decided not to reflect the object.
+    pub const DISABLED: &str = "ReflectionDisabled";
+    /// Deleting the remote copy failed.
+    pub const FAILED_DELETION: &str = "FailedDeletion";
+}
+
+/// How a pass ended, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PassResult {
+    Applied,
+    Unchanged,
+    Deleted,
+    Skipped,
+    Conflict,
+    NotReady,
+    Error,
+}
+
+impl PassResult {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Deleted => "deleted",
+            Self::Skipped => "skipped",
+            Self::Conflict => "conflict",
+            Self::NotReady => "not_ready",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The JSON of a cached object with `apiVersion`/`kind` filled in (list responses omit them).
+pub(crate) fn object_json(object: &DynamicObject, resource: &ApiResource) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "apiVersion".into(),
+            Value::String(resource.api_version.clone()),
+        );
+        map.insert("kind".into(), Value::String(resource.kind.clone()));
+    }
+    value
+}
+
+/// Liqo's ownership test: both reflection labels with this peering's values. EndpointSlices
+/// need one more proof, because the remote EndpointSlice controller copies a Service's labels
+/// (ours included) onto the slices it manages: only slices marked as managed by reflection are
+/// ours.
+fn is_owned(object: &DynamicObject, local: &str, peer: &str) -> bool {
+    let labels = object.metadata.labels.as_ref();
+    let get = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+    let reflected = get(labels::ORIGIN) == Some(local) && get(labels::DESTINATION) == Some(peer);
+    let is_slice = object
+        .types
+        .as_ref()
+        .is_some_and(|t| t.kind == "EndpointSlice")
+        || get(labels::ENDPOINTSLICE_MANAGED_BY).is_some();
+    reflected
+        && (!is_slice
+            || get(labels::ENDPOINTSLICE_MANAGED_BY)
+                == Some(labels::ENDPOINTSLICE_MANAGED_BY_REFLECTION))
+}
+
+/// Runs one pass and schedules a retry when it fails.
+pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
+    let started = Instant::now();
+    let slot = &engine.inner.kinds[key.kind];
+    let result = pass(engine, key, slot).await;
+    let metrics = &engine.inner.metrics;
+    let queue = &engine.inner.queue;
+    let outcome = match result {
+        Ok(r) => {
+            if r == PassResult::NotReady {
+                queue.add_after(key.clone(), Duration::from_millis(100));
+            } else {
+                queue.forget(key);
+            }
+            r
+        }
+        Err(err) => {
+            let delay = queue.retry(key.clone());
+            tracing::warn!(
+                peer = %key.peer, namespace = %key.namespace, kind = %slot.kind.kind,
+                name = %key.name, retry_in = ?delay, "{err}"
+            );
+            PassResult::Error
+        }
+    };
+    metrics.pass(
+        &slot.kind.kind,
+        outcome.label(),
+        started.elapsed().as_secs_f64(),
+    );
+}
+
+async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<PassResult, String> {
+    let Some(peer) = engine.peer(&key.peer) else {
+        return Ok(PassResult::Skipped);
+    };
+    let Some(twin) = peer
+        .twins
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(key.namespace.as_ref())
+        .cloned()
+    else {
+        // The namespace is no longer offloaded to this peer.
+        return Ok(PassResult::Skipped);
+    };
+    let Some(local_cache) = engine.inner.local.get(&slot_key(slot)) else {
+        return Ok(PassResult::Skipped);
+    };
+    let remote_cache = &twin.caches[key.kind];
+    if !local_cache.is_ready() || !remote_cache.is_ready() {
+        return Ok(PassResult::NotReady);
+    }
+    let local = local_cache
+        .store
+        .get(&ObjectRef::new_with(&key.name, slot.resource.clone()).within(&key.namespace));
+    let remote = remote_cache
+        .store
+        .get(&ObjectRef::new_with(&key.name, slot.resource.clone()).within(&twin.remote));
+    let local_id = engine.inner.config.local.id.as_str();
+    let peer_id = peer.identity.id.as_str();
+    let live_local = local.filter(|o| o.metadata.deletion_timestamp.is_none());
+
+    if let Some(remote) = &remote
+        && !is_owned(remote, local_id, peer_id)
+    {
+        if let Some(local) = &live_local {
+            let note = format!(
+                "{} {}/{} already exists in cluster {} and is not managed by this peering; \
+                 it is left untouched and reflection resumes when it is removed",
+                slot.kind.kind, twin.remote, key.name, peer.identity.name
+            );
+            publish(
+                engine,
+                local,
+                &slot.resource,
+                EventType::Warning,
+                reasons::FAILED,
+                note,
+            )
+            .await;
+        }
+        return Ok(PassResult::Conflict);
+    }
+
+    let Some(local) = live_local else {
+        return delete_remote(engine, &peer, slot, &twin.remote, remote.as_deref(), None).await;
+    };
+
+    let object = object_json(&local, &slot.resource);
+    let call = ReflectCall {
+        local_cluster: &engine.inner.config.local,
+        remote_cluster: &peer.identity,
+        remote_namespace: &twin.remote,
+        services: &peer.services,
+    };
+    let object_ref = PluginObjectRef {
+        api_version: slot.resource.api_version.clone(),
+        kind: slot.resource.kind.clone(),
+        namespace: key.namespace.to_string(),
+        name: key.name.to_string(),
+    };
+    // Plugin calls are short (tens of microseconds) and bounded by their CPU limit, so they run
+    // on the worker task instead of paying a thread hop per call.
+    let outcome = slot
+        .plugin
+        .reflect_json(&call, &object_ref, &object.to_string());
+    let mut desired = match outcome {
+        Err(err) => {
+            publish(
+                engine,
+                &local,
+                &slot.resource,
+                EventType::Warning,
+                reasons::FAILED,
+                err.to_string(),
+            )
+            .await;
+            return Err(err.to_string());
+        }
+        Ok(Outcome::Skip(reason)) => {
+            let had_remote = remote.is_some();
+            let result = delete_remote(
+                engine,
+                &peer,
+                slot,
+                &twin.remote,
+                remote.as_deref(),
+                Some(&local),
+            )
+            .await?;
+            if had_remote {
+                let note = format!(
+                    "reflection to cluster {} disabled: {reason}",
+                    peer.identity.name
+                );
+                publish(
+                    engine,
+                    &local,
+                    &slot.resource,
+                    EventType::Normal,
+                    reasons::DISABLED,
+                    note,
+                )
+                .await;
+            }
+            return Ok(if result == PassResult::Deleted {
+                result
+            } else {
+                PassResult::Skipped
+            });
+        }
+        Ok(Outcome::Apply(desired)) => desired,
+    };
+    intent::stamp(&mut desired);
+    if let Some(remote) = &remote {
+        let remote_json = object_json(remote, &slot.resource);
+        if intent::up_to_date(&desired, &remote_json) {
+            return Ok(PassResult::Unchanged);
+        }
+    }
+    apply_remote(
+        engine,
+        &peer,
+        slot,
+        &twin.remote,
+        &key.name,
+        &desired,
+        remote.as_deref(),
+        &local,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_remote(
+    engine: &Engine,
+    peer: &Arc<PeerState>,
+    slot: &KindSlot,
+    namespace: &str,
+    name: &str,
+    desired: &Value,
+    remote: Option<&DynamicObject>,
+    local: &DynamicObject,
+) -> Result<PassResult, String> {
+    let api = Api::<DynamicObject>::namespaced_with(peer.client.clone(), namespace, &slot.resource);
+    let params = PatchParams::apply(labels::FIELD_MANAGER).force();
+    engine.inner.metrics.write(&peer.identity.id, "apply");
+    tracing::debug!(peer = %peer.identity.id, namespace, kind = %slot.kind.kind, %name, "applying remote copy");
+    let applied = match api.patch(name, &params, &Patch::Apply(desired)).await {
+        Ok(o) => o,
+        Err(kube::Error::Api(status))
+            if status.code == 422 && is_immutable(&status.message) && remote.is_some() =>
+        {
+            // A change the API server refuses in place (ClusterIP <-> headless, for example):
+            // the remote copy is ours, so it is replaced. Clients in the peer see a new
+            // ClusterIP, exactly as they would if the Service had been re-created locally.
+            let uid = remote.and_then(|r| r.metadata.uid.clone());
+            engine.inner.metrics.write(&peer.identity.id, "delete");
+            api.delete(
+                name,
+                &DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid,
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "replacing {} {namespace}/{name} in {}: delete failed: {e}",
+                    slot.kind.kind, peer.identity.name
+                )
+            })?;
+            engine.inner.metrics.write(&peer.identity.id, "apply");
+            api.patch(name, &params, &Patch::Apply(desired))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "re-creating {} {namespace}/{name} in {}: {e}",
+                        slot.kind.kind, peer.identity.name
+                    )
+                })?
+        }
+        Err(err) => {
+            let note = format!("reflection to cluster {} failed: {err}", peer.identity.name);
+            publish(
+                engine,
+                local,
+                &slot.resource,
+                EventType::Warning,
+                reasons::FAILED,
+                note.clone(),
+            )
+            .await;
+            return Err(note);
+        }
+    };
+    let changed = remote.and_then(|r| r.metadata.resource_version.as_deref())
+        != applied.metadata.resource_version.as_deref();
+    if changed {
+        let note = format!(
+            "{} reflected to cluster {} (namespace {namespace})",
+            slot.kind.kind, peer.identity.name
+        );
+        publish(
+            engine,
+            local,
+            &slot.resource,
+            EventType::Normal,
+            reasons::SUCCESSFUL,
+            note,
+        )
+        .await;
+        Ok(PassResult::Applied)
+    } else {
+        Ok(PassResult::Unchanged)
+    }
+}
+
+fn is_immutable(message: &str) -> bool {
+    message.contains("immutable")
+        || message.contains("may not change")
+        || message.contains("may not be changed")
+}
+
+/// Deletes the remote copy if it exists and is ours, with a UID precondition so a copy
+/// re-created meanwhile by someone else is never removed.
+async fn delete_remote(
+    engine: &Engine,
+    peer: &Arc<PeerState>,
+    slot: &KindSlot,
+    namespace: &str,
+    remote: Option<&DynamicObject>,
+    local: Option<&DynamicObject>,
+) -> Result<PassResult, String> {
+    let Some(remote) = remote else {
+        return Ok(PassResult::Unchanged);
+    };
+    if !is_owned(remote, &engine.inner.config.local.id, &peer.identity.id) {
+        return Ok(PassResult::Conflict);
+    }
+    if remote.metadata.deletion_timestamp.is_some() {
+        return Ok(PassResult::Unchanged);
+    }
+    let name = remote.metadata.name.clone().unwrap_or_default();
+    let api = Api::<DynamicObject>::namespaced_with(peer.client.clone(), namespace, &slot.resource);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: remote.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    engine.inner.metrics.write(&peer.identity.id, "delete");
+    tracing::debug!(peer = %peer.identity.id, namespace, kind = %slot.kind.kind, %name, "deleting remote copy");
+    match api.delete(&name, &params).await {
+        Ok(_) => Ok(PassResult::Deleted),
+        // Already gone, or replaced by another object (precondition failed): nothing of ours
+        // is left to delete.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(PassResult::Unchanged),
+        Err(err) => {
+            let note = format!(
+                "deleting {} {namespace}/{name} in cluster {} failed: {err}",
+                slot.kind.kind, peer.identity.name
+            );
+            if let Some(local) = local {
+                publish(
+                    engine,
+                    local,
+                    &slot.resource,
+                    EventType::Warning,
+                    reasons::FAILED_DELETION,
+                    note.clone(),
+                )
+                .await;
+            }
+            Err(note)
+        }
+    }
+}
+
+async fn publish(
+    engine: &Engine,
+    object: &DynamicObject,
+    resource: &ApiResource,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let reference = ObjectReference {
+        api_version: Some(resource.api_version.clone()),
+        kind: Some(resource.kind.clone()),
+        name: object.metadata.name.clone(),
+        namespace: object.metadata.namespace.clone(),
+        uid: object.metadata.uid.clone(),
+        resource_version: object.metadata.resource_version.clone(),
+        field_path: None,
+    };
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, 1000)),
+        action: "Reflect".to_string(),
+        secondary: None,
+    };
+    engine.inner.metrics.write("local", "event");
+    if let Err(err) = engine.inner.recorder.publish(&event, &reference).await {
+        tracing::debug!(%err, "could not publish event");
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}

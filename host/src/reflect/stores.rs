@@ -1,0 +1,93 @@
+//! Watched caches: a kube-runtime watcher feeding a reflector store, with a readiness flag and
+//! a callback per change. The engine never acts on a cache that has not completed its first
+//! list: an unsynced local cache would look like "every object was deleted".
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::watcher::{self, Event};
+use tokio::task::AbortHandle;
+
+/// What a watch reports to the engine.
+#[derive(Debug, Clone)]
+pub(crate) enum Signal<'a> {
+    /// An object was added, changed or deleted.
+    Object { namespace: &'a str, name: &'a str },
+    /// A (re)list completed: objects may have vanished without a delete event.
+    Synced,
+}
+
+/// A cache kept current by a background watch; dropping it stops the watch.
+pub(crate) struct WatchedCache {
+    pub store: Store<DynamicObject>,
+    resource: ApiResource,
+    ready: Arc<AtomicBool>,
+    task: AbortHandle,
+}
+
+impl Drop for WatchedCache {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WatchedCache {
+    /// Starts watching `api` (objects of `resource`), calling `on_signal` for every change.
+    pub fn start(
+        api: Api<DynamicObject>,
+        resource: ApiResource,
+        label: String,
+        on_signal: impl Fn(Signal<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        let writer = Writer::new(resource.clone());
+        let store = writer.as_reader();
+        let ready = Arc::new(AtomicBool::new(false));
+        let ready_flag = ready.clone();
+        let stream = reflector::reflector(
+            writer,
+            watcher::watcher(api, watcher::Config::default()).default_backoff(),
+        );
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Apply(o) | Event::InitApply(o) | Event::Delete(o)) => {
+                        let namespace = o.metadata.namespace.as_deref().unwrap_or("");
+                        let name = o.metadata.name.as_deref().unwrap_or("");
+                        on_signal(Signal::Object { namespace, name });
+                    }
+                    Ok(Event::InitDone) => {
+                        ready_flag.store(true, Ordering::Release);
+                        on_signal(Signal::Synced);
+                    }
+                    Ok(Event::Init) => {}
+                    Err(err) => {
+                        tracing::warn!(watch = %label, %err, "watch failed; retrying with backoff")
+                    }
+                }
+            }
+        })
+        .abort_handle();
+        Self {
+            store,
+            resource,
+            ready,
+            task,
+        }
+    }
+
+    /// The API resource this cache holds.
+    pub fn store_resource(&self) -> ApiResource {
+        self.resource.clone()
+    }
+
+    /// True once the first list completed.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
