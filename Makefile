@@ -40,6 +40,10 @@ test: setup lint testenv ## Lint, then every test (unit, wasm runtime, real cont
 bench-plugins: setup ## Plugin call cost: wasm vs native, prints a table and writes target/bench/plugins.json
 	$(CARGO) bench -p liqo-host --bench plugin_calls --locked
 
+.PHONY: manifests
+manifests: setup ## Regenerate deploy/crds from the Rust types (a test fails when they are stale)
+	$(CARGO) run -p liqo-host --locked -- crd --out-dir deploy/crds
+
 .PHONY: demo
 demo: ## The seed scenario on two local control planes (not available yet)
 	@echo "make demo is not available yet: it lands with the seed-scenario issue (see README)."; exit 2

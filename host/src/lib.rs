@@ -10,10 +10,18 @@
 //! - [`labels`]: label and annotation keys shared with Liqo.
 //! - [`invariants`]: the IO-free post-processing applied to every plugin output.
 //! - [`plugin`]: the only module that touches wasmtime: loading, limits, calls, metrics.
+//! - [`peering`]: ForeignClusters become peers of the engine (credential, health, columns).
+//! - [`offloading`]: NamespaceOffloadings become twin namespaces and reflection.
 //! - [`reflect`]: the reflection engine: caches, work queue, plugin calls, remote writes.
+//! - [`telemetry`]: `/metrics`, `/healthz`, `/readyz` server and `tracing` setup.
+//! - [`leader`]: leader election through a Lease, so two replicas never write at once.
 
 pub mod api;
 pub mod invariants;
 pub mod labels;
+pub mod leader;
+pub mod offloading;
+pub mod peering;
 pub mod plugin;
 pub mod reflect;
+pub mod telemetry;

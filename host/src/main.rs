@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use liqo_host::plugin::{PluginLimits, PluginMetrics, PluginRuntime, RuntimeConfig, builtin};
 
+mod cmd;
+
 /// The liqo host runtime: reflects offloaded namespaces to peered clusters through WASM plugins.
 #[derive(Parser)]
 #[command(name = "liqo-host", version, about)]
@@ -16,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the host: watches ForeignClusters and NamespaceOffloadings and reflects offloaded
+    /// namespaces to peers. Serves /metrics, /healthz and /readyz.
+    Run(Box<cmd::run::RunArgs>),
     /// Lists the built-in plugins with their manifests (loaded through the real runtime).
     Plugins {
         /// Output format.
@@ -39,15 +44,17 @@ enum Format {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Plugins { output } => list_plugins(output),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?
+            .block_on(cmd::run::run(*args)),
+        Command::Plugins { output } => {
+            liqo_host::telemetry::init_tracing(false);
+            list_plugins(output)
+        }
         Command::Crd { out_dir } => write_crds(out_dir.as_deref()),
     }
 }

@@ -557,6 +557,22 @@ async fn skip_annotation_removes_and_restores_the_copy() {
     p.create_local(flights()).await;
     p.wait_remote("reflected", "flights-service", |_| true)
         .await;
+    // The Service's EndpointSlice (empty: no pods) follows its Service.
+    let reflected_slices = || async {
+        Api::<EndpointSlice>::namespaced(p.newyork.clone(), &p.namespace)
+            .list(&ListParams::default().labels(
+                "kubernetes.io/service-name=flights-service,endpointslice.kubernetes.io/managed-by=endpointslice.reflection.liqo.io",
+            ))
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    eventually("the slice reflected", WAIT, || async {
+        (reflected_slices().await == 1).then_some(())
+    })
+    .await;
+
     let skip = json!({"metadata": {"annotations": {"liqo.io/skip-reflection": "true"}}});
     p.services(&p.london)
         .patch(
@@ -567,6 +583,20 @@ async fn skip_annotation_removes_and_restores_the_copy() {
         .await
         .unwrap();
     p.wait_remote_gone("flights-service").await;
+    eventually("the slice removed with its Service", WAIT, || async {
+        (reflected_slices().await == 0).then_some(())
+    })
+    .await;
+    let events = Api::<Event>::namespaced(p.london.clone(), &p.namespace);
+    eventually("a ReflectionDisabled event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ReflectionDisabled"))
+            .then_some(())
+    })
+    .await;
+
     let unskip = json!({"metadata": {"annotations": {"liqo.io/skip-reflection": null}}});
     p.services(&p.london)
         .patch(
@@ -578,6 +608,10 @@ async fn skip_annotation_removes_and_restores_the_copy() {
         .unwrap();
     p.wait_remote("reflected again", "flights-service", |_| true)
         .await;
+    eventually("the slice reflected again", WAIT, || async {
+        (reflected_slices().await == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ pub use limits::PluginLimits;
 pub use mapper::NamespaceMapperPlugin;
 pub use metrics::PluginMetrics;
 pub use reflector::{CallServices, ReflectCall, ReflectorPlugin};
-pub use runtime::{PluginRuntime, RuntimeConfig};
+pub use runtime::{PluginRuntime, RuntimeConfig, default_cache_dir};
 pub use types::{ClusterIdentity, KindRef, Manifest, NamespaceMapping, ObjectRef, Outcome};
 
 /// The WIT package version this host implements. Components built against another version are

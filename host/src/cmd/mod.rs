@@ -1,0 +1,3 @@
+//! Subcommands of the liqo-host binary that need more than a few lines.
+
+pub mod run;

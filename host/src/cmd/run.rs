@@ -1,0 +1,275 @@
+//! `liqo-host run`: the host as a process (in a Deployment or on a developer's machine).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use liqo_host::api::identity::{
+    CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig,
+};
+use liqo_host::leader::{self, LeaderConfig};
+use liqo_host::offloading::{self, OffloadingContext};
+use liqo_host::peering::{self, Peers};
+use liqo_host::plugin::{
+    ClusterIdentity, PluginLimits, PluginMetrics, PluginRuntime, RuntimeConfig, builtin,
+};
+use liqo_host::reflect::{Engine, EngineConfig, EngineMetrics};
+use liqo_host::telemetry::Telemetry;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+/// Flags of `liqo-host run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Kubeconfig of this cluster (default: in-cluster config, then $KUBECONFIG, then
+    /// ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// This cluster's id; default: the liqo/liqo-clusterid-configmap written by `liqoctl install`.
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// This cluster's name (default: the id).
+    #[arg(long)]
+    cluster_name: Option<String>,
+    /// Concurrent reflection passes.
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    metrics_addr: SocketAddr,
+    /// Disable leader election (only with a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Namespace of the leader election Lease.
+    #[arg(long, default_value = "liqo")]
+    leader_election_namespace: String,
+    /// Reflection policy of the built-in plugins: DenyList reflects everything without
+    /// `liqo.io/skip-reflection`; AllowList only what has `liqo.io/allow-reflection`.
+    #[arg(long, value_enum, default_value_t = Policy::DenyList)]
+    reflection_policy: Policy,
+    /// Directory of the compiled-plugin cache (default: ~/.cache/liqo/components).
+    #[arg(long)]
+    plugin_cache_dir: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[value(rename_all = "verbatim")]
+enum Policy {
+    DenyList,
+    AllowList,
+}
+
+async fn client(args: &RunArgs) -> Result<Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let options = KubeConfigOptions {
+                context: args.context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster")?,
+    };
+    Client::try_from(config).context("creating the Kubernetes client")
+}
+
+async fn identity(args: &RunArgs, client: &Client) -> Result<ClusterIdentity> {
+    if let Some(id) = &args.cluster_id {
+        return Ok(ClusterIdentity {
+            id: id.clone(),
+            name: args.cluster_name.clone().unwrap_or_else(|| id.clone()),
+        });
+    }
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .get_opt(CLUSTER_IDENTITY_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!("reading ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
+        })?;
+    let Some(cm) = cm else {
+        bail!(
+            "ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP} not found: run \
+             `liqoctl install` on this cluster, or pass --cluster-id"
+        );
+    };
+    let config = ClusterIdentityConfig::from_config_map(&cm)?;
+    Ok(ClusterIdentity {
+        id: config.cluster_id,
+        name: config.cluster_name,
+    })
+}
+
+/// Runs the host until SIGINT/SIGTERM, or until leadership is lost.
+pub async fn run(args: RunArgs) -> Result<()> {
+    liqo_host::telemetry::init_tracing(args.log_json);
+    let client = client(&args).await?;
+    let local = identity(&args, &client).await?;
+    tracing::info!(cluster_id = %local.id, cluster_name = %local.name, "starting liqo-host");
+
+    let plugin_metrics = PluginMetrics::default();
+    let engine_metrics = EngineMetrics::default();
+    let mut registry = Registry::default();
+    plugin_metrics.register(&mut registry);
+    engine_metrics.register(&mut registry);
+
+    let runtime = PluginRuntime::new(
+        RuntimeConfig {
+            cache_dir: args
+                .plugin_cache_dir
+                .clone()
+                .or_else(liqo_host::plugin::default_cache_dir),
+            max_idle_instances: args.workers,
+            ..RuntimeConfig::default()
+        },
+        plugin_metrics,
+    )?;
+    let config = format!(r#"{{"reflectionPolicy":"{:?}"}}"#, args.reflection_policy);
+    let plugins = builtin::REFLECTORS
+        .iter()
+        .map(|(source, bytes)| {
+            runtime.load_reflector(source, bytes, PluginLimits::default(), &config)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mapper = runtime.load_namespace_mapper(
+        builtin::NAMESPACE_SOURCE,
+        builtin::NAMESPACE,
+        PluginLimits::default(),
+    )?;
+
+    let telemetry = Telemetry::new(registry);
+    let bound = telemetry
+        .clone()
+        .bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("listening on {} for metrics and probes", args.metrics_addr))?;
+    tracing::info!(addr = %bound.local_addr(), "serving /metrics, /healthz, /readyz");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let server = tokio::spawn(bound.serve(stopped()));
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    let leadership = if args.no_leader_election {
+        None
+    } else {
+        let config = LeaderConfig {
+            namespace: args.leader_election_namespace.clone(),
+            ..LeaderConfig::default()
+        };
+        let mut leadership = leader::elect(client.clone(), config).await?;
+        tracing::info!("waiting for leadership");
+        tokio::select! {
+            won = leadership.wait_until_leader() => won?,
+            _ = stopped() => { return Ok(()); }
+        }
+        tracing::info!("leading: reflection starts");
+        let mut changes = leadership.subscribe();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                if !*changes.borrow() {
+                    tracing::error!("leadership lost: stopping so that only the new leader writes");
+                    let _ = stop_tx.send(true);
+                    break;
+                }
+            }
+        });
+        Some(leadership)
+    };
+
+    let engine = Engine::start(
+        client.clone(),
+        EngineConfig {
+            local: local.clone(),
+            workers: args.workers,
+            backoff: Default::default(),
+        },
+        plugins,
+        engine_metrics.clone(),
+    );
+    {
+        let engine = engine.clone();
+        telemetry.add_check(
+            "local-caches",
+            Arc::new(move || engine.local_caches_ready()),
+        );
+    }
+    let peers = Peers::default();
+    let engine_task = tokio::spawn({
+        let engine = engine.clone();
+        let stop = stopped();
+        async move { engine.run(stop).await }
+    });
+    let peering_task = tokio::spawn(peering::run(
+        client.clone(),
+        engine.clone(),
+        peers.clone(),
+        engine_metrics.clone(),
+        stopped(),
+    ));
+    let offloading_task = tokio::spawn(offloading::run(
+        OffloadingContext {
+            client,
+            local,
+            engine,
+            peers,
+            mapper,
+            metrics: engine_metrics,
+        },
+        stopped(),
+    ));
+    telemetry.set_ready(true);
+
+    let _ = tokio::join!(engine_task, peering_task, offloading_task);
+    if let Some(leadership) = leadership
+        && let Err(err) = leadership.release().await
+    {
+        tracing::warn!(%err, "could not release the leader Lease");
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

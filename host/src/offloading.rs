@@ -1,0 +1,465 @@
+//! Offloading: NamespaceOffloading objects become twin namespaces in the selected peers and
+//! reflection of the namespace towards them.
+//!
+//! For each NamespaceOffloading and each selected peer the controller asks the namespace plugin
+//! for the remote name and Namespace object, creates the namespace in the peer (never adopting
+//! one it did not create), starts reflection, and reports per-peer conditions and a phase. A
+//! finalizer stops reflection and deletes the twin namespaces that are ours on deletion.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::api::ConditionStatus;
+use crate::api::conditions::{self, now, upsert_condition};
+use crate::api::foreign_cluster::ForeignCluster;
+use crate::api::namespace_offloading::{
+    NamespaceOffloading, NamespaceOffloadingStatus, OffloadingPhase, PodOffloadingStrategy,
+    RemoteNamespaceCondition, RemoteNamespaceConditionType,
+};
+use crate::labels;
+use crate::peering::{Peer, Peers};
+use crate::plugin::{ClusterIdentity, NamespaceMapperPlugin};
+use crate::reflect::{Engine, EngineMetrics};
+
+/// Finalizer the host puts on NamespaceOffloadings so twin namespaces are always cleaned up.
+pub const OFFLOADING_FINALIZER: &str = "offloading.liqo.io/finalizer";
+
+/// Everything the controller needs.
+pub struct OffloadingContext {
+    /// Client of this cluster.
+    pub client: Client,
+    /// This cluster's identity.
+    pub local: ClusterIdentity,
+    /// The reflection engine.
+    pub engine: Engine,
+    /// Established peers.
+    pub peers: Peers,
+    /// The namespace mapper plugin.
+    pub mapper: Arc<NamespaceMapperPlugin>,
+    /// Write counters.
+    pub metrics: EngineMetrics,
+}
+
+/// Errors of one reconcile; messages name the object.
+#[derive(Debug, thiserror::Error)]
+pub enum OffloadingError {
+    /// An API request failed.
+    #[error("NamespaceOffloading {namespace}/offloading: {source}")]
+    Kube {
+        /// The offloaded namespace.
+        namespace: String,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: OffloadingContext,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<NamespaceOffloading> = Api::all(ctx.client.clone());
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    // A peer that appears, changes or goes re-evaluates every offloaded namespace.
+    let controller = controller.watches(
+        Api::<ForeignCluster>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        move |_| {
+            store
+                .state()
+                .iter()
+                .map(|o| ObjectRef::from_obj(o.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    );
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(%err, "offloading reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(
+    o: Arc<NamespaceOffloading>,
+    err: &finalizer::Error<OffloadingError>,
+    _: Arc<OffloadingContext>,
+) -> Action {
+    tracing::warn!(namespace = %o.namespace().unwrap_or_default(), "{err}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(
+    o: Arc<NamespaceOffloading>,
+    ctx: Arc<OffloadingContext>,
+) -> Result<Action, finalizer::Error<OffloadingError>> {
+    let namespace = o.namespace().unwrap_or_default();
+    let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer::finalizer(&api, OFFLOADING_FINALIZER, o, |event| async {
+        match event {
+            FinalizerEvent::Apply(o) => apply(&o, &ctx).await,
+            FinalizerEvent::Cleanup(o) => cleanup(&o, &ctx).await,
+        }
+    })
+    .await
+}
+
+/// The result of ensuring the twin namespace in one peer.
+struct PeerOutcome {
+    ready: bool,
+    reason: &'static str,
+    message: String,
+}
+
+async fn apply(
+    o: &NamespaceOffloading,
+    ctx: &OffloadingContext,
+) -> Result<Action, OffloadingError> {
+    let namespace = o.namespace().unwrap_or_default();
+    let mut status = o.status.clone().unwrap_or_default();
+    status.observed_generation = o.metadata.generation;
+
+    if o.spec.pod_offloading_strategy != PodOffloadingStrategy::Local {
+        for peer in ctx.peers.list() {
+            ctx.engine.unoffload(&peer.identity.id, &namespace);
+        }
+        status.offloading_phase = Some(OffloadingPhase::AllFailed);
+        status.message = Some(format!(
+            "podOffloadingStrategy {} is not supported: only Local (pods stay in this cluster) is. \
+             Run `liqoctl unoffload namespace {namespace}` and offload again with \
+             --pod-offloading-strategy Local",
+            o.spec.pod_offloading_strategy.as_str()
+        ));
+        write_status(o, status, ctx).await?;
+        return Ok(Action::await_change());
+    }
+
+    let spec_json = serde_json::to_value(&o.spec).unwrap_or_default();
+    let mut outcomes: BTreeMap<String, PeerOutcome> = BTreeMap::new();
+    let mut selected = 0;
+    let mut remote_name: Option<String> = None;
+    for peer in ctx.peers.list() {
+        let id = peer.identity.id.clone();
+        let conds = status
+            .remote_namespaces_conditions
+            .entry(id.clone())
+            .or_default();
+        if !selects(o.spec.cluster_selector.as_ref(), &peer) {
+            upsert_condition(
+                conds,
+                RemoteNamespaceCondition::new(
+                    RemoteNamespaceConditionType::OffloadingRequired,
+                    ConditionStatus::False,
+                    conditions::REASON_CLUSTER_NOT_SELECTED,
+                    "the cluster selector does not match this peer",
+                ),
+                now(),
+            );
+            ctx.engine.unoffload(&id, &namespace);
+            continue;
+        }
+        selected += 1;
+        upsert_condition(
+            conds,
+            RemoteNamespaceCondition::new(
+                RemoteNamespaceConditionType::OffloadingRequired,
+                ConditionStatus::True,
+                conditions::REASON_CLUSTER_SELECTED,
+                "the cluster selector matches this peer",
+            ),
+            now(),
+        );
+        let outcome =
+            match ctx
+                .mapper
+                .map_namespace(&ctx.local, &peer.identity, &namespace, &spec_json)
+            {
+                Err(err) => PeerOutcome {
+                    ready: false,
+                    reason: "InvalidMapping",
+                    message: err.to_string(),
+                },
+                Ok(mapping) => {
+                    remote_name = Some(mapping.remote_name.clone());
+                    let outcome =
+                        ensure_twin(&peer, &mapping.remote_name, &mapping.namespace_object, ctx)
+                            .await;
+                    if outcome.ready {
+                        ctx.engine.offload(&id, &namespace, &mapping.remote_name);
+                    } else {
+                        ctx.engine.unoffload(&id, &namespace);
+                    }
+                    outcome
+                }
+            };
+        outcomes.insert(id, outcome);
+    }
+    // Peers that are gone keep no condition.
+    let known: Vec<String> = ctx
+        .peers
+        .list()
+        .into_iter()
+        .map(|p| p.identity.id)
+        .collect();
+    status
+        .remote_namespaces_conditions
+        .retain(|id, _| known.contains(id));
+
+    for (id, outcome) in &outcomes {
+        let conds = status
+            .remote_namespaces_conditions
+            .entry(id.clone())
+            .or_default();
+        upsert_condition(
+            conds,
+            RemoteNamespaceCondition::new(
+                RemoteNamespaceConditionType::Ready,
+                if outcome.ready {
+                    ConditionStatus::True
+                } else {
+                    ConditionStatus::False
+                },
+                outcome.reason,
+                outcome.message.clone(),
+            ),
+            now(),
+        );
+    }
+    let ready = outcomes.values().filter(|o| o.ready).count();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, o)| !o.ready)
+        .map(|(id, o)| format!("{id}: {}", o.message))
+        .collect();
+    status.offloading_phase = Some(if selected == 0 {
+        OffloadingPhase::NoClusterSelected
+    } else if ready == selected {
+        OffloadingPhase::Ready
+    } else if ready == 0 && failed.len() == selected {
+        if selected == 1 {
+            OffloadingPhase::SomeFailed
+        } else {
+            OffloadingPhase::AllFailed
+        }
+    } else {
+        OffloadingPhase::SomeFailed
+    });
+    status.remote_namespace_name = remote_name.or(status.remote_namespace_name);
+    status.message = if failed.is_empty() {
+        None
+    } else {
+        Some(failed.join("; "))
+    };
+    write_status(o, status, ctx).await?;
+    // Failures are retried until they clear (for example a foreign namespace is removed).
+    Ok(if failed.is_empty() {
+        Action::requeue(Duration::from_secs(300))
+    } else {
+        Action::requeue(Duration::from_secs(2))
+    })
+}
+
+/// Creates the twin namespace in `peer` unless it exists; never adopts one that is not ours.
+async fn ensure_twin(
+    peer: &Peer,
+    remote_name: &str,
+    object: &serde_json::Value,
+    ctx: &OffloadingContext,
+) -> PeerOutcome {
+    let api: Api<Namespace> = Api::all(peer.client.clone());
+    match api.get_opt(remote_name).await {
+        Err(err) => PeerOutcome {
+            ready: false,
+            reason: conditions::REASON_CREATION_LOOP_BACKOFF,
+            message: format!(
+                "cannot read namespace {remote_name} in {}: {err}",
+                peer.identity.name
+            ),
+        },
+        Ok(Some(existing)) => {
+            if !owned(&existing, &ctx.local.id, &peer.identity.id) {
+                return PeerOutcome {
+                    ready: false,
+                    reason: conditions::REASON_CREATION_LOOP_BACKOFF,
+                    message: format!(
+                        "namespace {remote_name} already exists in cluster {} and was not created by \
+                         this peering; it is never adopted: remove it, or offload with another \
+                         --namespace-mapping-strategy or --remote-namespace-name",
+                        peer.identity.name
+                    ),
+                };
+            }
+            if existing.metadata.deletion_timestamp.is_some() {
+                return PeerOutcome {
+                    ready: false,
+                    reason: conditions::REASON_CREATING,
+                    message: format!(
+                        "namespace {remote_name} in {} is still terminating",
+                        peer.identity.name
+                    ),
+                };
+            }
+            PeerOutcome {
+                ready: true,
+                reason: conditions::REASON_NAMESPACE_CREATED,
+                message: format!("namespace {remote_name} is ready in {}", peer.identity.name),
+            }
+        }
+        Ok(None) => {
+            ctx.metrics.write(&peer.identity.id, "apply");
+            let params = PatchParams::apply(labels::FIELD_MANAGER);
+            match api.patch(remote_name, &params, &Patch::Apply(object)).await {
+                Ok(_) => PeerOutcome {
+                    ready: true,
+                    reason: conditions::REASON_NAMESPACE_CREATED,
+                    message: format!("namespace {remote_name} created in {}", peer.identity.name),
+                },
+                Err(err) => PeerOutcome {
+                    ready: false,
+                    reason: conditions::REASON_CREATION_LOOP_BACKOFF,
+                    message: format!(
+                        "cannot create namespace {remote_name} in {}: {err}",
+                        peer.identity.name
+                    ),
+                },
+            }
+        }
+    }
+}
+
+fn owned(ns: &Namespace, local: &str, peer: &str) -> bool {
+    let l = ns.metadata.labels.as_ref();
+    l.and_then(|l| l.get(labels::ORIGIN)).map(String::as_str) == Some(local)
+        && l.and_then(|l| l.get(labels::DESTINATION))
+            .map(String::as_str)
+            == Some(peer)
+}
+
+/// `matchLabels` and `matchExpressions` (In, NotIn, Exists, DoesNotExist) over the
+/// ForeignCluster's labels; absent or empty selects every peer.
+fn selects(selector: Option<&LabelSelector>, peer: &Peer) -> bool {
+    let Some(sel) = selector else { return true };
+    let labels = &peer.labels;
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+async fn cleanup(
+    o: &NamespaceOffloading,
+    ctx: &OffloadingContext,
+) -> Result<Action, OffloadingError> {
+    let namespace = o.namespace().unwrap_or_default();
+    let mut status = o.status.clone().unwrap_or_default();
+    if status.offloading_phase != Some(OffloadingPhase::Terminating) {
+        status.offloading_phase = Some(OffloadingPhase::Terminating);
+        // The finalizer is removed right after; a failed status write must not block it.
+        let _ = write_status(o, status.clone(), ctx).await;
+    }
+    for peer in ctx.peers.list() {
+        ctx.engine.unoffload(&peer.identity.id, &namespace);
+        let Some(remote_name) = status.remote_namespace_name.clone() else {
+            continue;
+        };
+        let api: Api<Namespace> = Api::all(peer.client.clone());
+        if let Ok(Some(existing)) = api.get_opt(&remote_name).await
+            && owned(&existing, &ctx.local.id, &peer.identity.id)
+            && existing.metadata.deletion_timestamp.is_none()
+        {
+            ctx.metrics.write(&peer.identity.id, "delete");
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: existing.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            api.delete(&remote_name, &params)
+                .await
+                .map_err(|source| OffloadingError::Kube {
+                    namespace: namespace.clone(),
+                    source,
+                })?;
+            tracing::info!(peer = %peer.identity.id, %remote_name, "twin namespace deleted");
+        }
+    }
+    Ok(Action::await_change())
+}
+
+async fn write_status(
+    o: &NamespaceOffloading,
+    status: NamespaceOffloadingStatus,
+    ctx: &OffloadingContext,
+) -> Result<(), OffloadingError> {
+    let namespace = o.namespace().unwrap_or_default();
+    if o.status
+        .as_ref()
+        .is_some_and(|old| same_status(old, &status))
+    {
+        return Ok(());
+    }
+    ctx.metrics.write("local", "status");
+    Api::<NamespaceOffloading>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &o.name_any(),
+            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &Patch::Apply(json!({
+                "apiVersion": "offloading.liqo.io/v1beta1",
+                "kind": "NamespaceOffloading",
+                "status": status,
+            })),
+        )
+        .await
+        .map_err(|source| OffloadingError::Kube { namespace, source })?;
+    Ok(())
+}
+
+fn same_status(a: &NamespaceOffloadingStatus, b: &NamespaceOffloadingStatus) -> bool {
+    let strip = |s: &NamespaceOffloadingStatus| {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Some(map) = v
+            .get_mut("remoteNamespacesConditions")
+            .and_then(|m| m.as_object_mut())
+        {
+            for conds in map.values_mut() {
+                for c in conds.as_array_mut().into_iter().flatten() {
+                    if let Some(o) = c.as_object_mut() {
+                        o.remove("lastTransitionTime");
+                    }
+                }
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
