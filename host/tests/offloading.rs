@@ -222,7 +222,7 @@ async fn peering_and_offloading_lifecycle() {
             engine: engine.clone(),
             peers,
             mapper,
-            metrics,
+            metrics: metrics.clone(),
         },
         on_stop(),
     ));
@@ -374,6 +374,12 @@ async fn peering_and_offloading_lifecycle() {
             .unwrap()
             .is_none()
     );
+
+    // --- Steady state: with every object settled, the host writes nothing to either cluster
+    // (statuses are only patched when they change, reflected objects only when their intent does).
+    let before = metrics.total_writes();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(metrics.total_writes(), before, "no writes at steady state");
 
     // --- Unoffload: deleting the NamespaceOffloading removes the twin namespace (ours only).
     Api::<NamespaceOffloading>::namespaced(london.clone(), &same)

@@ -449,26 +449,36 @@ async fn service_rules_hold_on_the_live_remote_objects() {
 #[tokio::test]
 async fn a_change_the_remote_refuses_in_place_recreates_the_copy() {
     let p = offloaded_namespace("refl-immutable", "{}").await;
-    p.create_local(flights()).await;
+    // The remote copy was reflected earlier as a ClusterIP Service (ours: it carries the
+    // ownership labels); meanwhile the local Service became headless. spec.clusterIP is
+    // immutable, so the apply is refused in place and the copy must be replaced.
+    p.engine.unoffload("newyork", &p.namespace);
+    let earlier: Service = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "flights-service", "labels": {
+            "offloading.liqo.io/origin": "london", "offloading.liqo.io/destination": "newyork"}},
+        "spec": {"selector": {"run": "x"}, "ports": [{"port": 7999}]}}))
+    .unwrap();
     let before = p
-        .wait_remote("reflected", "flights-service", |_| true)
-        .await;
-    // ClusterIP -> headless cannot be done in place (spec.clusterIP is immutable).
-    p.services(&p.london)
-        .delete("flights-service", &DeleteParams::default())
+        .services(&p.newyork)
+        .create(&PostParams::default(), &earlier)
         .await
         .unwrap();
+    assert_ne!(spec(&before).cluster_ip.as_deref(), Some("None"));
     p.create_local(service(
         "flights-service",
         json!({"clusterIP": "None", "selector": {"run": "x"}, "ports": [{"port": 7999}]}),
     ))
     .await;
+    assert!(p.engine.offload("newyork", &p.namespace, &p.namespace));
     let after = p
         .wait_remote("headless copy", "flights-service", |s| {
             spec(s).cluster_ip.as_deref() == Some("None")
         })
         .await;
-    assert_ne!(before.metadata.uid, after.metadata.uid);
+    assert_ne!(
+        before.metadata.uid, after.metadata.uid,
+        "replaced, not patched"
+    );
 }
 
 #[tokio::test]
