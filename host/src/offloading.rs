@@ -55,6 +55,16 @@ pub struct OffloadingContext {
 /// Errors of one reconcile; messages name the object.
 #[derive(Debug, thiserror::Error)]
 pub enum OffloadingError {
+    /// Twin namespaces are still being deleted; the finalizer stays until they are gone.
+    #[error(
+        "NamespaceOffloading {namespace}/offloading: waiting for twin namespaces to be deleted: {twins}"
+    )]
+    Terminating {
+        /// The offloaded namespace.
+        namespace: String,
+        /// The twin namespaces still present.
+        twins: String,
+    },
     /// An API request failed.
     #[error("NamespaceOffloading {namespace}/offloading: {source}")]
     Kube {
@@ -101,6 +111,10 @@ fn error_policy(
     err: &finalizer::Error<OffloadingError>,
     _: Arc<OffloadingContext>,
 ) -> Action {
+    if let finalizer::Error::CleanupFailed(OffloadingError::Terminating { .. }) = err {
+        tracing::debug!(namespace = %o.namespace().unwrap_or_default(), "{err}");
+        return Action::requeue(Duration::from_secs(1));
+    }
     tracing::warn!(namespace = %o.namespace().unwrap_or_default(), "{err}");
     Action::requeue(Duration::from_secs(5))
 }
@@ -386,16 +400,21 @@ async fn cleanup(
         // The finalizer is removed right after; a failed status write must not block it.
         let _ = write_status(o, status.clone(), ctx).await;
     }
+    let mut terminating = Vec::new();
     for peer in ctx.peers.list() {
         ctx.engine.unoffload(&peer.identity.id, &namespace);
         let Some(remote_name) = status.remote_namespace_name.clone() else {
             continue;
         };
         let api: Api<Namespace> = Api::all(peer.client.clone());
-        if let Ok(Some(existing)) = api.get_opt(&remote_name).await
-            && owned(&existing, &ctx.local.id, &peer.identity.id)
-            && existing.metadata.deletion_timestamp.is_none()
-        {
+        let Ok(Some(existing)) = api.get_opt(&remote_name).await else {
+            continue;
+        };
+        if !owned(&existing, &ctx.local.id, &peer.identity.id) {
+            continue;
+        }
+        terminating.push(format!("{remote_name} in {}", peer.identity.name));
+        if existing.metadata.deletion_timestamp.is_none() {
             ctx.metrics.write(&peer.identity.id, "delete");
             let params = DeleteParams {
                 preconditions: Some(kube::api::Preconditions {
@@ -412,6 +431,14 @@ async fn cleanup(
                 })?;
             tracing::info!(peer = %peer.identity.id, %remote_name, "twin namespace deleted");
         }
+    }
+    // The finalizer stays until the twin namespaces are gone, so `liqoctl unoffload` (which
+    // waits for the NamespaceOffloading to disappear) returns only when nothing is left.
+    if !terminating.is_empty() {
+        return Err(OffloadingError::Terminating {
+            namespace,
+            twins: terminating.join(", "),
+        });
     }
     Ok(Action::await_change())
 }

@@ -395,14 +395,15 @@ async fn peering_and_offloading_lifecycle() {
             .then_some(())
     })
     .await;
-    let ns_api = Api::<Namespace>::all(newyork.clone());
-    eventually("the twin namespace to be deleted", WAIT, || async {
-        match ns_api.get_opt(&same).await.ok()? {
-            None => Some(()),
-            Some(ns) => ns.metadata.deletion_timestamp.map(|_| ()),
-        }
-    })
-    .await;
+    // The NamespaceOffloading disappears only once its twin namespace is gone.
+    assert!(
+        Api::<Namespace>::all(newyork.clone())
+            .get_opt(&same)
+            .await
+            .unwrap()
+            .is_none(),
+        "twin namespace gone before the NamespaceOffloading"
+    );
 
     // --- Deleting the ForeignCluster removes the peer (finalizer handled by the host).
     fcs.delete("newyork", &DeleteParams::default())

@@ -1,0 +1,301 @@
+//! `liqoctl offload namespace` and `liqoctl unoffload namespace`.
+//!
+//! Both write the NamespaceOffloading object the host acts on and wait, with a spinner, for the
+//! host's answer in its status: `offload` until the phase says whether the twin namespaces exist,
+//! `unoffload` until the object is gone (the host removes its finalizer only once the twin
+//! namespaces are deleted).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Subcommand, ValueEnum};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use liqo_host::api::namespace_offloading::{
+    NAMESPACE_OFFLOADING_NAME, NamespaceOffloading, OffloadingPhase,
+};
+use serde_json::json;
+
+use crate::context::GlobalArgs;
+use crate::output::{self, OutputFormat};
+use crate::progress::Spinner;
+
+/// Field manager of liqoctl's writes.
+const FIELD_MANAGER: &str = "liqoctl";
+
+/// `liqoctl offload ...`.
+#[derive(Subcommand, Debug)]
+pub enum OffloadCommand {
+    /// Offload a namespace: its Services and EndpointSlices are reflected into a twin namespace
+    /// in every peered cluster (pods stay in this cluster).
+    ///
+    /// Example:
+    ///   liqoctl offload namespace liqo-demo --namespace-mapping-strategy EnforceSameName \
+    ///       --pod-offloading-strategy Local
+    #[command(verbatim_doc_comment)]
+    Namespace {
+        /// The namespace to offload.
+        namespace: String,
+        /// How the twin namespace is named: EnforceSameName (same name, so DNS names work
+        /// unchanged), DefaultName (`<namespace>-<local cluster id>`) or SelectedName
+        /// (`--remote-namespace-name`). Cannot change once offloaded.
+        #[arg(long, value_enum, default_value_t = MappingStrategy::DefaultName)]
+        namespace_mapping_strategy: MappingStrategy,
+        /// The twin namespace name; only with `--namespace-mapping-strategy SelectedName`.
+        #[arg(long)]
+        remote_namespace_name: Option<String>,
+        /// Where pods run. Only Local (pods stay in this cluster) is supported.
+        #[arg(long, value_enum, default_value_t = PodStrategy::Local)]
+        pod_offloading_strategy: PodStrategy,
+        /// How long to wait for the host to create the twin namespaces.
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Print the NamespaceOffloading at the end.
+        #[arg(short, long, value_enum)]
+        output: Option<OutputFormat>,
+    },
+}
+
+/// `liqoctl unoffload ...`.
+#[derive(Subcommand, Debug)]
+pub enum UnoffloadCommand {
+    /// Stop offloading a namespace. Destructive: the twin namespaces, and everything in them,
+    /// are deleted in the peers.
+    Namespace {
+        /// The namespace.
+        namespace: String,
+        /// How long to wait for the twin namespaces to be deleted.
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+/// Namespace mapping strategies, spelled as in Liqo.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[value(rename_all = "verbatim")]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "the variants are Liqo's flag values"
+)]
+pub enum MappingStrategy {
+    /// The twin namespace has the same name.
+    EnforceSameName,
+    /// `<namespace>-<local cluster id>`.
+    DefaultName,
+    /// `--remote-namespace-name`.
+    SelectedName,
+}
+
+/// Pod offloading strategies, spelled as in Liqo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "verbatim")]
+pub enum PodStrategy {
+    /// Pods stay in this cluster.
+    Local,
+    /// Pods run in the peers (not supported).
+    Remote,
+    /// Pods run in both (not supported).
+    LocalAndRemote,
+}
+
+/// Parses `90s`, `2m`, `1h` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (examples: 90s, 2m, 1h)"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration (examples: 90s, 2m, 1h)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+/// Runs `liqoctl offload ...`.
+pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
+    let OffloadCommand::Namespace {
+        namespace,
+        namespace_mapping_strategy,
+        remote_namespace_name,
+        pod_offloading_strategy,
+        timeout,
+        output,
+    } = cmd;
+    if pod_offloading_strategy != PodStrategy::Local {
+        bail!(
+            "--pod-offloading-strategy {pod_offloading_strategy:?} is not supported: pods always \
+             stay in this cluster; use --pod-offloading-strategy Local"
+        );
+    }
+    match (namespace_mapping_strategy, &remote_namespace_name) {
+        (MappingStrategy::SelectedName, None) => {
+            bail!("--namespace-mapping-strategy SelectedName needs --remote-namespace-name")
+        }
+        (MappingStrategy::EnforceSameName | MappingStrategy::DefaultName, Some(_)) => bail!(
+            "--remote-namespace-name goes only with --namespace-mapping-strategy SelectedName"
+        ),
+        _ => {}
+    }
+
+    let client = global.client().await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces
+        .get_opt(&namespace)
+        .await
+        .with_context(|| format!("reading namespace {namespace}"))?
+        .is_none()
+    {
+        bail!(
+            "namespace {namespace} does not exist: create it first (kubectl create namespace {namespace})"
+        );
+    }
+
+    let api: Api<NamespaceOffloading> = Api::namespaced(client, &namespace);
+    let mut spec = json!({
+        "namespaceMappingStrategy": format!("{namespace_mapping_strategy:?}"),
+        "podOffloadingStrategy": "Local",
+    });
+    if let Some(name) = &remote_namespace_name {
+        spec["remoteNamespaceName"] = json!(name);
+    }
+    let applied = api
+        .patch(
+            NAMESPACE_OFFLOADING_NAME,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(json!({
+                "apiVersion": "offloading.liqo.io/v1beta1",
+                "kind": "NamespaceOffloading",
+                "metadata": {"name": NAMESPACE_OFFLOADING_NAME, "namespace": namespace},
+                "spec": spec,
+            })),
+        )
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 422 => anyhow::anyhow!(
+                "the API server refused the NamespaceOffloading of {namespace}: {}",
+                s.message
+            ),
+            kube::Error::Api(s) if s.code == 404 => anyhow::anyhow!(
+                "the NamespaceOffloading kind is not installed in this cluster: run liqoctl install"
+            ),
+            other => anyhow::Error::new(other).context(format!("offloading namespace {namespace}")),
+        })?;
+    let generation = applied.metadata.generation.unwrap_or_default();
+
+    let spinner = Spinner::start(format!("Offloading namespace {namespace}"));
+    let started = Instant::now();
+    let done = loop {
+        let current = api.get_opt(NAMESPACE_OFFLOADING_NAME).await?;
+        if let Some(phase) = current
+            .as_ref()
+            .and_then(|o| o.status.as_ref())
+            .and_then(|s| s.offloading_phase)
+        {
+            spinner.set_message(format!(
+                "Offloading namespace {namespace} ({})",
+                phase.as_str()
+            ));
+        }
+        if let Some(o) = &current
+            && let Some(status) = &o.status
+            && status.observed_generation.unwrap_or_default() >= generation
+            && let Some(phase) = status.offloading_phase
+            && phase != OffloadingPhase::InProgress
+        {
+            break (o.clone(), phase);
+        }
+        if started.elapsed() > timeout {
+            spinner.fail(format!("Offloading namespace {namespace}"));
+            bail!(
+                "timed out after {}s waiting for the host to offload {namespace}: is liqo-host \
+                 running? (liqoctl info)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let (object, phase) = done;
+    let status = object.status.clone().unwrap_or_default();
+    let remote = status.remote_namespace_name.clone().unwrap_or_default();
+    match phase {
+        OffloadingPhase::Ready => spinner.success(format!(
+            "Namespace {namespace} offloaded to its twin {remote} in every selected cluster"
+        )),
+        OffloadingPhase::NoClusterSelected => spinner.success(format!(
+            "Namespace {namespace} is offloaded, but no peered cluster is selected yet"
+        )),
+        _ => {
+            spinner.fail(format!("Offloading namespace {namespace}"));
+            bail!(
+                "offloading {namespace} is {}: {}",
+                phase.as_str(),
+                status.message.unwrap_or_default()
+            );
+        }
+    }
+    if let Some(format) = output {
+        output::print(&object, format)?;
+    }
+    Ok(())
+}
+
+/// Runs `liqoctl unoffload ...`.
+pub async fn unoffload(global: &GlobalArgs, cmd: UnoffloadCommand) -> Result<()> {
+    let UnoffloadCommand::Namespace { namespace, timeout } = cmd;
+    let client = global.client().await?;
+    let api: Api<NamespaceOffloading> = Api::namespaced(client, &namespace);
+    match api
+        .delete(NAMESPACE_OFFLOADING_NAME, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            bail!("namespace {namespace} is not offloaded (no NamespaceOffloading in it)")
+        }
+        Err(e) => return Err(e).context(format!("unoffloading namespace {namespace}")),
+    }
+    let spinner = Spinner::start(format!(
+        "Unoffloading namespace {namespace}: deleting its twin namespaces"
+    ));
+    let started = Instant::now();
+    loop {
+        if api.get_opt(NAMESPACE_OFFLOADING_NAME).await?.is_none() {
+            spinner.success("Unoffloading completed successfully");
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            spinner.fail(format!("Unoffloading namespace {namespace}"));
+            bail!(
+                "timed out after {}s waiting for the twin namespaces of {namespace} to be \
+                 deleted: is liqo-host running? (liqoctl info)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

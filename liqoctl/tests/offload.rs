@@ -1,0 +1,309 @@
+//! `liqoctl offload namespace` and `liqoctl unoffload namespace` through the real binaries:
+//! liqoctl against london, with `liqo-host run` as a local process peered with newyork.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use liqo_host::api::foreign_cluster::{ForeignCluster, PeeringConditionType};
+use liqo_host::api::namespace_offloading::NamespaceOffloading;
+use serde_json::json;
+use testsupport::{TestEnv, eventually, unique_name};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn liqoctl() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_liqoctl"))
+}
+
+/// The host binary, built by `cargo test --workspace` next to liqoctl.
+fn liqo_host() -> PathBuf {
+    let path = liqoctl().with_file_name("liqo-host");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p liqo-host` (make test does)",
+        path.display()
+    );
+    path
+}
+
+fn run_liqoctl(env: &TestEnv, args: &[&str]) -> Output {
+    let kubeconfig = env.kubeconfig_path("london").to_str().unwrap().to_string();
+    Command::new(liqoctl())
+        .args(args)
+        .args(["--kubeconfig", &kubeconfig])
+        .output()
+        .expect("running liqoctl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Kills the host when the test ends, whatever happens.
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in liqo_host::api::crds() {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply("liqo-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        eventually(&format!("CRD {name} established"), WAIT, || async {
+            api.get(&name)
+                .await
+                .ok()?
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+/// Peers london with newyork the way `liqoctl peer` does, and starts london's host.
+async fn peered(env: &TestEnv, london: &Client) -> Host {
+    install_crds(london).await;
+    Api::<Namespace>::all(london.clone())
+        .patch(
+            "liqo",
+            &PatchParams::apply("liqo-test"),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "liqo"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let kubeconfig = std::fs::read(env.kubeconfig_path("newyork")).unwrap();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("newyork-credentials".into()),
+            ..Default::default()
+        },
+        data: Some([("kubeconfig".to_string(), ByteString(kubeconfig))].into()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(london.clone(), "liqo")
+        .patch(
+            "newyork-credentials",
+            &PatchParams::apply("liqo-test").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+    let fc: ForeignCluster = serde_json::from_value(json!({
+        "apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
+        "metadata": {"name": "newyork"},
+        "spec": {"clusterID": "newyork", "credentialsSecretRef": {"name": "newyork-credentials", "namespace": "liqo"}}
+    }))
+    .unwrap();
+    Api::<ForeignCluster>::all(london.clone())
+        .create(&PostParams::default(), &fc)
+        .await
+        .unwrap();
+    let log = std::fs::File::create(env.dir().join("london-host.log")).unwrap();
+    let host = Host(
+        Command::new(liqo_host())
+            .args(["run", "--kubeconfig"])
+            .arg(env.kubeconfig_path("london"))
+            .args([
+                "--cluster-id",
+                "london",
+                "--no-leader-election",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--plugin-cache-dir",
+            ])
+            .arg(env.dir().join("plugin-cache"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting liqo-host"),
+    );
+    let fcs = Api::<ForeignCluster>::all(london.clone());
+    eventually("the host to establish the peering", WAIT, || async {
+        let status = fcs.get("newyork").await.ok()?.status?;
+        (status
+            .condition_status(PeeringConditionType::OutgoingPeering)
+            .as_str()
+            == "Established")
+            .then_some(())
+    })
+    .await;
+    host
+}
+
+#[tokio::test]
+async fn offload_and_unoffload_through_liqoctl() {
+    let env = TestEnv::shared();
+    let london = env.client("london").await;
+    let newyork = env.client("newyork").await;
+    let _host = peered(env, &london).await;
+
+    let ns = env.unique_namespace("liqo-demo").await;
+    let svc: Service = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "flights-service"},
+        "spec": {"selector": {"run": "flights-service"}, "ports": [{"port": 7999, "protocol": "TCP"}]}}))
+    .unwrap();
+    Api::<Service>::namespaced(london.clone(), &ns)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+
+    // Bad input: one clear sentence, nothing created.
+    let nso = Api::<NamespaceOffloading>::namespaced(london.clone(), &ns);
+    for (args, expected) in [
+        (
+            vec!["--pod-offloading-strategy", "LocalAndRemote"],
+            "--pod-offloading-strategy Local",
+        ),
+        (
+            vec!["--namespace-mapping-strategy", "SelectedName"],
+            "needs --remote-namespace-name",
+        ),
+        (
+            vec!["--remote-namespace-name", "x"],
+            "only with --namespace-mapping-strategy SelectedName",
+        ),
+    ] {
+        let mut full = vec!["offload", "namespace", ns.as_str()];
+        full.extend(args);
+        let out = run_liqoctl(env, &full);
+        assert!(!out.status.success(), "{full:?} succeeded");
+        assert!(text(&out).contains(expected), "{full:?}: {}", text(&out));
+        assert!(
+            nso.get_opt("offloading").await.unwrap().is_none(),
+            "nothing created"
+        );
+    }
+    let out = run_liqoctl(env, &["offload", "namespace", "no-such-namespace"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+
+    // The tutorial's command.
+    let out = run_liqoctl(
+        env,
+        &[
+            "offload",
+            "namespace",
+            &ns,
+            "--namespace-mapping-strategy",
+            "EnforceSameName",
+            "--pod-offloading-strategy",
+            "Local",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("offloaded"), "{}", text(&out));
+    let remote = Api::<Service>::namespaced(newyork.clone(), &ns);
+    eventually("flights-service in newyork", WAIT, || async {
+        remote.get_opt("flights-service").await.ok().flatten()
+    })
+    .await;
+
+    // Re-running is idempotent and -o yaml prints the object.
+    let out = run_liqoctl(
+        env,
+        &[
+            "offload",
+            "namespace",
+            &ns,
+            "--namespace-mapping-strategy",
+            "EnforceSameName",
+            "--pod-offloading-strategy",
+            "Local",
+            "-o",
+            "yaml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let printed: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["status"]["offloadingPhase"], "Ready");
+    assert_eq!(
+        printed["spec"]["namespaceMappingStrategy"],
+        "EnforceSameName"
+    );
+
+    // The strategy cannot change once offloaded: the API server says so, liqoctl relays it.
+    let out = run_liqoctl(
+        env,
+        &[
+            "offload",
+            "namespace",
+            &ns,
+            "--namespace-mapping-strategy",
+            "DefaultName",
+            "--pod-offloading-strategy",
+            "Local",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("immutable"), "{}", text(&out));
+
+    // Unoffload waits until the twin namespace is gone.
+    let out = run_liqoctl(env, &["unoffload", "namespace", &ns]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Unoffloading completed successfully"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        Api::<Namespace>::all(newyork.clone())
+            .get_opt(&ns)
+            .await
+            .unwrap()
+            .is_none(),
+        "twin namespace gone when unoffload returns"
+    );
+    let out = run_liqoctl(env, &["unoffload", "namespace", &ns]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is not offloaded"), "{}", text(&out));
+
+    // DefaultName, from liqoctl.
+    let other = unique_name("dflt");
+    env.create_namespace("london", &other).await;
+    let out = run_liqoctl(
+        env,
+        &[
+            "offload",
+            "namespace",
+            &other,
+            "--pod-offloading-strategy",
+            "Local",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        Api::<Namespace>::all(newyork.clone())
+            .get_opt(&format!("{other}-london"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let out = run_liqoctl(env, &["unoffload", "namespace", &other]);
+    assert!(out.status.success(), "{}", text(&out));
+}
