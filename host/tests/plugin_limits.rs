@@ -254,6 +254,23 @@ fn reads_of_undeclared_kinds_are_refused() {
 }
 
 #[test]
+fn guests_get_no_environment_filesystem_or_network() {
+    // The test process has PATH, HOME, CARGO_* ...: none of it may reach the guest.
+    assert!(std::env::vars().count() > 0);
+    let rt = runtime();
+    let plugin = misbehaving(&rt, PluginLimits::default());
+    let peering = Peering::new();
+    let outcome = plugin
+        .reflect(&peering.call(), &config_map("sandbox"))
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Skip("env=0 args=0 fs=false net=false".into()),
+        "a plugin reaches nothing outside its sandbox"
+    );
+}
+
+#[test]
 fn loading_refuses_what_is_not_a_plugin() {
     let rt = runtime();
     let err = rt

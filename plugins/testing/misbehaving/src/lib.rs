@@ -16,6 +16,8 @@
 //! | `error`           | returns an error string                                     |
 //! | `skip`            | skips with a reason                                         |
 //! | `read`            | reads a Service it did not declare and reports the result   |
+//! | `sandbox`         | tries the environment, the filesystem and the network; skips |
+//! |                   | with a report of what it could reach                         |
 //!
 //! It is never embedded in the host binary; only the tests load it.
 
@@ -117,6 +119,15 @@ mod component {
                         Ok(_) => Err("reading an undeclared kind was allowed".into()),
                         Err(e) => Ok(Decision::Skip(format!("read refused: {e}"))),
                     }
+                }
+                "sandbox" => {
+                    let env = std::env::vars().count();
+                    let args = std::env::args().count();
+                    let fs = std::fs::read_dir("/").is_ok() || std::fs::read("/etc/passwd").is_ok();
+                    let net = std::net::TcpStream::connect("127.0.0.1:22").is_ok();
+                    Ok(Decision::Skip(format!(
+                        "env={env} args={args} fs={fs} net={net}"
+                    )))
                 }
                 _ => {
                     host::log(host::LogLevel::Debug, "echo", &[]);
