@@ -95,7 +95,16 @@ pub async fn run(
                 .collect::<Vec<_>>()
         },
     );
+    // A change in reflection conflicts re-evaluates the NamespaceOffloadings, so the
+    // ReflectionConflicts condition follows without polling. (Targeting only the namespace
+    // concerned needs kube-runtime's unstable `reconcile_on`; there are few offloadings.)
+    let changes = ctx.engine.conflict_changes();
+    let triggers = futures::stream::unfold(changes, |mut rx| async move {
+        rx.recv().await?;
+        Some(((), rx))
+    });
     controller
+        .reconcile_all_on(triggers)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|result| async move {
@@ -236,10 +245,41 @@ async fn apply(
         .retain(|id, _| known.contains(id));
 
     for (id, outcome) in &outcomes {
+        let conflicts = ctx.engine.conflicts(id, &namespace);
         let conds = status
             .remote_namespaces_conditions
             .entry(id.clone())
             .or_default();
+        let (conflict_status, conflict_reason, conflict_message) = if conflicts.is_empty() {
+            (ConditionStatus::False, "NoConflicts", String::new())
+        } else {
+            let shown: Vec<&str> = conflicts.iter().take(5).map(String::as_str).collect();
+            let more = conflicts.len().saturating_sub(shown.len());
+            (
+                ConditionStatus::True,
+                "ForeignObjectsExist",
+                format!(
+                    "{} exist in the twin namespace and are not managed by this peering{}; they \
+                     are left untouched and reflected once removed",
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" (and {more} more)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        };
+        upsert_condition(
+            conds,
+            RemoteNamespaceCondition::new(
+                RemoteNamespaceConditionType::ReflectionConflicts,
+                conflict_status,
+                conflict_reason,
+                conflict_message,
+            ),
+            now(),
+        );
         upsert_condition(
             conds,
             RemoteNamespaceCondition::new(

@@ -117,6 +117,10 @@ async fn wait_twin(newyork: &Client, name: &str) -> Namespace {
 
 #[tokio::test]
 async fn peering_and_offloading_lifecycle() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let env = TestEnv::shared();
     let london = env.client("london").await;
     let newyork = env.client("newyork").await;
@@ -286,6 +290,58 @@ async fn peering_and_offloading_lifecycle() {
             .ok()
             .flatten()
     })
+    .await;
+
+    // --- A foreign object holding a name: an Event (reflection tests) and a condition here.
+    let foreign: Service = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "blocked"}, "spec": {"ports": [{"port": 1}]}}))
+    .unwrap();
+    remote_services
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let mut local_blocked = foreign.clone();
+    local_blocked.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 2;
+    Api::<Service>::namespaced(london.clone(), &same)
+        .create(&PostParams::default(), &local_blocked)
+        .await
+        .unwrap();
+    let nso_same = Api::<NamespaceOffloading>::namespaced(london.clone(), &same);
+    let conflict = |want: &'static str| {
+        let nso_same = nso_same.clone();
+        async move {
+            let o = nso_same.get("offloading").await.ok()?;
+            let conds = o
+                .status?
+                .remote_namespaces_conditions
+                .get("newyork")?
+                .clone();
+            conds.into_iter().find(|c| {
+                format!("{:?}", c.type_) == "ReflectionConflicts" && c.status.as_str() == want
+            })
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eprintln!("DEBUG conflicts={:?}", engine.conflicts("newyork", &same));
+    eprintln!(
+        "DEBUG status={:?}",
+        nso_same.get("offloading").await.unwrap().status
+    );
+    let c = eventually("a ReflectionConflicts condition", WAIT, || conflict("True")).await;
+    assert!(c.message.contains("Service/blocked"), "{}", c.message);
+    remote_services
+        .delete("blocked", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the conflict to clear", WAIT, || conflict("False")).await;
+    eventually(
+        "blocked reflected once the foreign object is gone",
+        WAIT,
+        || async {
+            let s = remote_services.get_opt("blocked").await.ok()??;
+            (s.spec?.ports?[0].port == 2).then_some(())
+        },
+    )
     .await;
 
     // --- DefaultName and SelectedName.

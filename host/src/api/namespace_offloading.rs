@@ -230,7 +230,9 @@ impl OffloadingPhase {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteNamespaceCondition {
-    /// `OffloadingRequired` (the peer is selected) or `Ready` (its twin namespace is in place).
+    /// `OffloadingRequired` (the peer is selected), `Ready` (its twin namespace is in place) or
+    /// `ReflectionConflicts` (objects that cannot be reflected because the peer has foreign
+    /// objects with the same names).
     #[serde(rename = "type")]
     pub type_: RemoteNamespaceConditionType,
     /// `True`, `False` or `Unknown`.
@@ -287,6 +289,10 @@ pub enum RemoteNamespaceConditionType {
     Ready,
     /// The peer is selected by `spec.clusterSelector`.
     OffloadingRequired,
+    /// `True` while objects of this namespace cannot be reflected because an object with the
+    /// same name exists in the twin namespace and is not managed by this peering (the message
+    /// lists them). Not in Liqo, which reports these only as Events.
+    ReflectionConflicts,
 }
 
 #[cfg(test)]

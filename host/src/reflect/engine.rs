@@ -81,6 +81,11 @@ pub(crate) struct Inner {
     pub queue: Arc<WorkQueue<ReflectKey>>,
     pub recorder: Recorder,
     pub metrics: EngineMetrics,
+    /// Local objects that cannot be reflected because a foreign object holds their name in the
+    /// peer, by (peer id, local namespace), as `Kind/name`.
+    pub conflicts: std::sync::Mutex<HashMap<(String, String), std::collections::BTreeSet<String>>>,
+    /// Told the local namespace whenever its conflict set changes.
+    pub conflict_listener: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 /// The reflection engine. Cheap to clone.
@@ -193,6 +198,8 @@ impl Engine {
             queue,
             recorder,
             metrics,
+            conflicts: Default::default(),
+            conflict_listener: Default::default(),
         });
         let _ = slot.set(Arc::downgrade(&inner));
         Engine { inner }
@@ -218,6 +225,69 @@ impl Engine {
             self.inner.metrics.set_queue_depth(self.inner.queue.len());
             reconcile::process(self, &key).await;
             self.inner.queue.done(&key);
+        }
+    }
+
+    /// Local objects of `namespace` that cannot be reflected to `peer_id` because a foreign
+    /// object holds their name there, as `Kind/name`, sorted.
+    pub fn conflicts(&self, peer_id: &str, namespace: &str) -> Vec<String> {
+        self.inner
+            .conflicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(peer_id.to_string(), namespace.to_string()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A stream of local namespaces whose conflicts changed (one receiver; a new call replaces
+    /// the previous one).
+    pub fn conflict_changes(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self
+            .inner
+            .conflict_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Records whether `kind/name` in `namespace` is blocked by a foreign object in `peer_id`.
+    pub(crate) fn set_conflict(
+        &self,
+        peer_id: &str,
+        namespace: &str,
+        object: String,
+        blocked: bool,
+    ) {
+        let changed = {
+            let mut all = self
+                .inner
+                .conflicts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let key = (peer_id.to_string(), namespace.to_string());
+            if blocked {
+                all.entry(key).or_default().insert(object)
+            } else if let Some(set) = all.get_mut(&key) {
+                let removed = set.remove(&object);
+                if set.is_empty() {
+                    all.remove(&key);
+                }
+                removed
+            } else {
+                false
+            }
+        };
+        if changed
+            && let Some(tx) = self
+                .inner
+                .conflict_listener
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+        {
+            let _ = tx.send(namespace.to_string());
         }
     }
 

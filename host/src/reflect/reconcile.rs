@@ -90,6 +90,11 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
     let started = Instant::now();
     let slot = &engine.inner.kinds[key.kind];
     let result = pass(engine, key, slot).await;
+    if !matches!(result, Ok(PassResult::NotReady)) {
+        let object = format!("{}/{}", slot.kind.kind, key.name);
+        let blocked = matches!(result, Ok(PassResult::Conflict));
+        engine.set_conflict(&key.peer, &key.namespace, object, blocked);
+    }
     let metrics = &engine.inner.metrics;
     let queue = &engine.inner.queue;
     let outcome = match result {
@@ -166,8 +171,10 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
                 note,
             )
             .await;
+            return Ok(PassResult::Conflict);
         }
-        return Ok(PassResult::Conflict);
+        // Nothing local wants that name: the foreign object is simply not ours.
+        return Ok(PassResult::Unchanged);
     }
 
     let Some(local) = live_local else {
@@ -367,7 +374,8 @@ async fn delete_remote(
         return Ok(PassResult::Unchanged);
     };
     if !is_owned(remote, &engine.inner.config.local.id, &peer.identity.id) {
-        return Ok(PassResult::Conflict);
+        // Not ours: never deleted.
+        return Ok(PassResult::Unchanged);
     }
     if remote.metadata.deletion_timestamp.is_some() {
         return Ok(PassResult::Unchanged);
