@@ -45,8 +45,12 @@ manifests: setup ## Regenerate deploy/crds from the Rust types (a test fails whe
 	$(CARGO) run -p liqo-host --locked -- crd --out-dir deploy/crds
 
 .PHONY: demo
-demo: ## The seed scenario on two local control planes (not available yet)
-	@echo "make demo is not available yet: it lands with the seed-scenario issue (see README)."; exit 2
+demo: setup ## The seed scenario (Liqo's "Offloading a Service") on two local clusters; KEEP=1 keeps them
+	@bash hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Stop what `KEEP=1 make demo` left running
+	@bash hack/demo.sh down
 
 .PHONY: clean
 clean: ## Remove build outputs

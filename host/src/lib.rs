@@ -15,6 +15,7 @@
 //! - [`reflect`]: the reflection engine: caches, work queue, plugin calls, remote writes.
 //! - [`telemetry`]: `/metrics`, `/healthz`, `/readyz` server and `tracing` setup.
 //! - [`leader`]: leader election through a Lease, so two replicas never write at once.
+//! - [`tenant`]: peering identities on providers: Lease renewal, incoming peerings, revocation.
 
 pub mod api;
 pub mod invariants;
@@ -25,3 +26,4 @@ pub mod peering;
 pub mod plugin;
 pub mod reflect;
 pub mod telemetry;
+pub mod tenant;

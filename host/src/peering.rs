@@ -4,9 +4,16 @@
 //! references, checks that the peer's API server answers, registers the peer with the engine
 //! and keeps the ForeignCluster's conditions (the `kubectl get foreignclusters` columns) honest.
 //! A finalizer removes the peer from the engine when the ForeignCluster is deleted.
+//!
+//! With a credential made by `liqoctl peer out-of-band` (it names the tenant namespace on the
+//! provider, see [`crate::tenant`]) the controller also keeps the consumer's Lease on the
+//! provider fresh, replaces the bound token before it expires, and releases the Lease when the
+//! ForeignCluster is deleted so that the provider revokes the identity at once. A ForeignCluster
+//! without a credential is an incoming-only peer (created on a provider for its consumer): no
+//! outgoing peering, nothing to connect to.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,11 +30,12 @@ use crate::api::conditions::now;
 use crate::api::foreign_cluster::{
     AddressTranslation, CREDENTIALS_KEY_CA, CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_SERVER,
     CREDENTIALS_KEY_TOKEN, ForeignCluster, ForeignClusterStatus, PeeringCondition,
-    PeeringConditionStatus, PeeringConditionType, PeeringRole,
+    PeeringConditionStatus, PeeringConditionType,
 };
 use crate::labels;
 use crate::plugin::{AddressTranslator, CidrRemap, ClusterIdentity, IdentityTranslation};
 use crate::reflect::{Engine, EngineMetrics, PeerHandle};
+use crate::tenant;
 
 /// Finalizer the host puts on ForeignClusters so a peer is always removed from the engine.
 pub const PEERING_FINALIZER: &str = "liqo.io/peering";
@@ -136,10 +144,39 @@ struct Context {
     engine: Engine,
     peers: Peers,
     metrics: EngineMetrics,
+    /// This cluster's identity: the holder of the Leases kept on providers. `None` keeps no Lease.
+    local: Option<ClusterIdentity>,
+    /// Per peer id, the client and tenant namespace of a Lease to release on unpeer.
+    leases: Mutex<HashMap<String, (Client, String)>>,
 }
 
-/// Runs the peering controller until `shutdown` resolves.
+/// Runs the peering controller until `shutdown` resolves, without keeping Leases on providers
+/// (see [`run_as`]).
 pub async fn run(
+    client: Client,
+    engine: Engine,
+    peers: Peers,
+    metrics: EngineMetrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_inner(None, client, engine, peers, metrics, shutdown).await
+}
+
+/// Runs the peering controller as cluster `local` until `shutdown` resolves: like [`run`], and
+/// keeps the consumer's Lease on every provider whose credential names a tenant namespace.
+pub async fn run_as(
+    local: ClusterIdentity,
+    client: Client,
+    engine: Engine,
+    peers: Peers,
+    metrics: EngineMetrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_inner(Some(local), client, engine, peers, metrics, shutdown).await
+}
+
+async fn run_inner(
+    local: Option<ClusterIdentity>,
     client: Client,
     engine: Engine,
     peers: Peers,
@@ -152,6 +189,8 @@ pub async fn run(
         engine,
         peers,
         metrics,
+        local,
+        leases: Mutex::new(HashMap::new()),
     });
     Controller::new(api, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
@@ -185,6 +224,20 @@ async fn reconcile(
                 let id = fc.spec.cluster_id.clone();
                 ctx.engine.remove_peer(&id);
                 ctx.peers.remove(&id);
+                let lease = ctx
+                    .leases
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if let Some((client, tenant)) = lease {
+                    // Best effort: if the provider is unreachable its Lease expires on its own.
+                    match tenant::release_lease(&client, &tenant).await {
+                        Ok(_) => tracing::info!(peer = %id, %tenant, "peering Lease released"),
+                        Err(err) => {
+                            tracing::warn!(peer = %id, %tenant, %err, "cannot release the peering Lease")
+                        }
+                    }
+                }
                 tracing::info!(peer = %id, "peer removed");
                 Ok(Action::await_change())
             }
@@ -197,9 +250,24 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
     let name = fc.name_any();
     let id = fc.spec.cluster_id.clone();
     let mut status = fc.status.clone().unwrap_or_default();
+    if fc.spec.credentials_secret_ref.is_none() {
+        return incoming_only(fc, status, ctx).await;
+    }
     let established = match connect(fc, ctx).await {
-        Ok((client, fingerprint, translator)) => {
-            let version = client.apiserver_version().await;
+        Ok(conn) => {
+            let Connection {
+                client,
+                fingerprint,
+                translator,
+                tenant,
+            } = conn;
+            let version = match client.apiserver_version().await {
+                Ok(v) => match keep_lease(fc, &client, tenant.as_ref(), ctx).await {
+                    Ok(()) => Ok(v),
+                    Err(message) => Err(message),
+                },
+                Err(err) => Err(format!("the API server of {name} does not answer: {err}")),
+            };
             match version {
                 Ok(_) => {
                     if ctx.peers.fingerprint(&id).as_deref() != Some(fingerprint.as_str()) {
@@ -225,7 +293,7 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                     }
                     Ok(())
                 }
-                Err(err) => Err(format!("the API server of {name} does not answer: {err}")),
+                Err(message) => Err(message),
             }
         }
         Err(err) => Err(err.to_string()),
@@ -233,7 +301,6 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
 
     let t = now();
     status.ensure_all_conditions(t.clone());
-    status.role = PeeringRole::Provider;
     let (peering, api) = match &established {
         Ok(()) => (
             PeeringCondition::new(
@@ -288,9 +355,99 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
         .with_reason("NoDataPath", "no cross-cluster data path is configured"),
         t,
     );
+    status.role = tenant::role(&status);
     status.observed_generation = fc.metadata.generation;
     write_status(fc, status, ctx).await?;
     Ok(Action::requeue(PROBE_INTERVAL))
+}
+
+/// A ForeignCluster without a credential: this cluster does not reflect to it (the provider side
+/// of a peering, see [`crate::tenant::run_provider`], owns the incoming columns).
+async fn incoming_only(
+    fc: &ForeignCluster,
+    mut status: ForeignClusterStatus,
+    ctx: &Context,
+) -> Result<Action, PeeringError> {
+    let id = fc.spec.cluster_id.clone();
+    ctx.engine.remove_peer(&id);
+    ctx.peers.remove(&id);
+    let t = now();
+    status.ensure_all_conditions(t.clone());
+    for type_ in [
+        PeeringConditionType::OutgoingPeering,
+        PeeringConditionType::ApiServerStatus,
+    ] {
+        status.set_condition(
+            PeeringCondition::new(type_, PeeringConditionStatus::None).with_reason(
+                "NoCredential",
+                "this cluster has no credential for the peer: it does not reflect objects to it",
+            ),
+            t.clone(),
+        );
+    }
+    status.set_condition(
+        PeeringCondition::new(
+            PeeringConditionType::NetworkStatus,
+            PeeringConditionStatus::None,
+        )
+        .with_reason("NoDataPath", "no cross-cluster data path is configured"),
+        t,
+    );
+    status.role = tenant::role(&status);
+    status.observed_generation = fc.metadata.generation;
+    write_status(fc, status, ctx).await?;
+    Ok(Action::requeue(PROBE_INTERVAL))
+}
+
+/// Renews the consumer's Lease on the provider and replaces the token past half its lifetime.
+/// An error is the sentence for the OutgoingPeering condition.
+async fn keep_lease(
+    fc: &ForeignCluster,
+    peer: &Client,
+    tenant: Option<&TenantCredential>,
+    ctx: &Context,
+) -> Result<(), String> {
+    let (Some(local), Some(cred)) = (&ctx.local, tenant) else {
+        return Ok(());
+    };
+    let name = fc.name_any();
+    let id = fc.spec.cluster_id.clone();
+    tenant::renew_lease(peer, &cred.namespace, &local.id)
+        .await
+        .map_err(|err| {
+            format!(
+                "{name} refused to renew this cluster's peering Lease in {}: {err}; the identity                  may have been revoked: generate a new peer command on {name} and peer again",
+                cred.namespace
+            )
+        })?;
+    ctx.leases
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, (peer.clone(), cred.namespace.clone()));
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let due = tenant::token_times(&cred.token).is_some_and(|t| tenant::token_needs_refresh(t, now));
+    if due {
+        let token = tenant::request_token(peer, &cred.namespace, tenant::TOKEN_REFRESH_SECONDS)
+            .await
+            .map_err(|err| format!("cannot replace the peering token on {name}: {err}"))?;
+        let secret = Api::<Secret>::namespaced(ctx.client.clone(), &cred.secret_namespace);
+        ctx.metrics.write("local", "apply");
+        secret
+            .patch(
+                &cred.secret_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {CREDENTIALS_KEY_TOKEN: token}})),
+            )
+            .await
+            .map_err(|err| {
+                format!(
+                    "cannot store the new peering token in Secret {}/{}: {err}",
+                    cred.secret_namespace, cred.secret_name
+                )
+            })?;
+        tracing::info!(peer = %fc.spec.cluster_id, "peering token replaced");
+    }
+    Ok(())
 }
 
 async fn write_status(
@@ -343,7 +500,20 @@ fn same_status(a: &ForeignClusterStatus, b: &ForeignClusterStatus) -> bool {
     strip(a) == strip(b)
 }
 
-type Connection = (Client, String, Arc<dyn AddressTranslator>);
+/// A credential from `liqoctl peer out-of-band`: its tenant on the provider and its token.
+struct TenantCredential {
+    namespace: String,
+    token: String,
+    secret_namespace: String,
+    secret_name: String,
+}
+
+struct Connection {
+    client: Client,
+    fingerprint: String,
+    translator: Arc<dyn AddressTranslator>,
+    tenant: Option<TenantCredential>,
+}
 
 async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, PeeringError> {
     let name = fc.name_any();
@@ -368,6 +538,20 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
         data.get(key)
             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
     };
+    let tenant = match (
+        text(tenant::CREDENTIALS_KEY_TENANT),
+        text(CREDENTIALS_KEY_TOKEN),
+    ) {
+        (Some(namespace), Some(token)) if text(CREDENTIALS_KEY_KUBECONFIG).is_none() => {
+            Some(TenantCredential {
+                namespace: namespace.trim().to_string(),
+                token: token.trim().to_string(),
+                secret_namespace: reference.namespace.clone(),
+                secret_name: reference.name.clone(),
+            })
+        }
+        _ => None,
+    };
     let kubeconfig_yaml = match text(CREDENTIALS_KEY_KUBECONFIG) {
         Some(k) => k,
         None => {
@@ -384,7 +568,7 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
                     )));
                 }
             };
-            kubeconfig_from_token(&server, &ca.0, &token)
+            kubeconfig_from_token(server.trim(), &ca.0, token.trim())
         }
     };
     let kubeconfig = Kubeconfig::from_yaml(&kubeconfig_yaml)
@@ -403,7 +587,12 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
         secret.metadata.resource_version.unwrap_or_default(),
         fc.metadata.generation.unwrap_or_default()
     );
-    Ok((client, fingerprint, translator))
+    Ok(Connection {
+        client,
+        fingerprint,
+        translator,
+        tenant,
+    })
 }
 
 fn kubeconfig_from_token(server: &str, ca: &[u8], token: &str) -> String {

@@ -1,10 +1,31 @@
-//! `liqoctl info`.
+//! `liqoctl info`: this cluster's identity, whether the host is installed and running, and the
+//! state of each peering.
+//!
+//! Credentials are never printed: a peering shows at most a fingerprint of its credential (the
+//! first 12 hex digits of the SHA-256 of the Secret's token or kubeconfig), enough to tell two
+//! credentials apart and useless to an attacker.
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use liqo_host::api::foreign_cluster::{CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_TOKEN};
+use liqo_host::api::identity::{
+    CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig,
+};
+use liqo_host::api::{ForeignCluster, PeeringConditionStatus, PeeringConditionType};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::context::GlobalArgs;
-use crate::output::OutputFormat;
+use crate::install::deployment_available;
+use crate::install::manifests::{HOST_NAME, HOST_NAMESPACE, is_not_found};
+use crate::output::{OutputFormat, print};
 
 /// Flags of `liqoctl info`.
 #[derive(Args, Debug)]
@@ -14,7 +35,487 @@ pub struct InfoArgs {
     pub output: Option<OutputFormat>,
 }
 
+/// Everything `liqoctl info` reports (the `-o json|yaml` document).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Info {
+    /// This cluster's identity, absent when `liqoctl install` has not run.
+    pub cluster_identity: Option<Identity>,
+    /// The host: installed, deployed, running.
+    pub host: HostInfo,
+    /// One entry per ForeignCluster, by name.
+    pub peerings: Vec<PeeringInfo>,
+}
+
+/// This cluster's identity, from the ConfigMap `liqo/liqo-clusterid-configmap`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// The cluster id.
+    #[serde(rename = "clusterID")]
+    pub cluster_id: String,
+    /// The display name.
+    pub cluster_name: String,
+}
+
+/// Whether the host is installed and where it runs.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct HostInfo {
+    /// Whether the CRDs and the identity ConfigMap are present.
+    pub installed: bool,
+    /// A one-line summary: `running in the cluster`, `running outside the cluster`, ...
+    pub status: String,
+    /// The host Deployment, when present.
+    pub deployment: Option<DeploymentInfo>,
+    /// The leader election Lease, when present.
+    pub leader: Option<LeaderInfo>,
+}
+
+/// The host Deployment `liqo/liqo-host`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentInfo {
+    /// Desired replicas.
+    pub replicas: i32,
+    /// Ready replicas (only the leader is ready).
+    pub ready_replicas: i32,
+    /// Whether the latest spec is rolled out and available.
+    pub available: bool,
+}
+
+/// The Lease `liqo/liqo-host`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderInfo {
+    /// The leading replica (a pod name, or host name and pid outside the cluster).
+    pub holder: String,
+    /// Seconds since the last renewal.
+    pub renewed_seconds_ago: Option<i64>,
+    /// Whether the lease is still valid (renewed within its duration).
+    pub fresh: bool,
+}
+
+/// One peering.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PeeringInfo {
+    /// The ForeignCluster's name.
+    pub name: String,
+    /// The peer's cluster id.
+    #[serde(rename = "clusterID")]
+    pub cluster_id: String,
+    /// `OutgoingPeering` condition (this cluster reflects to the peer).
+    pub outgoing_peering: String,
+    /// `IncomingPeering` condition.
+    pub incoming_peering: String,
+    /// `NetworkStatus` condition.
+    pub networking: String,
+    /// `AuthenticationStatus` condition.
+    pub authentication: String,
+    /// `healthy`, `pending`, `unhealthy` or `inactive` (see [`health`]).
+    pub health: String,
+    /// Messages of the conditions that are not fine, to say why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// Age of the ForeignCluster, like kubectl's AGE column.
+    pub age: String,
+    /// `sha256:<12 hex digits>` of the credential, when its Secret is readable.
+    pub credential_fingerprint: Option<String>,
+}
+
 /// Runs `liqoctl info`.
-pub async fn info(_global: &GlobalArgs, _args: InfoArgs) -> Result<()> {
-    bail!("liqoctl info is not implemented yet")
+pub async fn info(global: &GlobalArgs, args: InfoArgs) -> Result<()> {
+    let client = global.client().await?;
+    let info = collect(&client).await?;
+    match args.output {
+        Some(format) => print(&info, format),
+        None => {
+            print_human(&info);
+            Ok(())
+        }
+    }
+}
+
+/// Gathers the report. Missing objects (or a missing CRD) are reported, not errors.
+async fn collect(client: &Client) -> Result<Info> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .get_opt(CLUSTER_IDENTITY_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!("reading ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
+        })?;
+    let cluster_identity = match cm {
+        Some(cm) => {
+            let id = ClusterIdentityConfig::from_config_map(&cm)?;
+            Some(Identity {
+                cluster_id: id.cluster_id,
+                cluster_name: id.cluster_name,
+            })
+        }
+        None => None,
+    };
+
+    let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut crds_present = true;
+    for crd in liqo_host::api::crds() {
+        let name = crd.name_any();
+        if crd_api
+            .get_opt(&name)
+            .await
+            .with_context(|| format!("reading CustomResourceDefinition {name}"))?
+            .is_none()
+        {
+            crds_present = false;
+        }
+    }
+
+    let deployment = Api::<Deployment>::namespaced(client.clone(), HOST_NAMESPACE)
+        .get_opt(HOST_NAME)
+        .await
+        .with_context(|| format!("reading Deployment {HOST_NAMESPACE}/{HOST_NAME}"))?
+        .map(|d| DeploymentInfo {
+            replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            ready_replicas: d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
+            available: deployment_available(&d),
+        });
+    let leader = Api::<Lease>::namespaced(client.clone(), HOST_NAMESPACE)
+        .get_opt(HOST_NAME)
+        .await
+        .with_context(|| format!("reading Lease {HOST_NAMESPACE}/{HOST_NAME}"))?
+        .map(|lease| LeaderInfo {
+            fresh: lease_is_fresh(&lease),
+            holder: lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default(),
+            renewed_seconds_ago: lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.renew_time.as_ref())
+                .map(|t| now_seconds() - t.0.as_second()),
+        });
+    let installed = crds_present && cluster_identity.is_some();
+    let status = host_status(installed, deployment.as_ref(), leader.as_ref());
+
+    let fcs = match Api::<ForeignCluster>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        Err(err) if is_not_found(&err) => Vec::new(),
+        Err(err) => return Err(err).context("listing ForeignClusters"),
+    };
+    let mut peerings = Vec::new();
+    for fc in &fcs {
+        peerings.push(peering_info(client, fc).await);
+    }
+
+    Ok(Info {
+        cluster_identity,
+        host: HostInfo {
+            installed,
+            status,
+            deployment,
+            leader,
+        },
+        peerings,
+    })
+}
+
+fn host_status(
+    installed: bool,
+    deployment: Option<&DeploymentInfo>,
+    leader: Option<&LeaderInfo>,
+) -> String {
+    let leading = leader.filter(|l| l.fresh && !l.holder.is_empty());
+    match (deployment, leading) {
+        (Some(d), _) if d.ready_replicas > 0 => format!(
+            "running in the cluster (Deployment {HOST_NAMESPACE}/{HOST_NAME}, {}/{} ready)",
+            d.ready_replicas, d.replicas
+        ),
+        // A leader that is not a ready pod of the Deployment runs elsewhere (`liqo-host run`).
+        (_, Some(l)) => format!(
+            "running outside the cluster (Lease {HOST_NAMESPACE}/{HOST_NAME} held by {})",
+            l.holder
+        ),
+        (Some(d), None) => format!(
+            "deployed, not ready (Deployment {HOST_NAMESPACE}/{HOST_NAME}, 0/{} ready): see \
+             `kubectl -n {HOST_NAMESPACE} describe deployment {HOST_NAME}`",
+            d.replicas
+        ),
+        (None, None) if installed => {
+            "not running: deploy it with `liqoctl install`, or run `liqo-host run`".to_string()
+        }
+        (None, None) => "not installed: run `liqoctl install`".to_string(),
+    }
+}
+
+/// Whether `lease` was renewed within its duration, i.e. a host leads right now.
+pub fn lease_is_fresh(lease: &Lease) -> bool {
+    let Some(spec) = &lease.spec else {
+        return false;
+    };
+    match (&spec.renew_time, spec.lease_duration_seconds) {
+        (Some(renewed), Some(duration)) => {
+            renewed.0.as_second() + i64::from(duration) >= now_seconds()
+        }
+        _ => false,
+    }
+}
+
+fn now_seconds() -> i64 {
+    Timestamp::now().as_second()
+}
+
+async fn peering_info(client: &Client, fc: &ForeignCluster) -> PeeringInfo {
+    let status = fc.status.clone().unwrap_or_default();
+    let get = |t| status.condition_status(t);
+    let mut problems = Vec::new();
+    for condition in &status.peering_conditions {
+        if matches!(
+            condition.status,
+            PeeringConditionStatus::Error | PeeringConditionStatus::Denied
+        ) && !condition.message.is_empty()
+        {
+            problems.push(format!(
+                "{}: {}",
+                condition.type_.as_str(),
+                condition.message
+            ));
+        }
+    }
+    let statuses: Vec<_> = PeeringConditionType::ALL.into_iter().map(get).collect();
+    PeeringInfo {
+        name: fc.name_any(),
+        cluster_id: fc.spec.cluster_id.clone(),
+        outgoing_peering: get(PeeringConditionType::OutgoingPeering)
+            .as_str()
+            .to_string(),
+        incoming_peering: get(PeeringConditionType::IncomingPeering)
+            .as_str()
+            .to_string(),
+        networking: get(PeeringConditionType::NetworkStatus)
+            .as_str()
+            .to_string(),
+        authentication: get(PeeringConditionType::AuthenticationStatus)
+            .as_str()
+            .to_string(),
+        health: health(&statuses).to_string(),
+        problems,
+        age: fc
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| age(now_seconds() - t.0.as_second()))
+            .unwrap_or_default(),
+        credential_fingerprint: fingerprint(client, fc).await,
+    }
+}
+
+/// The health of a peering from its condition statuses: `unhealthy` if any part failed or was
+/// denied, `pending` while any part is being set up or torn down, `healthy` when objects flow
+/// in a direction, `inactive` otherwise (for example the host has not looked at it yet).
+pub fn health(statuses: &[PeeringConditionStatus]) -> &'static str {
+    use PeeringConditionStatus as S;
+    if statuses.iter().any(|s| matches!(s, S::Error | S::Denied)) {
+        "unhealthy"
+    } else if statuses
+        .iter()
+        .any(|s| matches!(s, S::Pending | S::Disconnecting))
+    {
+        "pending"
+    } else if statuses.contains(&S::Established) {
+        "healthy"
+    } else {
+        "inactive"
+    }
+}
+
+/// `sha256:<12 hex>` of the credential the ForeignCluster's Secret holds (the token, else the
+/// kubeconfig). `None` when there is no reference or the Secret cannot be read: info must work
+/// for users who may not read Secrets.
+async fn fingerprint(client: &Client, fc: &ForeignCluster) -> Option<String> {
+    let reference = fc.spec.credentials_secret_ref.as_ref()?;
+    let secret = Api::<Secret>::namespaced(client.clone(), &reference.namespace)
+        .get_opt(&reference.name)
+        .await
+        .ok()??;
+    let data = secret.data?;
+    let credential = data
+        .get(CREDENTIALS_KEY_TOKEN)
+        .or_else(|| data.get(CREDENTIALS_KEY_KUBECONFIG))?;
+    Some(fingerprint_of(&credential.0))
+}
+
+/// `sha256:` and the first 12 hex digits of the SHA-256 of `bytes`.
+pub fn fingerprint_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("sha256:{}", &hex::encode(digest)[..12])
+}
+
+/// A duration in seconds the way kubectl's AGE column shows it (`45s`, `3m12s`, `5h`, `12d`).
+pub fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    if s < 120 {
+        format!("{s}s")
+    } else if m < 10 {
+        format!("{m}m{}s", s % 60)
+    } else if h < 3 {
+        format!("{m}m")
+    } else if h < 8 {
+        format!("{h}h{}m", m % 60)
+    } else if h < 48 {
+        format!("{h}h")
+    } else {
+        format!("{d}d")
+    }
+}
+
+fn print_human(info: &Info) {
+    println!("Cluster");
+    match &info.cluster_identity {
+        Some(id) => {
+            println!("  ID:    {}", id.cluster_id);
+            println!("  Name:  {}", id.cluster_name);
+        }
+        None => println!(
+            "  no identity (ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP} \
+             not found): run `liqoctl install`"
+        ),
+    }
+    println!("Host");
+    println!(
+        "  Installed:  {}",
+        if info.host.installed { "yes" } else { "no" }
+    );
+    println!("  Status:     {}", info.host.status);
+    println!("Peerings");
+    if info.peerings.is_empty() {
+        println!(
+            "  none: on a provider run `liqoctl generate peer-command`, then run its output here"
+        );
+        return;
+    }
+    let header = [
+        "NAME",
+        "CLUSTER ID",
+        "OUTGOING PEERING",
+        "INCOMING PEERING",
+        "NETWORKING",
+        "AUTHENTICATION",
+        "AGE",
+        "HEALTH",
+        "CREDENTIAL",
+    ];
+    let rows: Vec<[String; 9]> = info
+        .peerings
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                p.cluster_id.clone(),
+                p.outgoing_peering.clone(),
+                p.incoming_peering.clone(),
+                p.networking.clone(),
+                p.authentication.clone(),
+                p.age.clone(),
+                p.health.clone(),
+                p.credential_fingerprint
+                    .clone()
+                    .unwrap_or_else(|| "-".to_string()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("  {}", padded.join("   ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    for p in &info.peerings {
+        for problem in &p.problems {
+            println!("  {}: {problem}", p.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PeeringConditionStatus as S;
+
+    #[test]
+    fn health_from_conditions() {
+        assert_eq!(health(&[S::None; 5]), "inactive");
+        assert_eq!(
+            health(&[
+                S::Established,
+                S::None,
+                S::None,
+                S::Established,
+                S::Established
+            ]),
+            "healthy"
+        );
+        assert_eq!(health(&[S::Pending, S::None]), "pending");
+        assert_eq!(health(&[S::Established, S::Denied]), "unhealthy");
+    }
+
+    #[test]
+    fn ages_like_kubectl() {
+        assert_eq!(age(-3), "0s");
+        assert_eq!(age(45), "45s");
+        assert_eq!(age(192), "3m12s");
+        assert_eq!(age(1500), "25m");
+        assert_eq!(age(4 * 3600 + 120), "4h2m");
+        assert_eq!(age(20 * 3600), "20h");
+        assert_eq!(age(5 * 86400), "5d");
+    }
+
+    #[test]
+    fn fingerprints_hide_the_credential() {
+        let f = fingerprint_of(b"secret-token");
+        assert!(f.starts_with("sha256:"));
+        assert_eq!(f.len(), "sha256:".len() + 12);
+        assert!(!f.contains("secret"));
+        assert_eq!(f, fingerprint_of(b"secret-token"));
+        assert_ne!(f, fingerprint_of(b"other-token"));
+    }
+
+    #[test]
+    fn host_status_prefers_a_ready_deployment() {
+        let ready = DeploymentInfo {
+            replicas: 1,
+            ready_replicas: 1,
+            available: true,
+        };
+        let fresh = LeaderInfo {
+            holder: "laptop-42".into(),
+            renewed_seconds_ago: Some(1),
+            fresh: true,
+        };
+        assert!(host_status(true, Some(&ready), Some(&fresh)).starts_with("running in the"));
+        assert!(host_status(true, None, Some(&fresh)).contains("outside the cluster"));
+        assert!(host_status(true, None, None).starts_with("not running"));
+        assert!(host_status(false, None, None).starts_with("not installed"));
+    }
 }

@@ -1,35 +1,809 @@
 //! `liqoctl install` and `liqoctl uninstall`.
+//!
+//! `install` server-side applies (field manager `liqoctl`) the CRDs, the namespace `liqo`, the
+//! host's RBAC, this cluster's identity ConfigMap and, unless `--skip-deployment`, the host
+//! Deployment. The host manifests are `deploy/host/`, embedded at build time ([`manifests`]),
+//! so `kubectl apply -k deploy/` and `liqoctl install` install the same thing. It is idempotent:
+//! a re-install keeps the cluster id and refuses to change it.
+//!
+//! `uninstall` refuses while peerings or offloaded namespaces exist (as Liqo's pre-uninstall
+//! checks do: removing the host under them would strand reflected objects in the peers), then
+//! removes what `install` created; `--purge` also removes the CRDs and tenant namespaces.
+//!
 
-use anyhow::{Result, bail};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::config::Kubeconfig;
+use kube::{Client, ResourceExt};
+use liqo_host::api::identity::{
+    CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig,
+};
+use liqo_host::api::{ForeignCluster, NamespaceOffloading, PeeringRole};
+use liqo_host::tenant::TENANT_NAMESPACE_LABEL;
+
+pub mod manifests;
 
 use crate::context::GlobalArgs;
+use crate::offload::parse_duration;
+use crate::progress::Spinner;
+use manifests::{FIELD_MANAGER, HOST_NAME, HOST_NAMESPACE, POLL, is_not_found};
 
 /// Flags of `liqoctl install`.
 #[derive(Args, Debug)]
 pub struct InstallArgs {
-    /// This cluster's id (default: a generated name; a re-install keeps the existing id).
+    /// This cluster's id, the value of the `offloading.liqo.io/origin` label on everything it
+    /// reflects (default: the kubeconfig context name with a random suffix; a re-install keeps
+    /// the existing id and refuses a different one).
     #[arg(long)]
     pub cluster_id: Option<String>,
-    /// Do not deploy the host (run it as a local process instead).
+    /// This cluster's display name (default: the existing name on a re-install, else the id).
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// Do not deploy the host (run it as a local process instead: `liqo-host run`).
     #[arg(long)]
     pub skip_deployment: bool,
+    /// Image of the host Deployment (default: the image in deploy/host/deployment.yaml).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// How long to wait for the CRDs to be established and the host to become available
+    /// (90s, 2m, 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// Flags of `liqoctl uninstall`.
 #[derive(Args, Debug)]
 pub struct UninstallArgs {
-    /// Also remove the CRDs.
+    /// Also remove the CRDs (with every object of their kinds) and the tenant namespaces.
     #[arg(long)]
     pub purge: bool,
+    /// How long to wait for the namespaces and CRDs to be gone (90s, 2m, 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// Runs `liqoctl install`.
-pub async fn install(_global: &GlobalArgs, _args: InstallArgs) -> Result<()> {
-    bail!("liqoctl install is not implemented yet")
+pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
+    if let Some(id) = &args.cluster_id {
+        validate_cluster_id(id)?;
+    }
+    let client = global.client().await?;
+
+    // Decide the identity before changing anything, so a conflicting --cluster-id leaves the
+    // cluster untouched.
+    let existing = read_identity(&client).await?;
+    let (identity, kept) = match (existing, &args.cluster_id) {
+        (Some(Ok(existing)), Some(requested)) if &existing.cluster_id != requested => bail!(
+            "this cluster is already installed with cluster id {:?} (ConfigMap \
+             {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}), not {requested:?}: \
+             drop --cluster-id to keep it, or run `liqoctl uninstall` first to change it; \
+             nothing was changed",
+            existing.cluster_id
+        ),
+        (Some(Ok(existing)), _) => {
+            let name = args
+                .cluster_name
+                .clone()
+                .unwrap_or(existing.cluster_name.clone());
+            (
+                ClusterIdentityConfig {
+                    cluster_id: existing.cluster_id,
+                    cluster_name: name,
+                },
+                true,
+            )
+        }
+        (Some(Err(err)), None) => {
+            bail!("{err}; pass --cluster-id to write a valid identity (nothing was changed)")
+        }
+        (Some(Err(_)), Some(id)) | (None, Some(id)) => (new_identity(id.clone(), &args), false),
+        (None, None) => {
+            let id = generated_cluster_id(global)?;
+            (new_identity(id, &args), false)
+        }
+    };
+    let image = match &args.image {
+        Some(image) => image.clone(),
+        None => manifests::default_image()?,
+    };
+    let deadline = Instant::now() + args.timeout;
+
+    // 1. The API: CRDs first, so the host never starts without its kinds.
+    let crds = liqo_host::api::crds();
+    let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for crd in &crds {
+        let name = crd.name_any();
+        crd_api
+            .patch(&name, &params, &Patch::Apply(crd))
+            .await
+            .with_context(|| format!("applying CustomResourceDefinition {name}"))?;
+    }
+    let crd_names: Vec<String> = crds.iter().map(ResourceExt::name_any).collect();
+    wait_established(&crd_api, &crd_names, deadline, args.timeout).await?;
+
+    // 2. Namespace, RBAC and the identity, which the host reads at startup.
+    let host = manifests::host_manifests(!args.skip_deployment, Some(&image))?;
+    let (deployment, rest): (Vec<_>, Vec<_>) =
+        host.into_iter().partition(|m| m.gvk.kind == "Deployment");
+    for manifest in &rest {
+        manifests::apply(&client, manifest).await?;
+    }
+    let mut cm = identity.to_config_map();
+    cm.labels_mut()
+        .insert("app.kubernetes.io/part-of".into(), "liqo".into());
+    Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .patch(CLUSTER_IDENTITY_CONFIGMAP, &params, &Patch::Apply(&cm))
+        .await
+        .with_context(|| {
+            format!("applying ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
+        })?;
+
+    // 3. The host itself.
+    for manifest in &deployment {
+        manifests::apply(&client, manifest).await?;
+    }
+    if !deployment.is_empty() {
+        wait_available(&client, &image, deadline, args.timeout).await?;
+    }
+
+    // Summary on stdout (the spinners went to stderr).
+    let id_note = if kept {
+        " (kept from the existing installation)"
+    } else {
+        ""
+    };
+    println!("liqo installed:");
+    println!("  cluster id:    {}{id_note}", identity.cluster_id);
+    println!("  cluster name:  {}", identity.cluster_name);
+    println!("  CRDs:          {} (established)", crd_names.join(", "));
+    println!(
+        "  namespace:     {HOST_NAMESPACE} (ConfigMap {CLUSTER_IDENTITY_CONFIGMAP}, RBAC for \
+         ServiceAccount {HOST_NAME})"
+    );
+    if args.skip_deployment {
+        println!("  host:          not deployed (--skip-deployment)");
+        let deployed = Api::<Deployment>::namespaced(client.clone(), HOST_NAMESPACE)
+            .get_opt(HOST_NAME)
+            .await
+            .with_context(|| format!("reading Deployment {HOST_NAMESPACE}/{HOST_NAME}"))?
+            .is_some();
+        if deployed {
+            println!(
+                "                 note: Deployment {HOST_NAMESPACE}/{HOST_NAME} from an earlier \
+                 install is still there; the Lease {HOST_NAMESPACE}/{HOST_NAME} lets only one \
+                 host lead"
+            );
+        }
+        let kubeconfig = global
+            .kubeconfig
+            .as_deref()
+            .map(|k| format!(" --kubeconfig {k}"))
+            .unwrap_or_default();
+        println!();
+        println!("Next steps:");
+        println!("  1. run the host next to the cluster: liqo-host run{kubeconfig}");
+        println!(
+            "  2. peer: run `liqoctl generate peer-command` on the provider, then the command it \
+             prints here"
+        );
+    } else {
+        println!("  host:          Deployment {HOST_NAMESPACE}/{HOST_NAME} available ({image})");
+        println!();
+        println!("Next step:");
+        println!(
+            "  peer: run `liqoctl generate peer-command` on the provider, then the command it \
+             prints here"
+        );
+    }
+    println!("`liqoctl info` shows this cluster's identity, the host and the peerings.");
+    Ok(())
 }
 
 /// Runs `liqoctl uninstall`.
-pub async fn uninstall(_global: &GlobalArgs, _args: UninstallArgs) -> Result<()> {
-    bail!("liqoctl uninstall is not implemented yet")
+pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
+    let client = global.client().await?;
+    ensure_nothing_active(&client).await?;
+    let deadline = Instant::now() + args.timeout;
+    let mut removed = Vec::new();
+
+    // A host running outside the cluster would lose its namespace under it: say so.
+    let lease = Api::<Lease>::namespaced(client.clone(), HOST_NAMESPACE)
+        .get_opt(HOST_NAME)
+        .await
+        .ok()
+        .flatten();
+
+    // Reverse apply order: the host stops before its permissions go.
+    let host = manifests::host_manifests(true, None)?;
+    for manifest in host.iter().rev().filter(|m| m.gvk.kind != "Namespace") {
+        if manifests::delete(&client, manifest).await? {
+            removed.push(manifest.describe());
+        }
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE);
+    if manifests::delete_if_present(&cms, CLUSTER_IDENTITY_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!("deleting ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
+        })?
+    {
+        removed.push(format!(
+            "ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}"
+        ));
+    }
+
+    // Tenant namespaces hold the identities this cluster gave consumers as a provider (see
+    // liqo_host::tenant); each has a ClusterRoleBinding and a policy binding of its name.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let tenants: Vec<String> = namespaces
+        .list(&ListParams::default().labels(&format!("{TENANT_NAMESPACE_LABEL}=true")))
+        .await
+        .context("listing tenant namespaces")?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let mut doomed = vec![HOST_NAMESPACE.to_string()];
+    if args.purge {
+        let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+        let policy_bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+        for tenant in &tenants {
+            if manifests::delete_if_present(&bindings, tenant)
+                .await
+                .with_context(|| format!("deleting ClusterRoleBinding {tenant}"))?
+            {
+                removed.push(format!("ClusterRoleBinding {tenant}"));
+            }
+            if manifests::delete_if_present(&policy_bindings, tenant)
+                .await
+                .with_context(|| format!("deleting ValidatingAdmissionPolicyBinding {tenant}"))?
+            {
+                removed.push(format!("ValidatingAdmissionPolicyBinding {tenant}"));
+            }
+        }
+        doomed.extend(tenants.iter().cloned());
+    }
+    for ns in &doomed {
+        if delete_namespace(&namespaces, ns, deadline).await? {
+            removed.push(format!("Namespace {ns}"));
+        }
+    }
+    wait_gone(&namespaces, "Namespace", &doomed, deadline, args.timeout).await?;
+    if args.purge {
+        // The shared peering policies go last: the API server's policy caches lag a little, and
+        // a policy deleted while a binding of it is still cached denies namespace writes.
+        for manifest in manifests::peering_manifests()?.iter().rev() {
+            if manifests::delete(&client, manifest).await? {
+                removed.push(manifest.describe());
+            }
+        }
+    }
+
+    let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let kept_crds: Vec<String> = if args.purge {
+        let names = our_crds(&crd_api).await?;
+        for name in &names {
+            wait_crd_storage(&client, &crd_api, name, deadline).await;
+            if manifests::delete_if_present(&crd_api, name)
+                .await
+                .with_context(|| format!("deleting CustomResourceDefinition {name}"))?
+            {
+                removed.push(format!("CustomResourceDefinition {name}"));
+            }
+        }
+        let nudger = tokio::spawn(nudge_terminating_crds(crd_api.clone(), names.clone()));
+        let gone = wait_gone(
+            &crd_api,
+            "CustomResourceDefinition",
+            &names,
+            deadline,
+            args.timeout,
+        )
+        .await;
+        nudger.abort();
+        gone?;
+        Vec::new()
+    } else {
+        our_crds(&crd_api).await?
+    };
+
+    if removed.is_empty() {
+        println!("liqo is not installed in this cluster: nothing to remove");
+    } else {
+        println!("liqo uninstalled; removed:");
+        for item in &removed {
+            println!("  {item}");
+        }
+    }
+    if !kept_crds.is_empty() {
+        println!(
+            "CRDs kept (run `liqoctl uninstall --purge` to remove them): {}",
+            kept_crds.join(", ")
+        );
+    }
+    if !args.purge && !tenants.is_empty() {
+        println!(
+            "Tenant namespaces kept (identities given to consumers; their tokens stay valid \
+             until they expire; `liqoctl uninstall --purge` removes them): {}",
+            tenants.join(", ")
+        );
+    }
+    if let Some(lease) = lease
+        && crate::info::lease_is_fresh(&lease)
+    {
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default();
+        println!(
+            "note: a host outside the cluster was leading ({holder}); stop it, it has no \
+             namespace {HOST_NAMESPACE} any more"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes a namespace; returns whether it existed. An admission policy may deny the request
+/// for a moment after its bindings changed (the API server's policy caches lag), so such a
+/// denial is retried until `deadline`.
+async fn delete_namespace(api: &Api<Namespace>, name: &str, deadline: Instant) -> Result<bool> {
+    loop {
+        match manifests::delete_if_present(api, name).await {
+            Ok(existed) => return Ok(existed),
+            Err(kube::Error::Api(status))
+                if status.message.contains("ValidatingAdmissionPolicy")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(POLL).await;
+            }
+            Err(err) => return Err(err).with_context(|| format!("deleting Namespace {name}")),
+        }
+    }
+}
+
+/// Fails, listing what to remove and how, while a ForeignCluster or a NamespaceOffloading
+/// exists. A missing CRD means there are none of its kind.
+async fn ensure_nothing_active(client: &Client) -> Result<()> {
+    let peerings = match Api::<ForeignCluster>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        Err(err) if is_not_found(&err) => Vec::new(),
+        Err(err) => return Err(err).context("listing ForeignClusters"),
+    };
+    let offloadings = match Api::<NamespaceOffloading>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        Err(err) if is_not_found(&err) => Vec::new(),
+        Err(err) => return Err(err).context("listing NamespaceOffloadings"),
+    };
+    if peerings.is_empty() && offloadings.is_empty() {
+        return Ok(());
+    }
+    let namespaces: BTreeSet<String> = offloadings.iter().filter_map(|o| o.namespace()).collect();
+    let peers: BTreeSet<String> = peerings.iter().map(ResourceExt::name_any).collect();
+    // This cluster's name, as consumers know it (the name in their `peer out-of-band`).
+    let local_name = match read_identity(client).await {
+        Ok(Some(Ok(identity))) => identity.cluster_name,
+        _ => "<this cluster>".to_string(),
+    };
+    let mut what = Vec::new();
+    if !namespaces.is_empty() {
+        what.push(counted(
+            &namespaces,
+            "offloaded namespace",
+            "offloaded namespaces",
+        ));
+    }
+    if !peers.is_empty() {
+        what.push(counted(
+            &peers,
+            "peering (ForeignCluster)",
+            "peerings (ForeignClusters)",
+        ));
+    }
+    // Unoffload before unpeering: the offloading's finalizer needs the peering to delete the
+    // twin namespaces in the peer.
+    let mut fixes = String::new();
+    for ns in &namespaces {
+        fixes.push_str(&format!("\n  liqoctl unoffload namespace {ns}"));
+    }
+    for fc in &peerings {
+        let role = fc.status.as_ref().map(|s| s.role).unwrap_or_default();
+        // An incoming peering is removed from the consumer's side; this cluster (the provider)
+        // then revokes the identity by itself.
+        if matches!(
+            role,
+            PeeringRole::Consumer | PeeringRole::ConsumerAndProvider
+        ) {
+            fixes.push_str(&format!(
+                "\n  liqoctl unpeer out-of-band {local_name}   # against the consumer {}",
+                fc.spec.cluster_id
+            ));
+        }
+        if role != PeeringRole::Consumer {
+            fixes.push_str(&format!("\n  liqoctl unpeer out-of-band {}", fc.name_any()));
+        }
+    }
+    bail!(
+        "cannot uninstall: liqo is still in use by {} (nothing was changed); remove that \
+         first, in this order:{fixes}",
+        what.join(" and ")
+    )
+}
+
+/// `1 peering (ForeignCluster) newyork` or `2 peerings (ForeignClusters) a, b`.
+fn counted(names: &BTreeSet<String>, one: &str, many: &str) -> String {
+    let list = names.iter().cloned().collect::<Vec<_>>().join(", ");
+    match names.len() {
+        1 => format!("1 {one} {list}"),
+        n => format!("{n} {many} {list}"),
+    }
+}
+
+/// Waits (best effort, up to 30 s) until the API server serves lists of a CRD's objects.
+///
+/// Deleting a CRD whose storage is still initializing (seconds after it was created, on a busy
+/// API server) makes the API server's CRD finalizer fail with "storage is (re)initializing"
+/// and retry with a growing backoff, which can leave the CRD terminating for many minutes.
+async fn wait_crd_storage(
+    client: &Client,
+    api: &Api<CustomResourceDefinition>,
+    name: &str,
+    deadline: Instant,
+) {
+    let Ok(Some(crd)) = api.get_opt(name).await else {
+        return;
+    };
+    let Some(version) = crd.spec.versions.iter().find(|v| v.served) else {
+        return;
+    };
+    let resource = kube::discovery::ApiResource {
+        group: crd.spec.group.clone(),
+        version: version.name.clone(),
+        api_version: format!("{}/{}", crd.spec.group, version.name),
+        kind: crd.spec.names.kind.clone(),
+        plural: crd.spec.names.plural.clone(),
+    };
+    let objects: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+    let limit = (Instant::now() + Duration::from_secs(30)).min(deadline);
+    while Instant::now() < limit {
+        if objects.list(&ListParams::default().limit(1)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// While our CRDs terminate, touches any whose finalizer reported a failure: an update event
+/// makes the API server's CRD finalizer retry at once instead of after its (growing) backoff.
+async fn nudge_terminating_crds(api: Api<CustomResourceDefinition>, names: Vec<String>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for name in &names {
+            let Ok(Some(crd)) = api.get_opt(name).await else {
+                continue;
+            };
+            let failed = crd
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.type_ == "Terminating"
+                            && c.reason.as_deref() == Some("InstanceDeletionFailed")
+                    })
+                });
+            if failed {
+                let stamp = format!("{:?}", std::time::SystemTime::now());
+                let patch = serde_json::json!({"metadata": {"annotations": {"liqo.io/cleanup-retry": stamp}}});
+                let _ = api
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The names of the CRDs in the API groups of this project (found by group, so kinds of an
+/// older version are removed too).
+async fn our_crds(api: &Api<CustomResourceDefinition>) -> Result<Vec<String>> {
+    let groups: BTreeSet<String> = liqo_host::api::crds()
+        .into_iter()
+        .map(|crd| crd.spec.group)
+        .collect();
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .context("listing CustomResourceDefinitions")?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|crd| groups.contains(&crd.spec.group))
+        .map(|crd| crd.name_any())
+        .collect())
+}
+
+/// Reads the identity ConfigMap: `None` when absent, `Some(Err)` when present but unusable.
+async fn read_identity(
+    client: &Client,
+) -> Result<Option<Result<ClusterIdentityConfig, liqo_host::api::IdentityError>>> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .get_opt(CLUSTER_IDENTITY_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!("reading ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
+        })?;
+    Ok(cm.map(|cm| ClusterIdentityConfig::from_config_map(&cm)))
+}
+
+fn new_identity(cluster_id: String, args: &InstallArgs) -> ClusterIdentityConfig {
+    ClusterIdentityConfig {
+        cluster_name: args.cluster_name.clone().unwrap_or(cluster_id.clone()),
+        cluster_id,
+    }
+}
+
+/// Cluster ids must be DNS-1123 labels: besides label values (the ownership labels), they end
+/// up in namespace names (`DefaultName` remote namespaces) and object names.
+fn validate_cluster_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-');
+    if !ok {
+        bail!(
+            "--cluster-id {id:?} is not valid: use at most 63 lowercase letters, digits and '-', \
+             starting and ending with a letter or digit (it becomes part of labels and namespace \
+             names)"
+        );
+    }
+    Ok(())
+}
+
+/// A new cluster id: the kubeconfig context's name made DNS-safe, plus a random suffix so two
+/// clusters whose contexts share a name (every `kind-kind`) never share an id.
+fn generated_cluster_id(global: &GlobalArgs) -> Result<String> {
+    let base = match &global.context {
+        Some(context) => context.clone(),
+        None => {
+            let kubeconfig = match &global.kubeconfig {
+                Some(path) => Kubeconfig::read_from(path),
+                None => Kubeconfig::read(),
+            };
+            kubeconfig
+                .ok()
+                .and_then(|k| k.current_context)
+                .unwrap_or_default()
+        }
+    };
+    Ok(cluster_id_from(&base, random_suffix()))
+}
+
+/// `base` lowercased, with runs of other characters than letters and digits turned into one
+/// '-', cut so that `-suffix` fits in 63 characters; `cluster` when nothing is left.
+fn cluster_id_from(base: &str, suffix: String) -> String {
+    let mut out = String::new();
+    for c in base.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.truncate(63 - suffix.len() - 1);
+    let mut out = out.trim_end_matches('-').to_string();
+    if out.is_empty() {
+        out = "cluster".to_string();
+    }
+    format!("{out}-{suffix}")
+}
+
+/// Six random hex digits. `RandomState` is seeded from the OS's randomness, which is all a name
+/// suffix needs (no dependency on a random number crate).
+fn random_suffix() -> String {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{:06x}", hasher.finish() & 0xff_ffff)
+}
+
+/// Waits until every CRD in `names` has the condition `Established=True`.
+async fn wait_established(
+    api: &Api<CustomResourceDefinition>,
+    names: &[String],
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
+    let spinner = Spinner::start("waiting for the CRDs to be established");
+    loop {
+        let mut pending = Vec::new();
+        for name in names {
+            let crd = api
+                .get(name)
+                .await
+                .with_context(|| format!("reading CustomResourceDefinition {name}"))?;
+            let established = crd
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if !established {
+                pending.push(name.clone());
+            }
+        }
+        if pending.is_empty() {
+            spinner.success(format!("{} CRDs established", names.len()));
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            spinner.fail("CRDs not established");
+            bail!(
+                "CustomResourceDefinitions {} not established after {}s: see `kubectl describe \
+                 crd {}`",
+                pending.join(", "),
+                timeout.as_secs(),
+                pending[0]
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until the host Deployment has rolled out and is available.
+async fn wait_available(
+    client: &Client,
+    image: &str,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), HOST_NAMESPACE);
+    let spinner = Spinner::start(format!(
+        "waiting for Deployment {HOST_NAMESPACE}/{HOST_NAME} to be available"
+    ));
+    loop {
+        let deployment = api
+            .get(HOST_NAME)
+            .await
+            .with_context(|| format!("reading Deployment {HOST_NAMESPACE}/{HOST_NAME}"))?;
+        if deployment_available(&deployment) {
+            spinner.success(format!("Deployment {HOST_NAMESPACE}/{HOST_NAME} available"));
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            spinner.fail(format!(
+                "Deployment {HOST_NAMESPACE}/{HOST_NAME} not available"
+            ));
+            bail!(
+                "Deployment {HOST_NAMESPACE}/{HOST_NAME} not available after {}s: see `kubectl \
+                 -n {HOST_NAMESPACE} describe deployment {HOST_NAME}` (can the cluster pull \
+                 image {image}? set another with --image, or run the host locally with \
+                 --skip-deployment)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether the Deployment's latest spec is rolled out and every replica is available.
+pub fn deployment_available(deployment: &Deployment) -> bool {
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let Some(status) = &deployment.status else {
+        return false;
+    };
+    status.observed_generation >= deployment.metadata.generation
+        && status.updated_replicas.unwrap_or(0) >= wanted
+        && status.available_replicas.unwrap_or(0) >= wanted
+}
+
+/// Waits until none of `names` exists any more.
+async fn wait_gone<K>(
+    api: &Api<K>,
+    kind: &str,
+    names: &[String],
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if names.is_empty() {
+        return Ok(());
+    }
+    let spinner = Spinner::start(format!(
+        "waiting for {kind} {} to be gone",
+        names.join(", ")
+    ));
+    loop {
+        let mut left = BTreeMap::new();
+        for name in names {
+            if let Some(object) = api
+                .get_opt(name)
+                .await
+                .with_context(|| format!("reading {kind} {name}"))?
+            {
+                left.insert(name.clone(), object);
+            }
+        }
+        if left.is_empty() {
+            spinner.success(format!("{kind} {} deleted", names.join(", ")));
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            spinner.fail(format!("{kind} still present"));
+            let left: Vec<_> = left.keys().cloned().collect();
+            bail!(
+                "{kind} {} still present after {}s: see `kubectl get {} -o yaml` for what blocks \
+                 the deletion (finalizers, remaining objects), then run `liqoctl uninstall` again",
+                left.join(", "),
+                timeout.as_secs(),
+                kind.to_lowercase()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_dns_labels() {
+        assert_eq!(cluster_id_from("london", "abc123".into()), "london-abc123");
+        assert_eq!(
+            cluster_id_from("kind-Kind_Test.local", "abc123".into()),
+            "kind-kind-test-local-abc123"
+        );
+        assert_eq!(cluster_id_from("", "abc123".into()), "cluster-abc123");
+        assert_eq!(cluster_id_from("@@@", "abc123".into()), "cluster-abc123");
+        let long = cluster_id_from(&"a-".repeat(60), "abc123".into());
+        assert!(long.len() <= 63, "{long}");
+        for id in [long, cluster_id_from("x", random_suffix())] {
+            validate_cluster_id(&id).unwrap();
+        }
+        assert_ne!(random_suffix(), random_suffix());
+    }
+
+    #[test]
+    fn cluster_id_validation() {
+        validate_cluster_id("london").unwrap();
+        validate_cluster_id("a1-b2").unwrap();
+        for bad in ["", "London", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
+            let err = validate_cluster_id(bad).unwrap_err().to_string();
+            assert!(err.contains("--cluster-id"), "{err}");
+        }
+    }
 }

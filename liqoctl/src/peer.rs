@@ -1,18 +1,99 @@
 //! `liqoctl generate peer-command`, `liqoctl peer out-of-band`, `liqoctl unpeer out-of-band`.
+//!
+//! - `generate peer-command` runs against the provider. It creates a least-privilege identity
+//!   for a future consumer (see [`liqo_host::tenant`] and `deploy/peering/`): a tenant namespace
+//!   with a ServiceAccount, its Lease, its bindings, and a bound token that expires (`--ttl`).
+//!   It prints the command the consumer runs; the token appears nowhere else.
+//! - `peer out-of-band` runs against the consumer. It checks everything it can before writing
+//!   (input, then the provider answering with that CA and token), claims the identity on the
+//!   provider, creates the credential Secret and the ForeignCluster, and waits for the host.
+//! - `unpeer out-of-band` runs against the consumer: it refuses while namespaces are offloaded
+//!   to the peer (unless `--force`), deletes the ForeignCluster (the host releases the Lease, so
+//!   the provider revokes the identity) and the credential Secret.
 
-use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Subcommand;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, ResourceExt};
+use liqo_host::api::foreign_cluster::{
+    CREDENTIALS_KEY_CA, CREDENTIALS_KEY_SERVER, CREDENTIALS_KEY_TOKEN, ForeignCluster,
+    PeeringConditionStatus, PeeringConditionType,
+};
+use liqo_host::api::identity::{
+    CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig, IdentityError,
+};
+use liqo_host::api::namespace_offloading::NamespaceOffloading;
+use liqo_host::tenant;
+use serde::Deserialize as _;
+use serde_json::json;
 
 use crate::context::GlobalArgs;
+use crate::offload::parse_duration;
+use crate::progress::Spinner;
+
+mod input;
+use input as peering;
+
+/// Field manager of liqoctl's writes.
+const FIELD_MANAGER: &str = "liqoctl";
+/// Label on the credential Secrets liqoctl creates (value `true`), so unpeer deletes only those.
+const CREDENTIALS_LABEL: &str = "liqo.io/peering-credentials";
+/// Label on a credential Secret: the provider's cluster id.
+const REMOTE_ID_LABEL: &str = "liqo.io/remote-cluster-id";
+/// Key of the cluster-scoped peering manifests, applied by `generate peer-command`.
+const MANIFESTS: [(&str, &str); 2] = [
+    (
+        "deploy/peering/clusterrole.yaml",
+        include_str!("../../deploy/peering/clusterrole.yaml"),
+    ),
+    (
+        "deploy/peering/policies.yaml",
+        include_str!("../../deploy/peering/policies.yaml"),
+    ),
+];
+/// The API server refuses bound tokens shorter than 10 minutes.
+const MIN_TTL: Duration = Duration::from_secs(600);
 
 /// `liqoctl generate ...`.
 #[derive(Subcommand, Debug)]
 pub enum GenerateCommand {
     /// Print the command a consumer runs to peer with this (provider) cluster.
+    ///
+    /// Creates, in this cluster, a least-privilege identity for the consumer: a tenant namespace
+    /// `liqo-tenant-*` with a ServiceAccount allowed only to create namespaces labelled with its
+    /// origin and to write Services and EndpointSlices inside them (RBAC in
+    /// deploy/peering/clusterrole.yaml, narrowed by the ValidatingAdmissionPolicies in
+    /// deploy/peering/policies.yaml, both applied here). The printed command carries a token of
+    /// that identity: treat it as a secret. It expires after --ttl unless used; once used, the
+    /// consumer's host keeps the identity alive, and this cluster's host revokes it when the
+    /// consumer stops (see `liqo-host run --peering-revocation-grace`).
+    #[command(verbatim_doc_comment)]
     PeerCommand {
         /// Print only the command, so `echo "$PEER" | bash` works.
         #[arg(long)]
         only_command: bool,
+        /// How long the command can be used (at least 10m): `24h`, `90m`, ...
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// The consumer's cluster id, if known: only that cluster can then use the command.
+        /// Without it, the first cluster that runs the command owns the identity.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// The API server URL the consumer should use (default: the server of the kubeconfig).
+        #[arg(long)]
+        api_server_url: Option<String>,
     },
 }
 
@@ -21,7 +102,7 @@ pub enum GenerateCommand {
 pub enum PeerCommand {
     /// Peer using the credentials printed by `liqoctl generate peer-command`.
     OutOfBand {
-        /// Name of the provider cluster.
+        /// Name of the provider cluster (names the ForeignCluster).
         name: String,
         /// URL of the provider's API server.
         #[arg(long)]
@@ -35,6 +116,9 @@ pub enum PeerCommand {
         /// The peering token.
         #[arg(long)]
         token: String,
+        /// How long to wait for the host to establish the peering.
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
     },
 }
 
@@ -45,20 +129,750 @@ pub enum UnpeerCommand {
     OutOfBand {
         /// Name of the provider cluster.
         name: String,
+        /// Unpeer even while namespaces are offloaded to the provider (their twin namespaces
+        /// there are deleted when the provider revokes the identity).
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for the host to remove the peering.
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
     },
 }
 
 /// Runs `liqoctl generate ...`.
-pub async fn generate(_global: &GlobalArgs, _cmd: GenerateCommand) -> Result<()> {
-    bail!("liqoctl generate peer-command is not implemented yet")
+pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
+    let GenerateCommand::PeerCommand {
+        only_command,
+        ttl,
+        consumer,
+        api_server_url,
+    } = cmd;
+    if ttl < MIN_TTL {
+        bail!("--ttl {ttl:?} is too short: the API server issues tokens for at least 10m");
+    }
+    if let Some(id) = &consumer {
+        peering::check_cluster_id(id).map_err(|_| {
+            anyhow!("--consumer {id:?} is not a valid cluster id (a label value, e.g. london)")
+        })?;
+    }
+    let config = global.config().await?;
+    let client = global.client().await?;
+    let identity = local_identity(&client).await?;
+    let url = match api_server_url {
+        Some(url) => peering::check_url(&url)?,
+        None => peering::check_url(&config.cluster_url.to_string()).with_context(
+            || "the kubeconfig's server cannot be used by a consumer; pass --api-server-url",
+        )?,
+    };
+    let ca = match &config.root_cert {
+        Some(ders) if !ders.is_empty() => peering::der_to_pem(ders),
+        _ => bail!(
+            "the kubeconfig has no certificate-authority for this cluster, and the peer command \
+             must carry one: use a kubeconfig with certificate-authority-data"
+        ),
+    };
+
+    apply_manifests(&client).await?;
+    let expires =
+        Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(ttl.as_secs() as i64);
+    let (tenant, tenant_uid) = create_tenant_namespace(&client, &identity.cluster_id).await?;
+    let token = match create_identity(
+        &client,
+        &tenant,
+        &tenant_uid,
+        &identity,
+        consumer.as_deref(),
+        ttl,
+        expires,
+    )
+    .await
+    {
+        Ok(token) => token,
+        Err(err) => {
+            // Nothing half-created: the namespace holds the rest, bindings are cluster-scoped.
+            if let Err(cleanup) = delete_identity(&client, &tenant).await {
+                eprintln!("warning: could not roll back tenant {tenant}: {cleanup:#}");
+            }
+            return Err(err);
+        }
+    };
+    let name = peering::peering_name(&identity.cluster_name, &identity.cluster_id);
+    let command = peering::peer_command(&name, &url, &ca, &identity.cluster_id, &token);
+    if only_command {
+        println!("{command}");
+    } else {
+        println!(
+            "Run this command against the consumer cluster to peer it with {name} (cluster id {}).\n\
+             It carries a credential: share it only with the consumer's administrator.\n\
+             It can be used until {expires}; the identity lives in namespace {tenant} of this cluster.\n",
+            identity.cluster_id
+        );
+        println!("{command}");
+    }
+    Ok(())
 }
 
 /// Runs `liqoctl peer ...`.
-pub async fn peer(_global: &GlobalArgs, _cmd: PeerCommand) -> Result<()> {
-    bail!("liqoctl peer out-of-band is not implemented yet")
+pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
+    let PeerCommand::OutOfBand {
+        name,
+        api_server_url,
+        ca_data,
+        cluster_id,
+        token,
+        timeout,
+    } = cmd;
+    // Input first: nothing is contacted with a malformed command.
+    peering::check_name(&name)?;
+    peering::check_cluster_id(&cluster_id)?;
+    let url = peering::check_url(&api_server_url)?;
+    let (ca_pem, _) = peering::decode_ca(&ca_data)?;
+    let token = token.trim().to_string();
+    peering::check_token(&token, Timestamp::now().as_second())?;
+
+    let client = global.client().await?;
+    let local = local_identity(&client).await?;
+    if cluster_id == local.cluster_id {
+        bail!(
+            "--cluster-id {cluster_id} is this cluster's own id: run the peer command against the \
+             consumer cluster, not the provider"
+        );
+    }
+    let fcs: Api<ForeignCluster> = Api::all(client.clone());
+    let existing = fcs
+        .list(&ListParams::default())
+        .await
+        .context("listing ForeignClusters (are the liqo CRDs installed? run `liqoctl install`)")?;
+    if let Some(other) = existing
+        .items
+        .iter()
+        .find(|f| f.name_any() == name && f.spec.cluster_id != cluster_id)
+    {
+        bail!(
+            "ForeignCluster {name} already exists for cluster id {}: choose another name, or run \
+             `liqoctl unpeer out-of-band {name}` first",
+            other.spec.cluster_id
+        );
+    }
+    if let Some(other) = existing
+        .items
+        .iter()
+        .find(|f| f.name_any() != name && f.spec.cluster_id == cluster_id)
+    {
+        bail!(
+            "cluster {cluster_id} is already peered as ForeignCluster {}: run `liqoctl unpeer \
+             out-of-band {}` first, or peer again under that name",
+            other.name_any(),
+            other.name_any()
+        );
+    }
+    let repeer = existing.items.iter().any(|f| f.name_any() == name);
+    if Api::<Namespace>::all(client.clone())
+        .get_opt(CLUSTER_IDENTITY_NAMESPACE)
+        .await?
+        .is_none()
+    {
+        bail!(
+            "namespace {CLUSTER_IDENTITY_NAMESPACE} not found in this cluster: run `liqoctl install`"
+        );
+    }
+
+    // The provider must answer with this CA and token before anything is written.
+    let spinner = Spinner::start(format!("Checking the provider at {url}"));
+    let provider = match provider_client(&url, &ca_pem, &token).await {
+        Ok(c) => c,
+        Err(err) => {
+            spinner.fail("the provider cannot be used");
+            return Err(err);
+        }
+    };
+    let tenant = match check_provider(&provider, &url, &name, &local.cluster_id).await {
+        Ok(t) => t,
+        Err(err) => {
+            spinner.fail("the provider refused the peering");
+            return Err(err);
+        }
+    };
+    spinner.set_message(format!("Claiming the peering identity on {name}"));
+    if let Err(err) = tenant::renew_lease(&provider, &tenant, &local.cluster_id).await {
+        spinner.fail("the provider refused the claim");
+        return Err(anyhow!(
+            "{name} refused to let this cluster ({}) claim the peering identity in {tenant}: {err}",
+            local.cluster_id
+        ));
+    }
+
+    spinner.set_message(format!("Creating ForeignCluster {name}"));
+    let secret_name = format!("liqo-peering-{name}");
+    if let Err(err) = create_peering(
+        &client,
+        &name,
+        &cluster_id,
+        &secret_name,
+        [
+            (CREDENTIALS_KEY_TOKEN, token.as_str()),
+            (CREDENTIALS_KEY_CA, ca_pem.as_str()),
+            (CREDENTIALS_KEY_SERVER, url.as_str()),
+            (tenant::CREDENTIALS_KEY_TENANT, tenant.as_str()),
+        ],
+        repeer,
+    )
+    .await
+    {
+        spinner.fail("could not create the peering");
+        rollback(&client, &name, &secret_name, repeer).await;
+        return Err(err);
+    }
+
+    spinner.set_message(format!(
+        "Waiting for the host to establish the peering with {name}"
+    ));
+    match wait_established(&fcs, &name, timeout).await {
+        Ok(()) => {
+            spinner.success(format!("Peered with {name} (cluster id {cluster_id})"));
+            println!(
+                "Check the peering with `kubectl get foreignclusters {name}`; offload a namespace \
+                 with `liqoctl offload namespace NAMESPACE`."
+            );
+            Ok(())
+        }
+        Err(err) => {
+            spinner.fail(format!("the peering with {name} was not established"));
+            rollback(&client, &name, &secret_name, repeer).await;
+            Err(err)
+        }
+    }
 }
 
 /// Runs `liqoctl unpeer ...`.
-pub async fn unpeer(_global: &GlobalArgs, _cmd: UnpeerCommand) -> Result<()> {
-    bail!("liqoctl unpeer out-of-band is not implemented yet")
+pub async fn unpeer(global: &GlobalArgs, cmd: UnpeerCommand) -> Result<()> {
+    let UnpeerCommand::OutOfBand {
+        name,
+        force,
+        timeout,
+    } = cmd;
+    let client = global.client().await?;
+    let fcs: Api<ForeignCluster> = Api::all(client.clone());
+    let fc = fcs
+        .get_opt(&name)
+        .await
+        .with_context(|| format!("reading ForeignCluster {name}"))?
+        .ok_or_else(|| {
+            anyhow!("ForeignCluster {name} not found: nothing to unpeer (`kubectl get foreignclusters` lists the peerings)")
+        })?;
+    let id = fc.spec.cluster_id.clone();
+    let offloaded = offloadings_towards(&client, &id).await?;
+    if !offloaded.is_empty() && !force {
+        let fixes: Vec<String> = offloaded
+            .iter()
+            .map(|ns| format!("`liqoctl unoffload namespace {ns}`"))
+            .collect();
+        bail!(
+            "namespaces {} are offloaded to {name}: run {} first, or pass --force (their twin \
+             namespaces in {name} are then deleted when it revokes this peering)",
+            offloaded.join(", "),
+            fixes.join(", ")
+        );
+    }
+    let spinner = Spinner::start(format!("Removing the peering with {name}"));
+    if let Err(err) = fcs.delete(&name, &DeleteParams::default()).await
+        && !is_not_found(&err)
+    {
+        spinner.fail("could not delete the ForeignCluster");
+        return Err(err).with_context(|| format!("deleting ForeignCluster {name}"));
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match fcs.get_opt(&name).await {
+            Ok(None) => break,
+            Ok(Some(_)) | Err(_) if Instant::now() >= deadline => {
+                spinner.fail(format!("ForeignCluster {name} is still there"));
+                bail!(
+                    "ForeignCluster {name} was not removed within {timeout:?}: its finalizer {} is \
+                     removed by the host; is liqo-host running? see `liqoctl info`",
+                    liqo_host::peering::PEERING_FINALIZER
+                );
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+    if let Some(reference) = &fc.spec.credentials_secret_ref {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &reference.namespace);
+        // Only Secrets liqoctl made: a hand-made credential belongs to its author.
+        let ours = secrets
+            .get_opt(&reference.name)
+            .await?
+            .is_some_and(|s| s.labels().get(CREDENTIALS_LABEL).map(String::as_str) == Some("true"));
+        if ours
+            && let Err(err) = secrets
+                .delete(&reference.name, &DeleteParams::default())
+                .await
+            && !is_not_found(&err)
+        {
+            spinner.fail("could not delete the credential Secret");
+            return Err(err).with_context(|| {
+                format!("deleting Secret {}/{}", reference.namespace, reference.name)
+            });
+        }
+    }
+    spinner.success(format!("Unpeered from {name}"));
+    Ok(())
+}
+
+// ---- provider side ---------------------------------------------------------------------------
+
+async fn local_identity(client: &Client) -> Result<ClusterIdentityConfig> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .get_opt(CLUSTER_IDENTITY_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!("reading ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
+        })?
+        .ok_or(IdentityError::NotFound)?;
+    Ok(ClusterIdentityConfig::from_config_map(&cm)?)
+}
+
+/// Applies the ClusterRole and the admission policies (idempotent, server-side apply).
+async fn apply_manifests(client: &Client) -> Result<()> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for (file, text) in MANIFESTS {
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let value =
+                serde_json::Value::deserialize(doc).with_context(|| format!("parsing {file}"))?;
+            if value.is_null() {
+                continue;
+            }
+            let kind = value["kind"].as_str().unwrap_or_default().to_string();
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let patch = Patch::Apply(&value);
+            let result = match kind.as_str() {
+                "ClusterRole" => Api::<ClusterRole>::all(client.clone())
+                    .patch(&name, &params, &patch)
+                    .await
+                    .map(drop),
+                "ValidatingAdmissionPolicy" => {
+                    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                        .patch(&name, &params, &patch)
+                        .await
+                        .map(drop)
+                }
+                "ValidatingAdmissionPolicyBinding" => {
+                    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                        .patch(&name, &params, &patch)
+                        .await
+                        .map(drop)
+                }
+                other => bail!("{file}: unexpected kind {other:?}"),
+            };
+            result.with_context(|| {
+                format!(
+                    "applying {kind} {name} from {file} (liqoctl needs cluster-admin on the provider)"
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the tenant namespace; returns its name and uid.
+async fn create_tenant_namespace(client: &Client, provider_id: &str) -> Result<(String, String)> {
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {
+            "generateName": tenant::TENANT_NAMESPACE_PREFIX,
+            "labels": {
+                tenant::TENANT_NAMESPACE_LABEL: "true",
+                tenant::PROVIDER_ID_LABEL: provider_id,
+            },
+        },
+    }))?;
+    let created = Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .context("creating the tenant namespace (liqoctl needs cluster-admin on the provider)")?;
+    let uid = created.uid().unwrap_or_default();
+    Ok((created.name_any(), uid))
+}
+
+/// Creates everything of the identity inside and around `tenant`; returns the token. The
+/// ClusterRoleBinding comes last, so the identity has no permission before its policy binding
+/// exists.
+async fn create_identity(
+    client: &Client,
+    tenant: &str,
+    tenant_uid: &str,
+    identity: &ClusterIdentityConfig,
+    consumer: Option<&str>,
+    ttl: Duration,
+    expires: Timestamp,
+) -> Result<String> {
+    let pp = PostParams::default();
+    let tenant_labels: BTreeMap<String, String> = tenant::tenant_labels(tenant);
+    let lease: Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {
+            "name": tenant::LEASE_NAME,
+            "labels": {
+                tenant::PEERING_LEASE_LABEL: "true",
+                tenant::PROVIDER_ID_LABEL: identity.cluster_id,
+            },
+            "annotations": {tenant::TOKEN_EXPIRATION_ANNOTATION: expires.to_string()},
+        },
+        "spec": {
+            "holderIdentity": consumer,
+            "leaseDurationSeconds": tenant::LEASE_DURATION_SECONDS,
+        },
+    }))?;
+    Api::<Lease>::namespaced(client.clone(), tenant)
+        .create(&pp, &lease)
+        .await
+        .context("creating the peering Lease")?;
+    let sa: ServiceAccount = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": tenant::CONSUMER_SERVICE_ACCOUNT, "labels": tenant_labels},
+    }))?;
+    Api::<ServiceAccount>::namespaced(client.clone(), tenant)
+        .create(&pp, &sa)
+        .await
+        .context("creating the consumer ServiceAccount")?;
+    let subject = json!([{
+        "kind": "ServiceAccount",
+        "name": tenant::CONSUMER_SERVICE_ACCOUNT,
+        "namespace": tenant,
+    }]);
+    // In its own namespace: renew its Lease, and replace its own token before it expires.
+    let role: Role = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": tenant::CONSUMER_SERVICE_ACCOUNT, "labels": tenant_labels},
+        "rules": [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": [tenant::LEASE_NAME], "verbs": ["get", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["serviceaccounts/token"],
+             "resourceNames": [tenant::CONSUMER_SERVICE_ACCOUNT], "verbs": ["create"]},
+        ],
+    }))?;
+    Api::<Role>::namespaced(client.clone(), tenant)
+        .create(&pp, &role)
+        .await
+        .context("creating the tenant Role")?;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": tenant::CONSUMER_SERVICE_ACCOUNT, "labels": tenant_labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": tenant::CONSUMER_SERVICE_ACCOUNT},
+        "subjects": subject,
+    }))?;
+    Api::<RoleBinding>::namespaced(client.clone(), tenant)
+        .create(&pp, &binding)
+        .await
+        .context("creating the tenant RoleBinding")?;
+    // The cluster-scoped bindings are owned by the tenant namespace: deleting it (what the
+    // provider's host does on revocation) lets the garbage collector remove them too.
+    let owner = json!([{
+        "apiVersion": "v1", "kind": "Namespace", "name": tenant, "uid": tenant_uid,
+        "blockOwnerDeletion": false,
+    }]);
+    let policy_binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": tenant, "labels": tenant_labels, "ownerReferences": owner},
+        "spec": {
+            "policyName": tenant::REFLECTION_POLICY,
+            "validationActions": ["Deny"],
+            // Allow, not Deny: parameters are resolved before the policy's matchConditions, so
+            // with Deny a missing Lease would make this binding refuse everyone's namespace and
+            // Service writes (admins included) while the tenant namespace is being deleted. The
+            // Lease only disappears with its tenant namespace, whose ServiceAccount (and so the
+            // token) goes with it; the consumer identity itself cannot delete its Lease.
+            "paramRef": {"name": tenant::LEASE_NAME, "namespace": tenant,
+                         "parameterNotFoundAction": "Allow"},
+        },
+    }))?;
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .create(&pp, &policy_binding)
+        .await
+        .context("creating the ValidatingAdmissionPolicyBinding")?;
+    let cluster_binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": tenant, "labels": tenant_labels, "ownerReferences": owner},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": tenant::CLUSTER_ROLE},
+        "subjects": subject,
+    }))?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&pp, &cluster_binding)
+        .await
+        .context("creating the ClusterRoleBinding")?;
+    tenant::request_token(client, tenant, ttl.as_secs() as i64)
+        .await
+        .context("requesting the consumer's token (TokenRequest)")
+}
+
+/// Removes a tenant created by [`create_identity`] (rollback).
+async fn delete_identity(client: &Client, tenant: &str) -> Result<()> {
+    let dp = DeleteParams::default();
+    for result in [
+        Api::<ClusterRoleBinding>::all(client.clone())
+            .delete(tenant, &dp)
+            .await
+            .map(drop),
+        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+            .delete(tenant, &dp)
+            .await
+            .map(drop),
+        Api::<Namespace>::all(client.clone())
+            .delete(tenant, &dp)
+            .await
+            .map(drop),
+    ] {
+        if let Err(err) = result
+            && !is_not_found(&err)
+        {
+            return Err(err.into());
+        }
+    }
+    Ok(())
+}
+
+// ---- consumer side ---------------------------------------------------------------------------
+
+/// A client for the provider authenticated with the peering token (not yet contacted).
+async fn provider_client(url: &str, ca_pem: &str, token: &str) -> Result<Client> {
+    use base64::Engine as _;
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "provider", "cluster": {
+            "server": url,
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+        }}],
+        "users": [{"name": "peering", "user": {"token": token}}],
+        "contexts": [{"name": "provider", "context": {"cluster": "provider", "user": "peering"}}],
+        "current-context": "provider",
+    });
+    let kubeconfig = Kubeconfig::from_yaml(&kubeconfig.to_string())
+        .context("building the provider's client configuration")?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .context("building the provider's client configuration")?;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(20));
+    Client::try_from(config).context("creating the provider's client")
+}
+
+/// Asks the provider who the token is; returns the tenant namespace. Also checks the identity
+/// was not claimed by another consumer.
+async fn check_provider(
+    provider: &Client,
+    url: &str,
+    name: &str,
+    local_id: &str,
+) -> Result<String> {
+    let review: SelfSubjectReview = serde_json::from_value(json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+    }))?;
+    let answer = Api::<SelfSubjectReview>::all(provider.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|err| anyhow!(peering::explain_connection_error(url, &err)))?;
+    let username = answer
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_default();
+    let Some(tenant) = tenant::tenant_of_username(&username) else {
+        bail!(
+            "the token authenticates as {username:?} on {name}, not as a peering identity made by \
+             `liqoctl generate peer-command`: run that command on the provider and use its output"
+        );
+    };
+    let lease = Api::<Lease>::namespaced(provider.clone(), tenant)
+        .get(tenant::LEASE_NAME)
+        .await
+        .with_context(|| {
+            format!(
+                "reading the peering Lease {tenant}/{} on {name}",
+                tenant::LEASE_NAME
+            )
+        })?;
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    if !holder.is_empty() && holder != local_id {
+        bail!(
+            "this peer command belongs to cluster {holder}, not to this cluster ({local_id}): \
+             run `liqoctl generate peer-command` on {name} again for this cluster"
+        );
+    }
+    Ok(tenant.to_string())
+}
+
+/// Creates (or, when re-peering, updates) the credential Secret and the ForeignCluster.
+async fn create_peering(
+    client: &Client,
+    name: &str,
+    cluster_id: &str,
+    secret_name: &str,
+    data: [(&str, &str); 4],
+    repeer: bool,
+) -> Result<()> {
+    let string_data: BTreeMap<&str, &str> = data.into_iter().collect();
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": secret_name,
+            "namespace": CLUSTER_IDENTITY_NAMESPACE,
+            "labels": {CREDENTIALS_LABEL: "true", REMOTE_ID_LABEL: cluster_id},
+        },
+        "type": "Opaque",
+        "stringData": string_data,
+    });
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE);
+    if repeer {
+        secrets
+            .patch(
+                secret_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .with_context(|| {
+                format!("updating Secret {CLUSTER_IDENTITY_NAMESPACE}/{secret_name}")
+            })?;
+    } else {
+        secrets
+            .create(&PostParams::default(), &serde_json::from_value(secret)?)
+            .await
+            .with_context(|| {
+                format!(
+                    "creating Secret {CLUSTER_IDENTITY_NAMESPACE}/{secret_name} (if it is left \
+                     over from an earlier peering, delete it)"
+                )
+            })?;
+    }
+    let fc = json!({
+        "apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
+        "metadata": {"name": name},
+        "spec": {
+            "clusterID": cluster_id,
+            "clusterName": name,
+            "credentialsSecretRef": {"name": secret_name, "namespace": CLUSTER_IDENTITY_NAMESPACE},
+        },
+    });
+    Api::<ForeignCluster>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&fc),
+        )
+        .await
+        .with_context(|| format!("creating ForeignCluster {name}"))?;
+    Ok(())
+}
+
+/// Deletes what `peer` created (nothing when re-peering: those objects existed before).
+async fn rollback(client: &Client, name: &str, secret_name: &str, repeer: bool) {
+    if repeer {
+        return;
+    }
+    let dp = DeleteParams::default();
+    if let Err(err) = Api::<ForeignCluster>::all(client.clone())
+        .delete(name, &dp)
+        .await
+        && !is_not_found(&err)
+    {
+        eprintln!("warning: could not roll back ForeignCluster {name}: {err}");
+    }
+    // The ForeignCluster's finalizer is the host's; without a host, remove it so nothing stays.
+    let fcs: Api<ForeignCluster> = Api::all(client.clone());
+    for _ in 0..20 {
+        match fcs.get_opt(name).await {
+            Ok(Some(_)) => {
+                let _ = fcs
+                    .patch(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => break,
+        }
+    }
+    if let Err(err) = Api::<Secret>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .delete(secret_name, &dp)
+        .await
+        && !is_not_found(&err)
+    {
+        eprintln!(
+            "warning: could not roll back Secret {CLUSTER_IDENTITY_NAMESPACE}/{secret_name}: {err}"
+        );
+    }
+}
+
+async fn wait_established(fcs: &Api<ForeignCluster>, name: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        if let Ok(Some(fc)) = fcs.get_opt(name).await
+            && let Some(status) = fc.status
+            && let Some(c) = status.condition(PeeringConditionType::OutgoingPeering)
+        {
+            if c.status == PeeringConditionStatus::Established {
+                return Ok(());
+            }
+            if !c.message.is_empty() {
+                last = c.message.clone();
+            }
+        }
+        if Instant::now() >= deadline {
+            if last.is_empty() {
+                bail!(
+                    "the peering with {name} was not established within {timeout:?} and was rolled \
+                     back: no host answered; is liqo-host running? see `liqoctl info`"
+                );
+            }
+            bail!(
+                "the peering with {name} was not established within {timeout:?} and was rolled \
+                 back: {last}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Namespaces whose NamespaceOffloading targets the peer `id`: the host reports a condition for
+/// it, or no cluster selector restricts it (it selects every peer).
+async fn offloadings_towards(client: &Client, id: &str) -> Result<Vec<String>> {
+    let list = Api::<NamespaceOffloading>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("listing NamespaceOffloadings")?;
+    let mut namespaces: Vec<String> = list
+        .items
+        .iter()
+        .filter(|o| {
+            let reported = o
+                .status
+                .as_ref()
+                .is_some_and(|s| s.remote_namespaces_conditions.contains_key(id));
+            let unrestricted = o.spec.cluster_selector.as_ref().is_none_or(|s| {
+                s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+                    && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
+            });
+            reported || unrestricted
+        })
+        .filter_map(|o| o.namespace())
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    Ok(namespaces)
+}
+
+fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 404)
 }

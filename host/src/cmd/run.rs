@@ -61,6 +61,34 @@ pub struct RunArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// As a provider: how long after a consumer's peering Lease expired its identity is revoked
+    /// (ServiceAccount, bindings, tenant namespace and the twin namespaces it created), e.g.
+    /// `90s`, `5m`, `1h`. A released Lease (`liqoctl unpeer`) is revoked at once.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    peering_revocation_grace: std::time::Duration,
+}
+
+/// Parses `90s`, `5m`, `1h` or a number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (examples: 90s, 5m, 1h)"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration (examples: 90s, 5m, 1h)"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(n * factor))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -229,7 +257,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let stop = stopped();
         async move { engine.run(stop).await }
     });
-    let peering_task = tokio::spawn(peering::run(
+    let provider_task = tokio::spawn(liqo_host::tenant::run_provider(
+        client.clone(),
+        local.clone(),
+        args.peering_revocation_grace,
+        stopped(),
+    ));
+    let peering_task = tokio::spawn(peering::run_as(
+        local.clone(),
         client.clone(),
         engine.clone(),
         peers.clone(),
@@ -249,7 +284,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     ));
     telemetry.set_ready(true);
 
-    let _ = tokio::join!(engine_task, peering_task, offloading_task);
+    let _ = tokio::join!(engine_task, peering_task, offloading_task, provider_task);
     if let Some(leadership) = leadership
         && let Err(err) = leadership.release().await
     {

@@ -1,0 +1,674 @@
+//! Peering through the real binaries: `liqoctl generate peer-command` on newyork, the printed
+//! command run by `bash` against london, both hosts running as processes, and the security of
+//! the peering identity checked with its real token against newyork's API server.
+//!
+//! ForeignClusters are cluster-scoped and both clusters are shared by this binary's tests, so
+//! the whole story runs in one test function, in order.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, ResourceExt};
+use liqo_host::api::foreign_cluster::ForeignCluster;
+use liqo_host::api::identity::ClusterIdentityConfig;
+use liqo_host::api::namespace_offloading::NamespaceOffloading;
+use liqo_host::tenant;
+use serde_json::json;
+use testsupport::{TestEnv, eventually};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn liqoctl() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_liqoctl"))
+}
+
+/// The host binary, built by `cargo build -p liqo-host` next to liqoctl.
+fn liqo_host() -> PathBuf {
+    let path = liqoctl().with_file_name("liqo-host");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p liqo-host` (make test does)",
+        path.display()
+    );
+    path
+}
+
+fn run_liqoctl(env: &TestEnv, cluster: &str, args: &[&str]) -> Output {
+    Command::new(liqoctl())
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(env.kubeconfig_path(cluster))
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running liqoctl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Kills a host when the test ends, whatever happens.
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_host(env: &TestEnv, cluster: &str) -> Host {
+    let log = std::fs::File::create(env.dir().join(format!("{cluster}-host.log"))).unwrap();
+    Host(
+        Command::new(liqo_host())
+            .args(["run", "--kubeconfig"])
+            .arg(env.kubeconfig_path(cluster))
+            .args([
+                "--cluster-id",
+                cluster,
+                "--no-leader-election",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--peering-revocation-grace",
+                "5s",
+                "--plugin-cache-dir",
+            ])
+            .arg(env.dir().join("plugin-cache"))
+            .env("RUST_LOG", "info")
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting liqo-host"),
+    )
+}
+
+/// CRDs, namespace liqo and the identity ConfigMap: what `liqoctl install` leaves behind.
+async fn install(client: &Client, cluster: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in liqo_host::api::crds() {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply("liqo-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        eventually(&format!("CRD {name} established"), WAIT, || async {
+            crds.get(&name)
+                .await
+                .ok()?
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    }
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            "liqo",
+            &PatchParams::apply("liqo-test"),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "liqo"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let cm = ClusterIdentityConfig {
+        cluster_id: cluster.into(),
+        cluster_name: cluster.into(),
+    }
+    .to_config_map();
+    Api::<ConfigMap>::namespaced(client.clone(), "liqo")
+        .patch(
+            &cm.name_any(),
+            &PatchParams::apply("liqo-test").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .unwrap();
+}
+
+/// The flags of a printed peer command, by name.
+struct PeerArgs {
+    url: String,
+    ca: String,
+    cluster_id: String,
+    token: String,
+}
+
+fn parse_command(command: &str) -> PeerArgs {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let flag = |name: &str| {
+        let i = words.iter().position(|w| *w == name).unwrap();
+        words[i + 1].to_string()
+    };
+    PeerArgs {
+        url: flag("--api-server-url"),
+        ca: flag("--ca-data"),
+        cluster_id: flag("--cluster-id"),
+        token: flag("--token"),
+    }
+}
+
+/// A client of newyork authenticated with the peering token, as the consumer's host uses it.
+async fn token_client(args: &PeerArgs) -> Client {
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "p", "cluster": {"server": args.url, "certificate-authority-data": args.ca}}],
+        "users": [{"name": "p", "user": {"token": args.token}}],
+        "contexts": [{"name": "p", "context": {"cluster": "p", "user": "p"}}],
+        "current-context": "p",
+    });
+    let kubeconfig = Kubeconfig::from_yaml(&kubeconfig.to_string()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn forbidden<T: std::fmt::Debug>(result: kube::Result<T>, expect: &str, what: &str) {
+    match result {
+        Ok(v) => panic!("{what}: allowed, expected a denial ({v:?})"),
+        Err(kube::Error::Api(s)) => {
+            assert!(
+                s.code == 403 || s.code == 422,
+                "{what}: unexpected code {s:?}"
+            );
+            assert!(
+                s.message.contains(expect),
+                "{what}: {:?} lacks {expect:?}",
+                s.message
+            );
+        }
+        Err(e) => panic!("{what}: unexpected error {e}"),
+    }
+}
+
+fn labelled_ns(name: &str, origin: &str, destination: &str) -> Namespace {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name,
+        "labels": {"offloading.liqo.io/origin": origin, "offloading.liqo.io/destination": destination},
+    }}))
+    .unwrap()
+}
+
+fn service(name: &str, labels: serde_json::Value) -> Service {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}}))
+    .unwrap()
+}
+
+/// A JWT whose `exp` is in the past (unsigned: liqoctl must refuse it before any request).
+fn expired_jwt() -> String {
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.c2ln",
+        e.encode(br#"{"alg":"RS256","kid":"x"}"#),
+        e.encode(br#"{"exp":1000000000,"iat":999999000,"sub":"system:serviceaccount:x:y"}"#)
+    )
+}
+
+/// Nothing of a failed peer attempt is left in london.
+async fn nothing_created(london: &Client, what: &str) {
+    let fcs = Api::<ForeignCluster>::all(london.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(fcs.items.is_empty(), "{what}: a ForeignCluster was left");
+    let secrets = Api::<Secret>::namespaced(london.clone(), "liqo")
+        .list(&ListParams::default().labels("liqo.io/peering-credentials=true"))
+        .await
+        .unwrap();
+    assert!(
+        secrets.items.is_empty(),
+        "{what}: a credential Secret was left"
+    );
+}
+
+fn row(env: &TestEnv, cluster: &str, name: &str) -> Vec<String> {
+    let out = env.kubectl_ok(cluster, ["get", "foreignclusters"]);
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn peer_secure_and_unpeer() {
+    let env = TestEnv::shared();
+    let london = env.client("london").await;
+    let newyork = env.client("newyork").await;
+    install(&london, "london").await;
+    install(&newyork, "newyork").await;
+    let _london_host = start_host(env, "london");
+    let _newyork_host = start_host(env, "newyork");
+
+    // generate peer-command: a single line with --only-command, explanation and expiry without.
+    let out = run_liqoctl(env, "newyork", &["generate", "peer-command", "--ttl", "5m"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--ttl"), "{}", text(&out));
+    let out = run_liqoctl(env, "newyork", &["generate", "peer-command"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let long = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(long.contains("can be used until"), "{long}");
+    let unused = parse_command(long.lines().last().unwrap());
+    let out = run_liqoctl(
+        env,
+        "newyork",
+        &["generate", "peer-command", "--only-command"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let command = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(command.trim().lines().count(), 1, "{command}");
+    assert!(
+        command.starts_with("liqoctl peer out-of-band newyork --api-server-url https://"),
+        "{command}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&parse_command(&command).token));
+    let args = parse_command(&command);
+    assert_eq!(args.cluster_id, "newyork");
+
+    // Bad input: one clear sentence each, nothing created.
+    let london_ca = {
+        let kc: serde_yaml::Value =
+            serde_yaml::from_slice(&std::fs::read(env.kubeconfig_path("london")).unwrap()).unwrap();
+        kc["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let expired = expired_jwt();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["newyork", "--ca-data", "%%%not-base64"],
+            "--ca-data is not valid base64",
+        ),
+        (
+            vec!["newyork", "--ca-data", &london_ca],
+            "TLS handshake with",
+        ),
+        (
+            vec!["newyork", "--api-server-url", "https://127.0.0.1:1"],
+            "cannot reach the provider's API server at https://127.0.0.1:1",
+        ),
+        (
+            vec!["newyork", "--api-server-url", "not a url"],
+            "--api-server-url",
+        ),
+        (vec!["newyork", "--cluster-id", "london"], "own id"),
+        (vec!["newyork", "--token", &expired], "--token expired at"),
+        (
+            vec!["newyork", "--token", "garbage"],
+            "not a ServiceAccount token",
+        ),
+    ];
+    for (overrides, expected) in cases {
+        let mut flags = vec![
+            ("--api-server-url", args.url.as_str()),
+            ("--ca-data", args.ca.as_str()),
+            ("--cluster-id", args.cluster_id.as_str()),
+            ("--token", args.token.as_str()),
+        ];
+        let name = overrides[0];
+        for pair in overrides[1..].chunks(2) {
+            for f in flags.iter_mut() {
+                if f.0 == pair[0] {
+                    f.1 = pair[1];
+                }
+            }
+        }
+        let mut full = vec!["peer", "out-of-band", name, "--timeout", "20s"];
+        for (k, v) in &flags {
+            full.push(k);
+            full.push(v);
+        }
+        let out = run_liqoctl(env, "london", &full);
+        assert!(!out.status.success(), "{overrides:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{overrides:?}: {stderr}");
+        assert!(!stderr.contains(&args.token), "the token is never printed");
+        nothing_created(&london, &format!("{overrides:?}")).await;
+    }
+
+    // The printed command, run by bash against london.
+    let bin_dir = liqoctl().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // `echo "$PEER" | bash`, as in the tutorial.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("echo \"$PEER\" | bash")
+        .env("PEER", &command)
+        .env("PATH", path)
+        .env("KUBECONFIG", env.kubeconfig_path("london"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bash: {}", text(&out));
+    assert!(
+        text(&out).contains("kubectl get foreignclusters"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        row(env, "london", "newyork")[..5],
+        ["newyork", "Established", "None", "None", "Established"]
+    );
+    // The provider sees its consumer.
+    eventually("newyork to show the incoming peering", WAIT, || async {
+        let r = row(env, "newyork", "london");
+        (r.len() >= 5 && r[..5] == ["london", "None", "Established", "None", "Established"])
+            .then_some(())
+    })
+    .await;
+
+    // Duplicates: same name for another id, same id under another name.
+    for (name, id, expected) in [
+        ("newyork", "other", "already exists for cluster id newyork"),
+        ("ny2", "newyork", "already peered as ForeignCluster newyork"),
+    ] {
+        let out = run_liqoctl(
+            env,
+            "london",
+            &[
+                "peer",
+                "out-of-band",
+                name,
+                "--api-server-url",
+                &args.url,
+                "--ca-data",
+                &args.ca,
+                "--cluster-id",
+                id,
+                "--token",
+                &args.token,
+            ],
+        );
+        assert!(!out.status.success());
+        assert!(text(&out).contains(expected), "{}", text(&out));
+    }
+    assert!(
+        Api::<ForeignCluster>::all(london.clone())
+            .get_opt("ny2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The claimed identity cannot be used by another consumer... and the unused one can not
+    // write before it is claimed.
+    let unclaimed = token_client(&unused).await;
+    forbidden(
+        Api::<Namespace>::all(unclaimed)
+            .create(
+                &PostParams::default(),
+                &labelled_ns("unclaimed-x", "london", "newyork"),
+            )
+            .await,
+        "has not been claimed",
+        "writes before the claim",
+    );
+
+    // With the real token: least privilege.
+    let peer = token_client(&args).await;
+    let forbidden_read = |r: kube::Result<_>, what: &str| match r {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("{what}: expected 403, got {:?}", other.map(|_: ()| ())),
+    };
+    forbidden_read(
+        Api::<Secret>::namespaced(peer.clone(), "liqo")
+            .list(&ListParams::default())
+            .await
+            .map(drop),
+        "list secrets",
+    );
+    forbidden_read(
+        Api::<Secret>::all(peer.clone())
+            .list(&ListParams::default())
+            .await
+            .map(drop),
+        "list secrets everywhere",
+    );
+    forbidden_read(
+        Api::<Pod>::namespaced(peer.clone(), "kube-system")
+            .list(&ListParams::default())
+            .await
+            .map(drop),
+        "list pods in kube-system",
+    );
+    let namespaces: Api<Namespace> = Api::all(peer.clone());
+    forbidden(
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "no-origin"}})).unwrap(),
+            )
+            .await,
+        "a peering may only write objects labelled offloading.liqo.io/origin=london",
+        "namespace without origin",
+    );
+    forbidden(
+        namespaces
+            .create(
+                &PostParams::default(),
+                &labelled_ns("evil-origin", "paris", "newyork"),
+            )
+            .await,
+        "a peering may only write objects labelled",
+        "namespace of another origin",
+    );
+    // A namespace of its own works, and so does a Service inside.
+    let twin = "peering-twin-test";
+    namespaces
+        .create(
+            &PostParams::default(),
+            &labelled_ns(twin, "london", "newyork"),
+        )
+        .await
+        .unwrap();
+    let own = service(
+        "own",
+        json!({"offloading.liqo.io/origin": "london", "offloading.liqo.io/destination": "newyork"}),
+    );
+    Api::<Service>::namespaced(peer.clone(), twin)
+        .create(&PostParams::default(), &own)
+        .await
+        .unwrap();
+    // A Service the admin made in the twin namespace, without labels: not the peering's.
+    Api::<Service>::namespaced(newyork.clone(), twin)
+        .create(&PostParams::default(), &service("admins", json!({})))
+        .await
+        .unwrap();
+    forbidden(
+        Api::<Service>::namespaced(peer.clone(), twin)
+            .delete("admins", &DeleteParams::default())
+            .await,
+        "may only change or delete objects it created",
+        "delete a Service it did not create",
+    );
+    // Not in a namespace the peering did not create, even with the right labels.
+    forbidden(
+        Api::<Service>::namespaced(peer.clone(), "default")
+            .create(&PostParams::default(), &own)
+            .await,
+        "may only write in namespaces it created",
+        "Service in default",
+    );
+    // Its Lease's consumer is fixed, and its tokens are short-lived.
+    let tenant_ns = {
+        let sas = Api::<ServiceAccount>::all(newyork.clone())
+            .list(&ListParams::default().fields(&format!(
+                "metadata.name={}",
+                tenant::CONSUMER_SERVICE_ACCOUNT
+            )))
+            .await
+            .unwrap();
+        let review = Api::<Lease>::all(newyork.clone())
+            .list(&ListParams::default().labels("liqo.io/peering-lease=true"))
+            .await
+            .unwrap();
+        let claimed = review
+            .items
+            .iter()
+            .find(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some("london"))
+            .expect("a Lease claimed by london");
+        assert!(sas.items.len() >= 2, "one identity per generated command");
+        claimed.namespace().unwrap()
+    };
+    forbidden(
+        Api::<Lease>::namespaced(peer.clone(), &tenant_ns)
+            .patch(
+                tenant::LEASE_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"holderIdentity": "paris"}})),
+            )
+            .await,
+        "already claimed",
+        "change the Lease's consumer",
+    );
+    let long_token: TokenRequest = serde_json::from_value(
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 864000}}),
+    )
+    .unwrap();
+    forbidden(
+        Api::<ServiceAccount>::namespaced(peer.clone(), &tenant_ns)
+            .create_subresource::<_, TokenRequest>(
+                "token",
+                tenant::CONSUMER_SERVICE_ACCOUNT,
+                &PostParams::default(),
+                &long_token,
+            )
+            .await,
+        "at most 48 hours",
+        "a 10-day token",
+    );
+    Api::<Service>::namespaced(peer.clone(), twin)
+        .delete("own", &DeleteParams::default())
+        .await
+        .unwrap();
+    namespaces
+        .delete(twin, &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // Reflection works through the scoped identity.
+    let ns = env.unique_namespace("peered-demo").await;
+    Api::<Service>::namespaced(london.clone(), &ns)
+        .create(&PostParams::default(), &service("flights", json!({})))
+        .await
+        .unwrap();
+    let nso: NamespaceOffloading = serde_json::from_value(json!({
+        "apiVersion": "offloading.liqo.io/v1beta1", "kind": "NamespaceOffloading",
+        "metadata": {"name": "offloading"},
+        "spec": {"namespaceMappingStrategy": "EnforceSameName", "podOffloadingStrategy": "Local"},
+    }))
+    .unwrap();
+    Api::<NamespaceOffloading>::namespaced(london.clone(), &ns)
+        .create(&PostParams::default(), &nso)
+        .await
+        .unwrap();
+    let remote = Api::<Service>::namespaced(newyork.clone(), &ns);
+    eventually(
+        "flights reflected to newyork with the scoped token",
+        WAIT,
+        || async { remote.get_opt("flights").await.ok().flatten() },
+    )
+    .await;
+
+    // Unpeer refuses while a namespace is offloaded to newyork...
+    let out = run_liqoctl(env, "london", &["unpeer", "out-of-band", "newyork"]);
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(
+        msg.contains(&format!("liqoctl unoffload namespace {ns}")),
+        "{msg}"
+    );
+    assert!(
+        Api::<ForeignCluster>::all(london.clone())
+            .get_opt("newyork")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // ...and with --force removes the peering on both sides.
+    let out = run_liqoctl(
+        env,
+        "london",
+        &["unpeer", "out-of-band", "newyork", "--force"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    nothing_created(&london, "after unpeer").await;
+    eventually("newyork to revoke the identity", WAIT, || async {
+        let ns_gone = Api::<Namespace>::all(newyork.clone())
+            .get_opt(&tenant_ns)
+            .await
+            .ok()?
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+        let twin_gone = Api::<Namespace>::all(newyork.clone())
+            .get_opt(&ns)
+            .await
+            .ok()?
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+        let fc_gone = Api::<ForeignCluster>::all(newyork.clone())
+            .get_opt("london")
+            .await
+            .ok()?
+            .is_none();
+        (ns_gone && twin_gone && fc_gone).then_some(())
+    })
+    .await;
+    // Its cluster-scoped bindings go with the tenant namespace (owner references).
+    eventually(
+        "the tenant's bindings to be garbage-collected",
+        WAIT,
+        || async {
+            let crb = Api::<ClusterRoleBinding>::all(newyork.clone())
+                .get_opt(&tenant_ns)
+                .await
+                .ok()?;
+            let vapb = Api::<ValidatingAdmissionPolicyBinding>::all(newyork.clone())
+                .get_opt(&tenant_ns)
+                .await
+                .ok()?;
+            (crb.is_none() && vapb.is_none()).then_some(())
+        },
+    )
+    .await;
+    // The token is dead: at once without permissions (403), and once the API server's token
+    // cache (10 s) expires, not even authenticated (401).
+    let dead = Api::<Namespace>::all(peer.clone());
+    eventually("the revoked token to be rejected", WAIT, || async {
+        match dead.get_opt(&ns).await {
+            Err(kube::Error::Api(s)) if s.code == 401 => Some(()),
+            Err(kube::Error::Api(s)) if s.code == 403 => None,
+            other => panic!("the revoked token still works: {other:?}"),
+        }
+    })
+    .await;
+    let out = run_liqoctl(env, "london", &["unpeer", "out-of-band", "newyork"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not found"), "{}", text(&out));
+}
