@@ -307,13 +307,15 @@ async fn provider_pass(
     for (tenant, state) in &states {
         let result = match state {
             LeaseState::Fresh { consumer } => {
-                incoming(
+                let bound = bind_twin_namespaces(client, tenant, consumer, &local.id).await;
+                let marked = incoming(
                     client,
                     tenant,
                     consumer,
                     PeeringConditionStatus::Established,
                 )
-                .await
+                .await;
+                bound.and(marked)
             }
             LeaseState::Stale {
                 consumer,
@@ -344,6 +346,79 @@ async fn provider_pass(
         };
         if let Err(err) = result {
             tracing::warn!("{err}");
+        }
+    }
+    Ok(())
+}
+
+/// ClusterRole granting the reflected kinds, bound inside each twin namespace of a consumer.
+pub const REFLECTED_KINDS_CLUSTER_ROLE: &str = "liqo-peering-reflected-kinds";
+
+/// Gives the tenant's identity the reflected kinds in each namespace its consumer created here
+/// (labelled origin = consumer, destination = this cluster), and nowhere else: RBAC cannot
+/// follow labels, so the host adds one RoleBinding per twin namespace. Only missing bindings
+/// are created, so a steady state makes no writes. Twin namespaces take their bindings with
+/// them when deleted.
+async fn bind_twin_namespaces(
+    client: &Client,
+    tenant: &str,
+    consumer: &str,
+    local_id: &str,
+) -> Result<(), TenantError> {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let err = |action: String| {
+        move |source| TenantError::Kube {
+            tenant: tenant.to_string(),
+            action,
+            source,
+        }
+    };
+    let selector = format!(
+        "{}={consumer},{}={local_id}",
+        crate::labels::ORIGIN,
+        crate::labels::DESTINATION
+    );
+    let twins = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(err("listing twin namespaces".into()))?;
+    let existing = Api::<RoleBinding>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{TENANT_LABEL}={tenant}")))
+        .await
+        .map_err(err("listing RoleBindings".into()))?;
+    for ns in twins.items {
+        let namespace = ns.name_any();
+        if ns.metadata.deletion_timestamp.is_some()
+            || existing
+                .items
+                .iter()
+                .any(|rb| rb.namespace().as_deref() == Some(namespace.as_str()))
+        {
+            continue;
+        }
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": tenant, "namespace": namespace, "labels": tenant_labels(tenant)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": REFLECTED_KINDS_CLUSTER_ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": CONSUMER_SERVICE_ACCOUNT,
+                          "namespace": tenant}],
+        }))
+        .map_err(|e| TenantError::Kube {
+            tenant: tenant.to_string(),
+            action: "building a RoleBinding".into(),
+            source: kube::Error::SerdeError(e),
+        })?;
+        match Api::<RoleBinding>::namespaced(client.clone(), &namespace)
+            .create(&PostParams::default(), &binding)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(%tenant, %namespace, "reflected kinds granted in twin namespace")
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(err(format!("binding reflected kinds in {namespace}"))(e)),
         }
     }
     Ok(())

@@ -123,6 +123,8 @@ fn every_manifest_is_accepted_and_rbac_is_least_privilege() {
         vec!["delete", "serviceaccounts", "-n", "liqo-tenant-x"],
         vec!["delete", "namespaces"],
         vec!["patch", "secrets", "-n", "liqo"],
+        vec!["create", "rolebindings", "-n", "liqo-demo"],
+        vec!["bind", "clusterroles/liqo-peering-reflected-kinds"],
     ] {
         assert!(
             host_can(env, &grant),
@@ -146,6 +148,7 @@ fn every_manifest_is_accepted_and_rbac_is_least_privilege() {
         vec!["patch", "secrets", "-n", "default"],
         vec!["update", "leases.coordination.k8s.io", "-n", "default"],
         vec!["create", "namespaces"],
+        vec!["bind", "clusterroles/cluster-admin"],
     ] {
         assert!(
             !host_can(env, &denied),

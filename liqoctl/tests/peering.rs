@@ -452,6 +452,21 @@ async fn peer_secure_and_unpeer() {
             .map(drop),
         "list secrets everywhere",
     );
+    // The reflected kinds are readable only inside the consumer's own twin namespaces.
+    forbidden_read(
+        Api::<Service>::namespaced(peer.clone(), "default")
+            .list(&ListParams::default())
+            .await
+            .map(drop),
+        "list services in default",
+    );
+    forbidden_read(
+        Api::<Service>::all(peer.clone())
+            .list(&ListParams::default())
+            .await
+            .map(drop),
+        "list services in every namespace",
+    );
     forbidden_read(
         Api::<Pod>::namespaced(peer.clone(), "kube-system")
             .list(&ListParams::default())
@@ -493,10 +508,21 @@ async fn peer_secure_and_unpeer() {
         "own",
         json!({"offloading.liqo.io/origin": "london", "offloading.liqo.io/destination": "newyork"}),
     );
-    Api::<Service>::namespaced(peer.clone(), twin)
-        .create(&PostParams::default(), &own)
-        .await
-        .unwrap();
+    // The provider's host grants the reflected kinds in a twin namespace within seconds of its
+    // creation (a RoleBinding per twin namespace): retry until it has.
+    let peer_services = Api::<Service>::namespaced(peer.clone(), twin);
+    eventually(
+        "the provider to grant Services in the twin namespace",
+        Duration::from_secs(30),
+        || async {
+            match peer_services.create(&PostParams::default(), &own).await {
+                Ok(_) => Some(()),
+                Err(kube::Error::Api(s)) if s.code == 403 => None,
+                Err(e) => panic!("creating a Service in the twin namespace: {e}"),
+            }
+        },
+    )
+    .await;
     // A Service the admin made in the twin namespace, without labels: not the peering's.
     Api::<Service>::namespaced(newyork.clone(), twin)
         .create(&PostParams::default(), &service("admins", json!({})))
@@ -509,12 +535,14 @@ async fn peer_secure_and_unpeer() {
         "may only change or delete objects it created",
         "delete a Service it did not create",
     );
-    // Not in a namespace the peering did not create, even with the right labels.
+    // Not in a namespace the peering did not create, even with the right labels: RBAC grants
+    // the reflected kinds only inside its twin namespaces (the admission policy would refuse
+    // it too).
     forbidden(
         Api::<Service>::namespaced(peer.clone(), "default")
             .create(&PostParams::default(), &own)
             .await,
-        "may only write in namespaces it created",
+        "cannot create resource \"services\"",
         "Service in default",
     );
     // Its Lease's consumer is fixed, and its tokens are short-lived.
