@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use liqo_host::api::foreign_cluster::{ForeignCluster, PeeringConditionType};
 use liqo_host::api::namespace_offloading::{NamespaceOffloading, OffloadingPhase};
 use liqo_host::offloading::{self, OffloadingContext};
@@ -25,29 +24,6 @@ use serde_json::json;
 use testsupport::{TestEnv, eventually, unique_name};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in liqo_host::api::crds() {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("liqo-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
-        eventually(&format!("CRD {name} established"), WAIT, || async {
-            let crd = api.get(&name).await.ok()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
-}
 
 async fn apply_ns(client: &Client, name: &str) {
     Api::<Namespace>::all(client.clone())
@@ -124,7 +100,7 @@ async fn peering_and_offloading_lifecycle() {
     let env = TestEnv::shared();
     let london = env.client("london").await;
     let newyork = env.client("newyork").await;
-    install_crds(&london).await;
+    testsupport::apply_crds(&london, liqo_host::api::crds()).await;
 
     // --- Peering: the credential Secret and the ForeignCluster, as `liqoctl peer` will do.
     apply_ns(&london, "liqo").await;

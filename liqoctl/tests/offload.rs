@@ -2,18 +2,17 @@
 //! liqoctl against london, with `liqo-host run` as a local process peered with newyork.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use liqo_host::api::foreign_cluster::{ForeignCluster, PeeringConditionType};
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
 use serde_json::json;
-use testsupport::{TestEnv, eventually, unique_name};
+use testsupport::{KillOnDrop, TestEnv, eventually, output_text as text, unique_name};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -41,52 +40,9 @@ fn run_liqoctl(env: &TestEnv, args: &[&str]) -> Output {
         .expect("running liqoctl")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Kills the host when the test ends, whatever happens.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in liqo_host::api::crds() {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("liqo-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        eventually(&format!("CRD {name} established"), WAIT, || async {
-            api.get(&name)
-                .await
-                .ok()?
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
-}
-
 /// Peers london with newyork the way `liqoctl peer` does, and starts london's host.
-async fn peered(env: &TestEnv, london: &Client) -> Host {
-    install_crds(london).await;
+async fn peered(env: &TestEnv, london: &Client) -> KillOnDrop {
+    testsupport::apply_crds(london, liqo_host::api::crds()).await;
     Api::<Namespace>::all(london.clone())
         .patch(
             "liqo",
@@ -125,7 +81,7 @@ async fn peered(env: &TestEnv, london: &Client) -> Host {
         .await
         .unwrap();
     let log = std::fs::File::create(env.dir().join("london-host.log")).unwrap();
-    let host = Host(
+    let host = KillOnDrop(
         Command::new(liqo_host())
             .args(["run", "--kubeconfig"])
             .arg(env.kubeconfig_path("london"))

@@ -6,7 +6,7 @@
 //! the whole story runs in one test function, in order.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -15,7 +15,6 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
@@ -24,7 +23,7 @@ use liqo_host::api::identity::ClusterIdentityConfig;
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
 use liqo_host::tenant;
 use serde_json::json;
-use testsupport::{TestEnv, eventually};
+use testsupport::{KillOnDrop, TestEnv, eventually, output_text as text};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -54,27 +53,9 @@ fn run_liqoctl(env: &TestEnv, cluster: &str, args: &[&str]) -> Output {
         .expect("running liqoctl")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Kills a host when the test ends, whatever happens.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_host(env: &TestEnv, cluster: &str) -> Host {
+fn start_host(env: &TestEnv, cluster: &str) -> KillOnDrop {
     let log = std::fs::File::create(env.dir().join(format!("{cluster}-host.log"))).unwrap();
-    Host(
+    KillOnDrop(
         Command::new(liqo_host())
             .args(["run", "--kubeconfig"])
             .arg(env.kubeconfig_path(cluster))
@@ -100,28 +81,7 @@ fn start_host(env: &TestEnv, cluster: &str) -> Host {
 
 /// CRDs, namespace liqo and the identity ConfigMap: what `liqoctl install` leaves behind.
 async fn install(client: &Client, cluster: &str) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in liqo_host::api::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply("liqo-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        eventually(&format!("CRD {name} established"), WAIT, || async {
-            crds.get(&name)
-                .await
-                .ok()?
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
+    testsupport::apply_crds(client, liqo_host::api::crds()).await;
     Api::<Namespace>::all(client.clone())
         .patch(
             "liqo",

@@ -5,10 +5,10 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use testsupport::{TestEnv, eventually};
+use testsupport::{KillOnDrop, TestEnv, eventually, output_text as text};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -18,14 +18,6 @@ fn liqoctl_bin() -> PathBuf {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Runs a shell command line with liqoctl and kubectl on PATH and KUBECONFIG set to london,
@@ -57,21 +49,13 @@ fn sh_ok(env: &TestEnv, line: &str) -> String {
 }
 
 /// The hosts run next to the clusters, as in `make demo`; killed when the test ends.
-struct Hosts(Vec<Child>);
+struct Hosts(Vec<KillOnDrop>);
 
 impl Hosts {
     fn stop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
+        for host in &mut self.0 {
+            host.stop();
         }
-        self.0.clear();
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -94,6 +78,7 @@ fn start_hosts(env: &TestEnv) -> Hosts {
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
+                .map(KillOnDrop)
                 .expect("starting liqo-host")
         })
         .collect();

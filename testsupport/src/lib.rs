@@ -535,3 +535,69 @@ fn teardown(bin: &Path, dir: &Path) {
     let _ = down_command(bin, dir).status();
     unregister(dir);
 }
+
+/// Applies `crds` with server-side apply (field manager `liqo-test`) and waits until each is
+/// Established, so tests can create their objects right away.
+///
+/// # Panics
+/// If a CRD cannot be applied or is not established within a minute.
+pub async fn apply_crds(
+    client: &kube::Client,
+    crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("liqo-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+        eventually(
+            &format!("CRD {name} established"),
+            Duration::from_secs(60),
+            || async {
+                api.get(&name)
+                    .await
+                    .ok()?
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// A command's stdout and stderr together, for assertions on what a user reads.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A child process (a host started by a test) killed when the guard is dropped, whatever
+/// happens to the test.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Kills and reaps the process now.
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
