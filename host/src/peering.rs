@@ -346,19 +346,7 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
         .with_reason("CredentialRejected", "see OutgoingPeering for the error")
     };
     status.set_condition(auth, t.clone());
-    // No data path exists yet: the truthful value is None.
-    status.set_condition(
-        PeeringCondition::new(
-            PeeringConditionType::NetworkStatus,
-            PeeringConditionStatus::None,
-        )
-        .with_reason("NoDataPath", "no cross-cluster data path is configured"),
-        t,
-    );
-    status.role = tenant::role(&status);
-    status.observed_generation = fc.metadata.generation;
-    write_status(fc, status, ctx).await?;
-    Ok(Action::requeue(PROBE_INTERVAL))
+    finish(fc, status, t, ctx).await
 }
 
 /// A ForeignCluster without a credential: this cluster does not reflect to it (the provider side
@@ -385,6 +373,18 @@ async fn incoming_only(
             t.clone(),
         );
     }
+    finish(fc, status, t, ctx).await
+}
+
+/// Common end of both paths: NETWORKING says `None` (no cross-cluster data path exists yet, and
+/// the column must be honest), the role follows the conditions, and the status is written if it
+/// changed. The peer is probed again after [`PROBE_INTERVAL`].
+async fn finish(
+    fc: &ForeignCluster,
+    mut status: ForeignClusterStatus,
+    t: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    ctx: &Context,
+) -> Result<Action, PeeringError> {
     status.set_condition(
         PeeringCondition::new(
             PeeringConditionType::NetworkStatus,
