@@ -12,7 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
 use liqo_host::api::foreign_cluster::{CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_TOKEN};
 use liqo_host::api::identity::{
@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::context::GlobalArgs;
 use crate::install::deployment_available;
-use crate::install::manifests::{HOST_NAME, HOST_NAMESPACE, is_not_found};
+use crate::install::manifests::{self, HOST_NAME, HOST_NAMESPACE};
 use crate::output::{OutputFormat, print};
 
 /// Flags of `liqoctl info`.
@@ -203,14 +203,11 @@ async fn collect(client: &Client) -> Result<Info> {
     let installed = crds_present && cluster_identity.is_some();
     let status = host_status(installed, deployment.as_ref(), leader.as_ref());
 
-    let fcs = match Api::<ForeignCluster>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => list.items,
-        Err(err) if is_not_found(&err) => Vec::new(),
-        Err(err) => return Err(err).context("listing ForeignClusters"),
-    };
+    let fcs = manifests::list_if_installed(
+        &Api::<ForeignCluster>::all(client.clone()),
+        "ForeignClusters",
+    )
+    .await?;
     let mut peerings = Vec::new();
     for fc in &fcs {
         peerings.push(peering_info(client, fc).await);

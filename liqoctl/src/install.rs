@@ -38,7 +38,7 @@ pub mod manifests;
 use crate::context::GlobalArgs;
 use crate::offload::parse_duration;
 use crate::progress::Spinner;
-use manifests::{FIELD_MANAGER, HOST_NAME, HOST_NAMESPACE, POLL, is_not_found};
+use manifests::{FIELD_MANAGER, HOST_NAME, HOST_NAMESPACE, POLL};
 
 /// Flags of `liqoctl install`.
 #[derive(Args, Debug)]
@@ -378,22 +378,16 @@ async fn delete_namespace(api: &Api<Namespace>, name: &str, deadline: Instant) -
 /// Fails, listing what to remove and how, while a ForeignCluster or a NamespaceOffloading
 /// exists. A missing CRD means there are none of its kind.
 async fn ensure_nothing_active(client: &Client) -> Result<()> {
-    let peerings = match Api::<ForeignCluster>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => list.items,
-        Err(err) if is_not_found(&err) => Vec::new(),
-        Err(err) => return Err(err).context("listing ForeignClusters"),
-    };
-    let offloadings = match Api::<NamespaceOffloading>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => list.items,
-        Err(err) if is_not_found(&err) => Vec::new(),
-        Err(err) => return Err(err).context("listing NamespaceOffloadings"),
-    };
+    let peerings = manifests::list_if_installed(
+        &Api::<ForeignCluster>::all(client.clone()),
+        "ForeignClusters",
+    )
+    .await?;
+    let offloadings = manifests::list_if_installed(
+        &Api::<NamespaceOffloading>::all(client.clone()),
+        "NamespaceOffloadings",
+    )
+    .await?;
     if peerings.is_empty() && offloadings.is_empty() {
         return Ok(());
     }

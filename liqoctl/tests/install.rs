@@ -5,21 +5,13 @@
 //! one test; the full install with a Deployment uses newyork, so it runs alongside.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
-use testsupport::TestEnv;
+mod common;
 
-fn liqoctl(env: &TestEnv, cluster: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_liqoctl"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(env.kubeconfig_path(cluster))
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running liqoctl")
-}
+use common::run_liqoctl as liqoctl;
+use testsupport::TestEnv;
 
 fn text(out: &Output) -> String {
     format!(

@@ -1,7 +1,6 @@
 //! `liqoctl offload namespace` and `liqoctl unoffload namespace` through the real binaries:
 //! liqoctl against london, with `liqo-host run` as a local process peered with newyork.
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -12,33 +11,12 @@ use kube::{Api, Client};
 use liqo_host::api::foreign_cluster::{ForeignCluster, PeeringConditionType};
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
 use serde_json::json;
+mod common;
+
+use common::{liqo_host_bin as liqo_host, run_liqoctl as run_on};
 use testsupport::{KillOnDrop, TestEnv, eventually, output_text as text, unique_name};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn liqoctl() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_liqoctl"))
-}
-
-/// The host binary, built by `cargo test --workspace` next to liqoctl.
-fn liqo_host() -> PathBuf {
-    let path = liqoctl().with_file_name("liqo-host");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build -p liqo-host` (make test does)",
-        path.display()
-    );
-    path
-}
-
-fn run_liqoctl(env: &TestEnv, args: &[&str]) -> Output {
-    let kubeconfig = env.kubeconfig_path("london").to_str().unwrap().to_string();
-    Command::new(liqoctl())
-        .args(args)
-        .args(["--kubeconfig", &kubeconfig])
-        .output()
-        .expect("running liqoctl")
-}
 
 /// Peers london with newyork the way `liqoctl peer` does, and starts london's host.
 async fn peered(env: &TestEnv, london: &Client) -> KillOnDrop {
@@ -262,4 +240,8 @@ async fn offload_and_unoffload_through_liqoctl() {
     );
     let out = run_liqoctl(env, &["unoffload", "namespace", &other]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+fn run_liqoctl(env: &TestEnv, args: &[&str]) -> Output {
+    run_on(env, "london", args)
 }

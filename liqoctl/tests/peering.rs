@@ -5,8 +5,7 @@
 //! ForeignClusters are cluster-scoped and both clusters are shared by this binary's tests, so
 //! the whole story runs in one test function, in order.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -23,35 +22,12 @@ use liqo_host::api::identity::ClusterIdentityConfig;
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
 use liqo_host::tenant;
 use serde_json::json;
+mod common;
+
+use common::{liqo_host_bin as liqo_host, liqoctl_bin as liqoctl, run_liqoctl};
 use testsupport::{KillOnDrop, TestEnv, eventually, output_text as text};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn liqoctl() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_liqoctl"))
-}
-
-/// The host binary, built by `cargo build -p liqo-host` next to liqoctl.
-fn liqo_host() -> PathBuf {
-    let path = liqoctl().with_file_name("liqo-host");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build -p liqo-host` (make test does)",
-        path.display()
-    );
-    path
-}
-
-fn run_liqoctl(env: &TestEnv, cluster: &str, args: &[&str]) -> Output {
-    Command::new(liqoctl())
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(env.kubeconfig_path(cluster))
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running liqoctl")
-}
 
 fn start_host(env: &TestEnv, cluster: &str) -> KillOnDrop {
     let log = std::fs::File::create(env.dir().join(format!("{cluster}-host.log"))).unwrap();

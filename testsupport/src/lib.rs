@@ -111,7 +111,27 @@ impl TestEnv {
 
     /// Like [`TestEnv::start`], with extra `testenv up` flags such as
     /// `["--pod-cidr", "newyork=10.201.0.0/16"]`.
+    ///
+    /// `testenv up` picks free loopback ports and hands them to the API servers a moment later;
+    /// another environment starting at the same time (two test binaries, or a test's private
+    /// environment beside the shared one) can take a port in between. That failure says
+    /// "address already in use" and is retried with fresh ports, twice at most.
     pub fn start_with_args(clusters: &[&str], extra_args: &[&str]) -> anyhow::Result<TestEnv> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(clusters, extra_args) {
+                Err(err)
+                    if attempt < 3 && format!("{err:#}").contains("address already in use") =>
+                {
+                    eprintln!("testsupport: a port was taken meanwhile; starting again ({err:#})");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(clusters: &[&str], extra_args: &[&str]) -> anyhow::Result<TestEnv> {
         let testenv_bin = testenv_bin()?;
         let kubectl_bin = testenv_bin.with_file_name("kubectl");
         if !kubectl_bin.exists() {

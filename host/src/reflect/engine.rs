@@ -489,7 +489,11 @@ impl Engine {
                     }
                 }
             }
-            Signal::Object { namespace, name } => {
+            Signal::Object {
+                namespace,
+                name,
+                listing,
+            } => {
                 let ns: Arc<str> = Arc::from(namespace);
                 for (peer, namespaces) in &peers {
                     if !namespaces.iter().any(|n| n == namespace) {
@@ -504,6 +508,11 @@ impl Engine {
                                 name: Arc::from(name),
                             });
                         }
+                    }
+                    // A (re)list reports every dependent object too: fanning out per listed
+                    // object would cost O(objects²) at startup.
+                    if listing {
+                        continue;
                     }
                     for &dependent in self.inner.triggers.get(key).into_iter().flatten() {
                         self.enqueue_namespace(peer, &ns, Some(dependent));

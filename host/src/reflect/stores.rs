@@ -17,7 +17,13 @@ use tokio::task::AbortHandle;
 #[derive(Debug, Clone)]
 pub(crate) enum Signal<'a> {
     /// An object was added, changed or deleted.
-    Object { namespace: &'a str, name: &'a str },
+    Object {
+        namespace: &'a str,
+        name: &'a str,
+        /// Part of a (re)list: every object of the cache is reported, so consumers need not
+        /// fan out to dependents (they are listed too, or re-evaluated at `Synced`).
+        listing: bool,
+    },
     /// A (re)list completed: objects may have vanished without a delete event.
     Synced,
 }
@@ -56,10 +62,23 @@ impl WatchedCache {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(Event::Apply(o) | Event::InitApply(o) | Event::Delete(o)) => {
+                    Ok(Event::Apply(o) | Event::Delete(o)) => {
                         let namespace = o.metadata.namespace.as_deref().unwrap_or("");
                         let name = o.metadata.name.as_deref().unwrap_or("");
-                        on_signal(Signal::Object { namespace, name });
+                        on_signal(Signal::Object {
+                            namespace,
+                            name,
+                            listing: false,
+                        });
+                    }
+                    Ok(Event::InitApply(o)) => {
+                        let namespace = o.metadata.namespace.as_deref().unwrap_or("");
+                        let name = o.metadata.name.as_deref().unwrap_or("");
+                        on_signal(Signal::Object {
+                            namespace,
+                            name,
+                            listing: true,
+                        });
                     }
                     Ok(Event::InitDone) => {
                         ready_flag.store(true, Ordering::Release);

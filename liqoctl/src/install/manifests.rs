@@ -198,6 +198,20 @@ pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 404)
 }
 
+/// Every object of kind `K` in the cluster; none when its CRD is not installed (a 404 means the
+/// kind does not exist, so there can be none of it). `what` names the kind in errors.
+pub async fn list_if_installed<K>(api: &kube::Api<K>, what: &str) -> anyhow::Result<Vec<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use anyhow::Context as _;
+    match api.list(&kube::api::ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        Err(err) if is_not_found(&err) => Ok(Vec::new()),
+        Err(err) => Err(err).with_context(|| format!("listing {what}")),
+    }
+}
+
 /// How often waits poll the API server.
 pub const POLL: Duration = Duration::from_millis(250);
 
