@@ -16,6 +16,7 @@
 //! - [`telemetry`]: `/metrics`, `/healthz`, `/readyz` server and `tracing` setup.
 //! - [`leader`]: leader election through a Lease, so two replicas never write at once.
 //! - [`tenant`]: peering identities on providers: Lease renewal, incoming peerings, revocation.
+//! - [`user_plugins`]: ReflectionPlugin objects: user plugins loaded, swapped and removed live.
 
 pub mod api;
 pub mod invariants;
@@ -27,3 +28,4 @@ pub mod plugin;
 pub mod reflect;
 pub mod telemetry;
 pub mod tenant;
+pub mod user_plugins;

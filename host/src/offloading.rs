@@ -99,10 +99,16 @@ pub async fn run(
     // ReflectionConflicts condition follows without polling. (Targeting only the namespace
     // concerned needs kube-runtime's unstable `reconcile_on`; there are few offloadings.)
     let changes = ctx.engine.conflict_changes();
-    let triggers = futures::stream::unfold(changes, |mut rx| async move {
+    let conflicts = futures::stream::unfold(changes, |mut rx| async move {
         rx.recv().await?;
         Some(((), rx))
     });
+    // So does a peer that connects or goes (after a restart its ForeignCluster may not change).
+    let peers = futures::stream::unfold(ctx.peers.subscribe(), |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
+    let triggers = futures::stream::select(conflicts, peers);
     controller
         .reconcile_all_on(triggers)
         .graceful_shutdown_on(shutdown)

@@ -41,7 +41,9 @@ use crate::tenant;
 pub const PEERING_FINALIZER: &str = "liqo.io/peering";
 
 /// How often a peer's API server is probed.
-const PROBE_INTERVAL: Duration = Duration::from_secs(30);
+// Also the Lease renewal period: 9 renewals per 90 s Lease, so a few lost requests never make a
+// provider think this cluster is gone, and an outage shows on the ForeignCluster within 10 s.
+const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A peer as the offloading controller needs it.
 #[derive(Clone)]
@@ -57,12 +59,30 @@ pub struct Peer {
 }
 
 /// The established peers, shared by the peering and offloading controllers.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Peers {
     inner: Arc<RwLock<HashMap<String, (Peer, String)>>>,
+    /// Bumped whenever a peer is added, replaced or removed.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 impl Peers {
+    /// Notified whenever a peer is added, replaced or removed. The offloading controller
+    /// re-evaluates every namespace then: a peer that (re)connects after a restart changes no
+    /// ForeignCluster field, so watching ForeignClusters alone would miss it.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Every established peer.
     pub fn list(&self) -> Vec<Peer> {
         self.inner
@@ -95,13 +115,19 @@ impl Peers {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(peer.identity.id.clone(), (peer, fingerprint));
+        self.changes.send_modify(|n| *n += 1);
     }
 
     fn remove(&self, id: &str) {
-        self.inner
+        let removed = self
+            .inner
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+            .remove(id)
+            .is_some();
+        if removed {
+            self.changes.send_modify(|n| *n += 1);
+        }
     }
 }
 
@@ -264,9 +290,17 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
             let version = match client.apiserver_version().await {
                 Ok(v) => match keep_lease(fc, &client, tenant.as_ref(), ctx).await {
                     Ok(()) => Ok(v),
-                    Err(message) => Err(message),
+                    Err(message) => Err(Failure::credential(message)),
                 },
-                Err(err) => Err(format!("the API server of {name} does not answer: {err}")),
+                Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
+                    Err(Failure::credential(format!(
+                        "{name} refuses the peering credential: {}; generate a new peer command on {name} and peer again",
+                        s.message
+                    )))
+                }
+                Err(err) => Err(Failure::unreachable(format!(
+                    "the API server of {name} does not answer: {err}"
+                ))),
             };
             match version {
                 Ok(_) => {
@@ -293,10 +327,10 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                     }
                     Ok(())
                 }
-                Err(message) => Err(message),
+                Err(failure) => Err(failure),
             }
         }
-        Err(err) => Err(err.to_string()),
+        Err(err) => Err(Failure::credential(err.to_string())),
     };
 
     let t = now();
@@ -317,7 +351,7 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
             )
             .with_reason("APIServerReady", "the API server answers"),
         ),
-        Err(message) => (
+        Err(Failure { message, .. }) => (
             PeeringCondition::new(
                 PeeringConditionType::OutgoingPeering,
                 PeeringConditionStatus::Error,
@@ -345,8 +379,36 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
         )
         .with_reason("CredentialRejected", "see OutgoingPeering for the error")
     };
-    status.set_condition(auth, t.clone());
+    // An unreachable API server says nothing about the credential: AUTHENTICATION keeps what
+    // the last answer proved.
+    if !matches!(&established, Err(f) if !f.credential) {
+        status.set_condition(auth, t.clone());
+    }
     finish(fc, status, t, ctx).await
+}
+
+/// Why a peer is not established.
+struct Failure {
+    message: String,
+    /// The peer answered and refused the credential, or the credential itself is unusable;
+    /// false when the peer could not be reached at all.
+    credential: bool,
+}
+
+impl Failure {
+    fn credential(message: String) -> Self {
+        Self {
+            message,
+            credential: true,
+        }
+    }
+
+    fn unreachable(message: String) -> Self {
+        Self {
+            message,
+            credential: false,
+        }
+    }
 }
 
 /// A ForeignCluster without a credential: this cluster does not reflect to it (the provider side
@@ -416,7 +478,8 @@ async fn keep_lease(
         .await
         .map_err(|err| {
             format!(
-                "{name} refused to renew this cluster's peering Lease in {}: {err}; the identity                  may have been revoked: generate a new peer command on {name} and peer again",
+                "{name} refused to renew this cluster's peering Lease in {}: {err}; the identity \
+                 may have been revoked: generate a new peer command on {name} and peer again",
                 cred.namespace
             )
         })?;

@@ -324,7 +324,10 @@ async fn provider_pass(
                 if fresh.contains(consumer.as_str()) {
                     Ok(())
                 } else {
-                    incoming(client, tenant, consumer, PeeringConditionStatus::Error).await
+                    let gated = gate_endpoints(client, tenant, consumer, &local.id).await;
+                    let marked =
+                        incoming(client, tenant, consumer, PeeringConditionStatus::Error).await;
+                    gated.and(marked)
                 }
             }
             LeaseState::Stale {
@@ -349,6 +352,89 @@ async fn provider_pass(
         }
     }
     Ok(())
+}
+
+/// Peer-health gating: while a consumer's Lease is stale (its host stopped renewing it for
+/// longer than the Lease duration), every endpoint of the EndpointSlices it reflected here is
+/// marked not ready, so this cluster's clients stop being sent to a cluster that may be
+/// unreachable. The slices' intent annotation is removed at the same time: when the consumer's
+/// host comes back it sees that its intent is missing and re-applies the slices, which restores
+/// the endpoints' real readiness. If it never comes back, revocation removes the slices.
+/// Returns how many slices were gated by this call.
+pub async fn gate_endpoints(
+    client: &Client,
+    tenant: &str,
+    consumer: &str,
+    local_id: &str,
+) -> Result<usize, TenantError> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let err = |action: String| {
+        move |source| TenantError::Kube {
+            tenant: tenant.to_string(),
+            action,
+            source,
+        }
+    };
+    let selector = format!(
+        "{}={consumer},{}={local_id},{}={}",
+        labels::ORIGIN,
+        labels::DESTINATION,
+        labels::ENDPOINTSLICE_MANAGED_BY,
+        labels::ENDPOINTSLICE_MANAGED_BY_REFLECTION
+    );
+    let slices = Api::<EndpointSlice>::all(client.clone())
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(err("listing the consumer's EndpointSlices".into()))?;
+    let mut gated = 0;
+    for slice in slices {
+        let intent = slice
+            .annotations()
+            .contains_key(crate::reflect::intent::INTENT_HASH_ANNOTATION);
+        let any_ready = slice.endpoints.iter().any(|e| {
+            // An endpoint without a ready condition counts as ready (API semantics).
+            e.conditions.as_ref().and_then(|c| c.ready) != Some(false)
+        });
+        if !intent && !any_ready {
+            continue;
+        }
+        let endpoints: Vec<serde_json::Value> = slice
+            .endpoints
+            .iter()
+            .map(|e| {
+                let mut e = serde_json::to_value(e).unwrap_or_default();
+                e["conditions"]["ready"] = json!(false);
+                e["conditions"]["serving"] = json!(false);
+                e
+            })
+            .collect();
+        let namespace = slice.namespace().unwrap_or_default();
+        let name = slice.name_any();
+        // The resourceVersion makes the patch fail, rather than overwrite, if the consumer
+        // wrote the slice meanwhile.
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": slice.resource_version(),
+                "annotations": {crate::reflect::intent::INTENT_HASH_ANNOTATION: null},
+            },
+            "endpoints": endpoints,
+        });
+        match Api::<EndpointSlice>::namespaced(client.clone(), &namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => gated += 1,
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
+            Err(e) => return Err(err(format!("gating EndpointSlice {namespace}/{name}"))(e)),
+        }
+    }
+    if gated > 0 {
+        tracing::warn!(
+            %tenant, %consumer, slices = gated,
+            "the consumer stopped renewing its peering Lease: its endpoints are marked not ready here until it comes back"
+        );
+    }
+    Ok(gated)
 }
 
 /// ClusterRole granting the reflected kinds, bound inside each twin namespace of a consumer.

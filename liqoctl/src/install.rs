@@ -233,6 +233,24 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
             removed.push(manifest.describe());
         }
     }
+    // Kinds this cluster accepted from consumers (`liqoctl plugin accept`).
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    let accepted = roles
+        .list(&ListParams::default().labels(&format!(
+            "{}=true,app.kubernetes.io/managed-by=liqoctl",
+            crate::plugin::accept::AGGREGATE_TO_PEERING_LABEL
+        )))
+        .await
+        .context("listing the ClusterRoles of accepted kinds")?;
+    for role in accepted {
+        let name = role.name_any();
+        if manifests::delete_if_present(&roles, &name)
+            .await
+            .with_context(|| format!("deleting ClusterRole {name}"))?
+        {
+            removed.push(format!("ClusterRole {name}"));
+        }
+    }
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE);
     if manifests::delete_if_present(&cms, CLUSTER_IDENTITY_CONFIGMAP)
         .await
@@ -388,9 +406,15 @@ async fn ensure_nothing_active(client: &Client) -> Result<()> {
         "NamespaceOffloadings",
     )
     .await?;
-    if peerings.is_empty() && offloadings.is_empty() {
+    let plugins = manifests::list_if_installed(
+        &Api::<liqo_host::api::reflection_plugin::ReflectionPlugin>::all(client.clone()),
+        "ReflectionPlugins",
+    )
+    .await?;
+    if peerings.is_empty() && offloadings.is_empty() && plugins.is_empty() {
         return Ok(());
     }
+    let plugins: BTreeSet<String> = plugins.iter().map(ResourceExt::name_any).collect();
     let namespaces: BTreeSet<String> = offloadings.iter().filter_map(|o| o.namespace()).collect();
     let peers: BTreeSet<String> = peerings.iter().map(ResourceExt::name_any).collect();
     // This cluster's name, as consumers know it (the name in their `peer out-of-band`).
@@ -413,9 +437,20 @@ async fn ensure_nothing_active(client: &Client) -> Result<()> {
             "peerings (ForeignClusters)",
         ));
     }
+    if !plugins.is_empty() {
+        what.push(counted(
+            &plugins,
+            "plugin (ReflectionPlugin)",
+            "plugins (ReflectionPlugins)",
+        ));
+    }
     // Unoffload before unpeering: the offloading's finalizer needs the peering to delete the
     // twin namespaces in the peer.
     let mut fixes = String::new();
+    // Plugins first: the host removes the remote copies they made while the peering exists.
+    for plugin in &plugins {
+        fixes.push_str(&format!("\n  liqoctl plugin uninstall {plugin}"));
+    }
     for ns in &namespaces {
         fixes.push_str(&format!("\n  liqoctl unoffload namespace {ns}"));
     }

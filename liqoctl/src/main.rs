@@ -13,6 +13,7 @@ mod install;
 mod offload;
 mod output;
 mod peer;
+mod plugin;
 mod progress;
 
 /// Peer Kubernetes clusters and offload namespaces to them.
@@ -55,6 +56,18 @@ enum Command {
     Unoffload(offload::UnoffloadCommand),
     /// Show this cluster's identity and its peerings.
     Info(info::InfoArgs),
+    /// Write, build, test, compare and install reflection plugins (WebAssembly components).
+    ///
+    /// The authoring loop:
+    ///
+    ///   liqoctl plugin new configmap --kind v1/ConfigMap    # a Rust crate, tests included
+    ///   cd configmap && make test                            # native tests and golden files
+    ///   liqoctl plugin build                                 # wasm component, checked by the host runtime
+    ///   liqoctl plugin test target/wasm32-wasip2/release/liqo_plugin_configmap.wasm --input cm.yaml
+    ///   liqoctl plugin diff PLUGIN.wasm --peer newyork --namespace liqo-demo
+    ///   liqoctl plugin install PLUGIN.wasm                   # ConfigMap + ReflectionPlugin
+    #[command(subcommand, verbatim_doc_comment)]
+    Plugin(plugin::PluginCommand),
 }
 
 fn main() {
@@ -80,9 +93,14 @@ fn main() {
             Command::Offload(cmd) => offload::offload(&global, cmd).await,
             Command::Unoffload(cmd) => offload::unoffload(&global, cmd).await,
             Command::Info(args) => info::info(&global, args).await,
+            Command::Plugin(cmd) => plugin::run(&global, cmd).await,
         }
     });
     if let Err(err) = result {
+        // `--exit-code` style results: the status says it all, the output was printed.
+        if let Some(plugin::diff::ExitStatus(code)) = err.downcast_ref() {
+            std::process::exit(*code);
+        }
         // One clear sentence per cause, outermost first, like kubectl.
         eprintln!("Error: {err:#}");
         std::process::exit(1);

@@ -1,94 +1,20 @@
 //! `liqoctl offload namespace` and `liqoctl unoffload namespace` through the real binaries:
 //! liqoctl against london, with `liqo-host run` as a local process peered with newyork.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
-use liqo_host::api::foreign_cluster::{ForeignCluster, PeeringConditionType};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::Api;
+use kube::api::PostParams;
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
 use serde_json::json;
 mod common;
 
-use common::{liqo_host_bin as liqo_host, run_liqoctl as run_on};
-use testsupport::{KillOnDrop, TestEnv, eventually, output_text as text, unique_name};
+use common::{peered, run_liqoctl as run_on};
+use testsupport::{TestEnv, eventually, output_text as text, unique_name};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Peers london with newyork the way `liqoctl peer` does, and starts london's host.
-async fn peered(env: &TestEnv, london: &Client) -> KillOnDrop {
-    testsupport::apply_crds(london, liqo_host::api::crds()).await;
-    Api::<Namespace>::all(london.clone())
-        .patch(
-            "liqo",
-            &PatchParams::apply("liqo-test"),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "liqo"}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let kubeconfig = std::fs::read(env.kubeconfig_path("newyork")).unwrap();
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("newyork-credentials".into()),
-            ..Default::default()
-        },
-        data: Some([("kubeconfig".to_string(), ByteString(kubeconfig))].into()),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(london.clone(), "liqo")
-        .patch(
-            "newyork-credentials",
-            &PatchParams::apply("liqo-test").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
-    let fc: ForeignCluster = serde_json::from_value(json!({
-        "apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
-        "metadata": {"name": "newyork"},
-        "spec": {"clusterID": "newyork", "credentialsSecretRef": {"name": "newyork-credentials", "namespace": "liqo"}}
-    }))
-    .unwrap();
-    Api::<ForeignCluster>::all(london.clone())
-        .create(&PostParams::default(), &fc)
-        .await
-        .unwrap();
-    let log = std::fs::File::create(env.dir().join("london-host.log")).unwrap();
-    let host = KillOnDrop(
-        Command::new(liqo_host())
-            .args(["run", "--kubeconfig"])
-            .arg(env.kubeconfig_path("london"))
-            .args([
-                "--cluster-id",
-                "london",
-                "--no-leader-election",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--plugin-cache-dir",
-            ])
-            .arg(env.dir().join("plugin-cache"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting liqo-host"),
-    );
-    let fcs = Api::<ForeignCluster>::all(london.clone());
-    eventually("the host to establish the peering", WAIT, || async {
-        let status = fcs.get("newyork").await.ok()?.status?;
-        (status
-            .condition_status(PeeringConditionType::OutgoingPeering)
-            .as_str()
-            == "Established")
-            .then_some(())
-    })
-    .await;
-    host
-}
 
 #[tokio::test]
 async fn offload_and_unoffload_through_liqoctl() {

@@ -5,88 +5,17 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
 
-use common::{liqo_host_bin, liqoctl_bin};
-use testsupport::{KillOnDrop, TestEnv, eventually, output_text as text};
+use common::{rows, sh, sh_ok, start_hosts};
+use testsupport::{TestEnv, eventually, output_text as text};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs a shell command line with liqoctl and kubectl on PATH and KUBECONFIG set to london,
-/// as the tutorial's user has it.
-fn sh(env: &TestEnv, line: &str) -> Output {
-    let bin_dir = env.kubectl_bin().parent().unwrap().to_path_buf();
-    let liqoctl_dir = liqoctl_bin().parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}:{}",
-        liqoctl_dir.display(),
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new("bash")
-        .arg("-c")
-        .arg(line)
-        .env("PATH", path)
-        .env("KUBECONFIG", env.kubeconfig_path("london"))
-        .env("KUBECONFIG_NEWYORK", env.kubeconfig_path("newyork"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("running bash")
-}
-
-fn sh_ok(env: &TestEnv, line: &str) -> String {
-    let out = sh(env, line);
-    assert!(out.status.success(), "`{line}` failed:\n{}", text(&out));
-    text(&out)
-}
-
-/// The hosts run next to the clusters, as in `make demo`; killed when the test ends.
-struct Hosts(Vec<KillOnDrop>);
-
-impl Hosts {
-    fn stop(&mut self) {
-        for host in &mut self.0 {
-            host.stop();
-        }
-    }
-}
-
-fn start_hosts(env: &TestEnv) -> Hosts {
-    let host = liqo_host_bin();
-    let children = ["london", "newyork"]
-        .iter()
-        .map(|cluster| {
-            let log = std::fs::File::create(env.dir().join(format!("{cluster}-host.log"))).unwrap();
-            Command::new(&host)
-                .args(["run", "--kubeconfig"])
-                .arg(env.kubeconfig_path(cluster))
-                .args(["--metrics-addr", "127.0.0.1:0", "--plugin-cache-dir"])
-                .arg(env.dir().join("plugin-cache"))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map(KillOnDrop)
-                .expect("starting liqo-host")
-        })
-        .collect();
-    Hosts(children)
-}
-
-/// Rows of a kubectl table as whitespace-split columns, header excluded.
-fn rows(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
 }
 
 fn gone(env: &TestEnv, cluster: &str, args: &[&str]) -> bool {

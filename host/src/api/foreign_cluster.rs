@@ -398,6 +398,46 @@ pub struct TenantNamespace {
     pub remote: Option<String>,
 }
 
+/// The kubeconfig (YAML or JSON text) a peering credential Secret stands for, from the
+/// Secret's `data`: its [`CREDENTIALS_KEY_KUBECONFIG`] entry, or else a kubeconfig built from
+/// [`CREDENTIALS_KEY_TOKEN`], [`CREDENTIALS_KEY_CA`] and [`CREDENTIALS_KEY_SERVER`] (what
+/// `liqoctl peer out-of-band` writes). The error names the keys that are needed.
+///
+/// The result holds the credential: never log or print it. Tools that must reach a peer with
+/// the host's own credential (`liqoctl plugin diff`) build their client from it.
+pub fn credential_kubeconfig(
+    data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>,
+) -> Result<String, String> {
+    let text = |key: &str| {
+        data.get(key)
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    };
+    if let Some(kubeconfig) = text(CREDENTIALS_KEY_KUBECONFIG) {
+        return Ok(kubeconfig);
+    }
+    let (Some(token), Some(ca), Some(server)) = (
+        text(CREDENTIALS_KEY_TOKEN),
+        data.get(CREDENTIALS_KEY_CA),
+        text(CREDENTIALS_KEY_SERVER),
+    ) else {
+        return Err(format!(
+            "needs key {CREDENTIALS_KEY_KUBECONFIG}, or keys {CREDENTIALS_KEY_TOKEN}, \
+             {CREDENTIALS_KEY_CA} and {CREDENTIALS_KEY_SERVER}"
+        ));
+    };
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(&ca.0);
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "peer", "cluster": {"server": server.trim(), "certificate-authority-data": ca}}],
+        "users": [{"name": "peer", "user": {"token": token.trim()}}],
+        "contexts": [{"name": "peer", "context": {"cluster": "peer", "user": "peer"}}],
+        "current-context": "peer",
+    });
+    Ok(kubeconfig.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,5 +630,40 @@ mod tests {
         assert_eq!(spec["required"], json!(["clusterID"]));
         let rules = &spec["properties"]["clusterID"]["x-kubernetes-validations"];
         assert_eq!(rules[0]["rule"], "self == oldSelf");
+    }
+
+    #[test]
+    fn credential_kubeconfig_from_either_form() {
+        use k8s_openapi::ByteString;
+        use std::collections::BTreeMap;
+        let data = |pairs: &[(&str, &str)]| -> BTreeMap<String, ByteString> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect()
+        };
+        let full = data(&[("kubeconfig", "apiVersion: v1\nkind: Config\n")]);
+        assert_eq!(
+            credential_kubeconfig(&full).unwrap(),
+            "apiVersion: v1\nkind: Config\n"
+        );
+        let parts = data(&[
+            ("token", "tok\n"),
+            ("ca.crt", "PEM"),
+            ("server", " https://127.0.0.1:6443 "),
+        ]);
+        let built: serde_json::Value =
+            serde_json::from_str(&credential_kubeconfig(&parts).unwrap()).unwrap();
+        assert_eq!(
+            built["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:6443"
+        );
+        assert_eq!(
+            built["clusters"][0]["cluster"]["certificate-authority-data"],
+            "UEVN"
+        );
+        assert_eq!(built["users"][0]["user"]["token"], "tok");
+        let err = credential_kubeconfig(&data(&[("token", "t")])).unwrap_err();
+        assert!(err.contains("needs key kubeconfig"), "{err}");
     }
 }

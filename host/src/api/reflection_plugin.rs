@@ -66,9 +66,12 @@ pub struct ReflectionPluginSpec {
     #[serde(default)]
     pub limits: ReflectionPluginLimits,
 
-    /// What happens to an object whose plugin call fails (trap, limit, error): `Fail` (default)
-    /// reports the error (Event and metrics) and retries with backoff; `Ignore` only logs and
-    /// counts it. In both cases an existing remote copy is left as it is.
+    /// What happens to an object whose plugin call fails (trap, limit, invalid output, error):
+    /// `Fail` (default) keeps the object's remote copy as it last was, reports the error
+    /// (Warning Event `FailedReflection` naming the plugin and the limit, metrics) and retries
+    /// with backoff; `Ignore` treats the object as skipped: its remote copy is removed, with
+    /// the same Event, and it is retried only when it changes. Other objects and other kinds
+    /// are unaffected either way.
     #[serde(default)]
     pub failure_policy: FailurePolicy,
 
@@ -162,10 +165,11 @@ impl Default for ReflectionPluginLimits {
 /// What happens to an object whose plugin call fails.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 pub enum FailurePolicy {
-    /// The failure is reported (Warning Event, metrics) and the object retried with backoff.
+    /// The remote copy keeps its last state; the failure is reported (Warning Event, metrics)
+    /// and the object retried with backoff.
     #[default]
     Fail,
-    /// The failure is logged and counted only.
+    /// The object is skipped: its remote copy is removed; the failure is reported the same way.
     Ignore,
 }
 

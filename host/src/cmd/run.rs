@@ -20,6 +20,7 @@ use liqo_host::plugin::{
 };
 use liqo_host::reflect::{Engine, EngineConfig, EngineMetrics};
 use liqo_host::telemetry::Telemetry;
+use liqo_host::user_plugins::{self, UserPluginsContext};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -244,6 +245,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         plugins,
         engine_metrics.clone(),
     );
+    // User plugins are in place before the first pass, so a plugin that replaces a built-in one
+    // does not see its objects rewritten by the built-in one at every restart.
+    let user_plugins = Arc::new(UserPluginsContext::new(
+        client.clone(),
+        runtime.clone(),
+        engine.clone(),
+    ));
+    user_plugins::load_existing(&user_plugins).await;
+    let user_plugins_task = tokio::spawn(user_plugins::run(user_plugins, stopped()));
     {
         let engine = engine.clone();
         telemetry.add_check(
@@ -284,7 +294,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
     ));
     telemetry.set_ready(true);
 
-    let _ = tokio::join!(engine_task, peering_task, offloading_task, provider_task);
+    let _ = tokio::join!(
+        engine_task,
+        peering_task,
+        offloading_task,
+        provider_task,
+        user_plugins_task
+    );
     if let Some(leadership) = leadership
         && let Err(err) = leadership.release().await
     {

@@ -18,6 +18,10 @@ use crate::plugin::{
     AddressTranslator, CallServices, ClusterIdentity, KindRef, ObjectReader, ReflectorPlugin,
 };
 
+/// Events waiting to be published; beyond this, new ones are dropped (Events are best effort,
+/// reflection is not).
+const EVENT_BACKLOG: usize = 4096;
+
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -34,22 +38,128 @@ pub struct EngineConfig {
 pub(crate) struct ReflectKey {
     pub peer: Arc<str>,
     pub namespace: Arc<str>,
-    pub kind: usize,
+    /// `group/version/kind` of the object.
+    pub kind: Arc<str>,
     pub name: Arc<str>,
 }
 
-/// A reflected kind: its plugin and API resource.
+/// What happens to an object whose plugin call fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailureMode {
+    /// The remote copy keeps its last state, a Warning Event names the plugin and the error,
+    /// and the object is retried with backoff.
+    #[default]
+    KeepAndRetry,
+    /// The object is treated as skipped: its remote copy is removed (Warning Event), no retry
+    /// until the object changes.
+    Skip,
+}
+
+/// A reflected kind and who serves it. Immutable: a new plugin version or a retirement
+/// replaces the whole slot, so a pass that started with the old slot finishes with it (the
+/// "clean point" of a hot swap is the end of each pass).
 pub(crate) struct KindSlot {
-    pub plugin: Arc<ReflectorPlugin>,
+    pub key: Arc<str>,
     pub kind: KindRef,
     pub resource: ApiResource,
+    /// `None` while the kind is being retired: passes remove remote copies.
+    pub plugin: Option<Arc<ReflectorPlugin>>,
+    pub failure: FailureMode,
+    /// The user plugin serving the kind; `None` for a built-in plugin.
+    pub owner: Option<Arc<str>>,
+}
+
+/// The kinds the engine reflects, the built-in plugins they fall back to, and the trigger map.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub slots: HashMap<Arc<str>, Arc<KindSlot>>,
+    /// The built-in plugin of each kind, restored when a user plugin that replaced it goes.
+    builtin: HashMap<Arc<str>, Arc<ReflectorPlugin>>,
+    /// Kind key → keys of kinds re-evaluated when it changes (manifest `triggers`).
+    pub triggers: HashMap<String, Vec<Arc<str>>>,
+}
+
+impl Registry {
+    fn rebuild_triggers(&mut self) {
+        let mut triggers: HashMap<String, Vec<Arc<str>>> = HashMap::new();
+        for slot in self.slots.values() {
+            let Some(plugin) = &slot.plugin else { continue };
+            for t in &plugin.manifest().triggers {
+                triggers
+                    .entry(kind_key(&t.group, &t.version, &t.kind))
+                    .or_default()
+                    .push(slot.key.clone());
+            }
+        }
+        self.triggers = triggers;
+    }
+
+    /// Every local kind some slot needs watched: reflected, read or triggering.
+    fn needed_local_kinds(&self) -> HashMap<String, KindRef> {
+        let mut needed = HashMap::new();
+        for slot in self.slots.values() {
+            needed.insert(slot.key.to_string(), slot.kind.clone());
+            let Some(plugin) = &slot.plugin else { continue };
+            let manifest = plugin.manifest();
+            for k in manifest.reads.iter().chain(&manifest.triggers) {
+                needed.insert(kind_key(&k.group, &k.version, &k.kind), k.clone());
+            }
+        }
+        needed
+    }
+}
+
+/// Why a user plugin cannot serve its kinds.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// Another user plugin already serves the kind.
+    #[error(
+        "{kind} is already reflected by plugin {owner}; remove that ReflectionPlugin first (one user plugin per kind)"
+    )]
+    KindTaken {
+        /// The kind.
+        kind: String,
+        /// The ReflectionPlugin serving it.
+        owner: String,
+    },
+    /// The engine only reflects namespaced kinds into twin namespaces.
+    #[error(
+        "{kind} is cluster-scoped; reflection plugins reflect namespaced kinds only (objects travel into the twin namespace)"
+    )]
+    ClusterScoped {
+        /// The kind.
+        kind: String,
+    },
+}
+
+/// Progress of removing a user plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Its kinds are served by built-in plugins again or no longer reflected, and no remote
+    /// copy of a kind it alone reflected is left.
+    Done,
+    /// Remote copies of its kinds are still being removed.
+    Pending {
+        /// Remote copies left, over every peer and twin namespace.
+        remote_copies: usize,
+    },
 }
 
 /// One offloaded namespace in one peer.
 pub(crate) struct TwinNamespace {
     pub remote: String,
-    /// Remote caches, by kind index.
-    pub caches: Vec<WatchedCache>,
+    /// Remote caches, by kind key.
+    pub caches: RwLock<HashMap<Arc<str>, Arc<WatchedCache>>>,
+}
+
+impl TwinNamespace {
+    pub fn cache(&self, kind: &str) -> Option<Arc<WatchedCache>> {
+        self.caches
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kind)
+            .cloned()
+    }
 }
 
 /// A peer cluster reflection writes to.
@@ -72,14 +182,22 @@ pub struct PeerHandle {
 
 pub(crate) struct Inner {
     pub config: EngineConfig,
-    pub kinds: Vec<KindSlot>,
+    local_client: Client,
+    pub registry: RwLock<Registry>,
     /// Local caches by `group/version/kind`, for reflected kinds and kinds plugins read.
-    pub local: HashMap<String, WatchedCache>,
-    /// Kind key → indices of kinds re-evaluated when it changes (manifest `triggers`).
-    pub triggers: HashMap<String, Vec<usize>>,
+    pub local: Arc<RwLock<HashMap<String, Arc<WatchedCache>>>>,
+    /// Kinds of the built-in plugins: readiness waits for their caches only (a user plugin's
+    /// kind may not even exist yet).
+    essential: Vec<String>,
     pub peers: RwLock<HashMap<String, Arc<PeerState>>>,
     pub queue: Arc<WorkQueue<ReflectKey>>,
-    pub recorder: Recorder,
+    /// Events on local objects, published by a background task so a pass never waits for
+    /// them (Liqo emits one per successful pass: on the critical path that doubled the
+    /// latency of every reflection).
+    pub events: tokio::sync::mpsc::Sender<(
+        kube::runtime::events::Event,
+        k8s_openapi::api::core::v1::ObjectReference,
+    )>,
     pub metrics: EngineMetrics,
     /// Local objects that cannot be reflected because a foreign object holds their name in the
     /// peer, by (peer id, local namespace), as `Kind/name`.
@@ -107,102 +225,402 @@ fn api_resource(k: &KindRef) -> ApiResource {
 
 /// Plugins read the origin cluster through the engine's local caches.
 struct LocalReader {
-    caches: Arc<HashMap<String, Store>>,
+    caches: Arc<RwLock<HashMap<String, Arc<WatchedCache>>>>,
 }
-
-type Store = (ApiResource, kube::runtime::reflector::Store<DynamicObject>);
 
 impl ObjectReader for LocalReader {
     fn get(&self, kind: &KindRef, namespace: &str, name: &str) -> Result<Option<String>, String> {
         let key = kind_key(&kind.group, &kind.version, &kind.kind);
-        let (resource, store) = self
+        let cache = self
             .caches
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(&key)
+            .cloned()
             .ok_or_else(|| format!("the host does not cache {kind}"))?;
+        let resource = cache.store_resource();
         let reference = ObjectRef::new_with(name, resource.clone()).within(namespace);
-        Ok(store
+        Ok(cache
+            .store
             .get(&reference)
-            .map(|o| reconcile::object_json(&o, resource).to_string()))
+            .map(|o| reconcile::object_json(&o, &resource).to_string()))
     }
 }
 
 impl Engine {
-    /// Builds the engine for `plugins` and starts the local watches. Call [`Engine::run`] to
-    /// start the workers.
+    /// Builds the engine with the built-in `plugins` and starts the local watches. Call
+    /// [`Engine::run`] to start the workers.
     pub fn start(
         local_client: Client,
         config: EngineConfig,
         plugins: Vec<Arc<ReflectorPlugin>>,
         metrics: EngineMetrics,
     ) -> Self {
-        let mut kinds = Vec::new();
+        let mut registry = Registry::default();
         for plugin in &plugins {
             for kind in &plugin.manifest().reflects {
-                kinds.push(KindSlot {
-                    plugin: plugin.clone(),
-                    kind: kind.clone(),
-                    resource: api_resource(kind),
-                });
-            }
-        }
-        let mut watched: HashMap<String, KindRef> = HashMap::new();
-        let mut triggers: HashMap<String, Vec<usize>> = HashMap::new();
-        for (index, slot) in kinds.iter().enumerate() {
-            let k = &slot.kind;
-            watched.insert(kind_key(&k.group, &k.version, &k.kind), k.clone());
-            for read in &slot.plugin.manifest().reads {
-                watched.insert(
-                    kind_key(&read.group, &read.version, &read.kind),
-                    read.clone(),
+                let key: Arc<str> = Arc::from(kind_key(&kind.group, &kind.version, &kind.kind));
+                registry.builtin.insert(key.clone(), plugin.clone());
+                registry.slots.insert(
+                    key.clone(),
+                    Arc::new(KindSlot {
+                        key,
+                        kind: kind.clone(),
+                        resource: api_resource(kind),
+                        plugin: Some(plugin.clone()),
+                        failure: FailureMode::default(),
+                        owner: None,
+                    }),
                 );
             }
-            for t in &slot.plugin.manifest().triggers {
-                watched.insert(kind_key(&t.group, &t.version, &t.kind), t.clone());
-                triggers
-                    .entry(kind_key(&t.group, &t.version, &t.kind))
-                    .or_default()
-                    .push(index);
-            }
         }
+        registry.rebuild_triggers();
+        let essential = registry.needed_local_kinds().into_keys().collect();
 
         let reporter = Reporter {
             controller: "liqo-host".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         let recorder = Recorder::new(local_client.clone(), reporter);
-        let queue = WorkQueue::new(config.backoff);
-
-        // The engine and the callbacks of its watches refer to each other; the callbacks hold
-        // a weak reference that is set once the engine exists.
-        let slot: Arc<std::sync::OnceLock<std::sync::Weak<Inner>>> = Arc::default();
-        let mut local = HashMap::new();
-        for (key, kind) in watched {
-            let resource = api_resource(&kind);
-            let api = Api::<DynamicObject>::all_with(local_client.clone(), &resource);
-            let weak = slot.clone();
-            let key_for_cb = key.clone();
-            let cache = WatchedCache::start(api, resource, format!("local {key}"), move |signal| {
-                if let Some(inner) = weak.get().and_then(std::sync::Weak::upgrade) {
-                    Engine { inner }.on_local_signal(&key_for_cb, signal);
+        let (events, mut pending_events) = tokio::sync::mpsc::channel::<(
+            kube::runtime::events::Event,
+            k8s_openapi::api::core::v1::ObjectReference,
+        )>(EVENT_BACKLOG);
+        tokio::spawn(async move {
+            while let Some((event, reference)) = pending_events.recv().await {
+                if let Err(err) = recorder.publish(&event, &reference).await {
+                    tracing::debug!(%err, "could not publish event");
                 }
-            });
-            local.insert(key, cache);
-        }
-
+            }
+        });
+        let queue = WorkQueue::new(config.backoff);
         let inner = Arc::new(Inner {
             config,
-            kinds,
-            local,
-            triggers,
+            local_client,
+            registry: RwLock::new(registry),
+            local: Arc::default(),
+            essential,
             peers: RwLock::default(),
             queue,
-            recorder,
+            events,
             metrics,
             conflicts: Default::default(),
             conflict_listener: Default::default(),
         });
-        let _ = slot.set(Arc::downgrade(&inner));
-        Engine { inner }
+        let engine = Engine { inner };
+        engine.sync_local_caches();
+        engine
+    }
+
+    /// Starts a local watch for every kind the registry needs and stops the ones it no longer
+    /// needs. Nothing is watched while no namespace is offloaded: a cluster that is only a
+    /// provider would otherwise cache every Service and EndpointSlice it holds, for nothing.
+    fn sync_local_caches(&self) {
+        let needed = if self.has_twins() {
+            self.registry().needed_local_kinds()
+        } else {
+            HashMap::new()
+        };
+        let mut local = self.inner.local.write().unwrap_or_else(|p| p.into_inner());
+        local.retain(|key, _| needed.contains_key(key));
+        for (key, kind) in needed {
+            if local.contains_key(&key) {
+                continue;
+            }
+            let resource = api_resource(&kind);
+            let api = Api::<DynamicObject>::all_with(self.inner.local_client.clone(), &resource);
+            let weak = Arc::downgrade(&self.inner);
+            let key_for_cb = key.clone();
+            let cache = WatchedCache::start(api, resource, format!("local {key}"), move |signal| {
+                if let Some(inner) = weak.upgrade() {
+                    Engine { inner }.on_local_signal(&key_for_cb, signal);
+                }
+            });
+            local.insert(key, Arc::new(cache));
+        }
+    }
+
+    fn has_twins(&self) -> bool {
+        self.inner
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|p| !p.twins.read().unwrap_or_else(|p| p.into_inner()).is_empty())
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn slot(&self, kind: &str) -> Option<Arc<KindSlot>> {
+        self.registry().slots.get(kind).cloned()
+    }
+
+    pub(crate) fn local_cache(&self, kind: &str) -> Option<Arc<WatchedCache>> {
+        self.inner
+            .local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kind)
+            .cloned()
+    }
+
+    /// The kinds reflected now, with the plugin serving each (`group/version/kind` → plugin
+    /// name; retiring kinds are left out).
+    pub fn kinds(&self) -> Vec<(String, String)> {
+        let mut kinds: Vec<(String, String)> = self
+            .registry()
+            .slots
+            .values()
+            .filter_map(|s| {
+                let plugin = s.plugin.as_ref()?;
+                Some((s.key.to_string(), plugin.name().to_string()))
+            })
+            .collect();
+        kinds.sort();
+        kinds
+    }
+
+    /// Makes the user plugin `owner` (a ReflectionPlugin name) serve the kinds its manifest
+    /// declares, replacing a built-in plugin or an earlier version of itself. Passes in flight
+    /// finish with the plugin they started with; then every object of those kinds is
+    /// re-evaluated with `plugin`. Kinds the previous version served and this one does not are
+    /// released as by [`Engine::release_plugin`].
+    pub fn install_plugin(
+        &self,
+        owner: &str,
+        plugin: Arc<ReflectorPlugin>,
+        failure: FailureMode,
+    ) -> Result<Vec<String>, InstallError> {
+        let owner: Arc<str> = Arc::from(owner);
+        let mut changed = Vec::new();
+        {
+            let mut registry = self
+                .inner
+                .registry
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            for kind in &plugin.manifest().reflects {
+                if !kind.namespaced {
+                    return Err(InstallError::ClusterScoped {
+                        kind: kind.to_string(),
+                    });
+                }
+                let key = kind_key(&kind.group, &kind.version, &kind.kind);
+                if let Some(slot) = registry.slots.get(key.as_str())
+                    && let Some(other) = &slot.owner
+                    && *other != owner
+                    && slot.plugin.is_some()
+                {
+                    return Err(InstallError::KindTaken {
+                        kind: kind.to_string(),
+                        owner: other.to_string(),
+                    });
+                }
+            }
+            let mut served = Vec::new();
+            for kind in &plugin.manifest().reflects {
+                let key: Arc<str> = Arc::from(kind_key(&kind.group, &kind.version, &kind.kind));
+                served.push(key.clone());
+                registry.slots.insert(
+                    key.clone(),
+                    Arc::new(KindSlot {
+                        key: key.clone(),
+                        kind: kind.clone(),
+                        resource: api_resource(kind),
+                        plugin: Some(plugin.clone()),
+                        failure,
+                        owner: Some(owner.clone()),
+                    }),
+                );
+                changed.push(key);
+            }
+            // Kinds an earlier version served that this one dropped.
+            let dropped: Vec<Arc<str>> = registry
+                .slots
+                .values()
+                .filter(|s| s.owner.as_ref() == Some(&owner) && !served.contains(&s.key))
+                .map(|s| s.key.clone())
+                .collect();
+            for key in dropped {
+                release_slot(&mut registry, &key);
+                changed.push(key);
+            }
+            registry.rebuild_triggers();
+        }
+        self.after_registry_change(&changed);
+        Ok(changed.iter().map(|k| k.to_string()).collect())
+    }
+
+    /// Removes the user plugin `owner`: each of its kinds goes back to its built-in plugin, or,
+    /// without one, stops being reflected and its remote copies are deleted. Call again until
+    /// it returns [`Release::Done`]; the kinds' watches stop once their copies are gone.
+    pub fn release_plugin(&self, owner: &str) -> Release {
+        let mut changed = Vec::new();
+        {
+            let mut registry = self
+                .inner
+                .registry
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<Arc<str>> = registry
+                .slots
+                .values()
+                .filter(|s| s.owner.as_deref() == Some(owner) && s.plugin.is_some())
+                .map(|s| s.key.clone())
+                .collect();
+            for key in keys {
+                release_slot(&mut registry, &key);
+                changed.push(key);
+            }
+            registry.rebuild_triggers();
+        }
+        if !changed.is_empty() {
+            self.after_registry_change(&changed);
+        }
+        let retiring: Vec<Arc<str>> = self
+            .registry()
+            .slots
+            .values()
+            .filter(|s| s.owner.as_deref() == Some(owner) && s.plugin.is_none())
+            .map(|s| s.key.clone())
+            .collect();
+        let remote_copies: usize = retiring.iter().map(|k| self.owned_remote_copies(k)).sum();
+        if remote_copies > 0 || !changed.is_empty() {
+            return Release::Pending { remote_copies };
+        }
+        if !retiring.is_empty() {
+            let mut registry = self
+                .inner
+                .registry
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            for key in &retiring {
+                registry.slots.remove(key);
+            }
+            registry.rebuild_triggers();
+            drop(registry);
+            self.after_registry_change(&[]);
+        }
+        Release::Done
+    }
+
+    /// Remote copies of `kind` this engine owns, over every peer and twin namespace. A twin
+    /// whose remote watch has not synced yet counts as one (unknown is not zero).
+    fn owned_remote_copies(&self, kind: &str) -> usize {
+        let local_id = self.inner.config.local.id.clone();
+        let peers: Vec<Arc<PeerState>> = self
+            .inner
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut count = 0;
+        for peer in peers {
+            let twins: Vec<Arc<TwinNamespace>> = peer
+                .twins
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            for twin in twins {
+                let Some(cache) = twin.cache(kind) else {
+                    continue;
+                };
+                if !cache.is_ready() {
+                    count += 1;
+                    continue;
+                }
+                count += cache
+                    .store
+                    .state()
+                    .iter()
+                    .filter(|o| reconcile::is_owned(o, &local_id, &peer.identity.id))
+                    .count();
+            }
+        }
+        count
+    }
+
+    /// After slots changed: start or stop watches, then re-evaluate every object of the
+    /// changed kinds in every twin namespace.
+    fn after_registry_change(&self, changed: &[Arc<str>]) {
+        self.sync_local_caches();
+        let peers: Vec<(Arc<str>, Arc<PeerState>)> = self
+            .inner
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, p)| (Arc::from(id.as_str()), p.clone()))
+            .collect();
+        for (peer_key, peer) in peers {
+            let twins: Vec<(String, Arc<TwinNamespace>)> = peer
+                .twins
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(ns, t)| (ns.clone(), t.clone()))
+                .collect();
+            for (namespace, twin) in twins {
+                let ns_key: Arc<str> = Arc::from(namespace.as_str());
+                self.sync_twin_caches(&peer_key, &peer, &ns_key, &twin);
+                for kind in changed {
+                    self.enqueue_namespace(&peer_key, &ns_key, Some(kind));
+                }
+            }
+        }
+    }
+
+    /// Starts a remote watch in `twin` for every registered kind and stops the others.
+    fn sync_twin_caches(
+        &self,
+        peer_key: &Arc<str>,
+        peer: &PeerState,
+        ns_key: &Arc<str>,
+        twin: &TwinNamespace,
+    ) {
+        let slots: Vec<Arc<KindSlot>> = self.registry().slots.values().cloned().collect();
+        let mut caches = twin.caches.write().unwrap_or_else(|p| p.into_inner());
+        caches.retain(|key, _| slots.iter().any(|s| s.key == *key));
+        for slot in slots {
+            if caches.contains_key(&slot.key) {
+                continue;
+            }
+            let api = Api::<DynamicObject>::namespaced_with(
+                peer.client.clone(),
+                &twin.remote,
+                &slot.resource,
+            );
+            let weak = Arc::downgrade(&self.inner);
+            let (peer_key, ns_key, kind) = (peer_key.clone(), ns_key.clone(), slot.key.clone());
+            let cache = WatchedCache::start(
+                api,
+                slot.resource.clone(),
+                format!("{peer_key} {} {}", twin.remote, slot.kind.kind),
+                move |signal| {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let engine = Engine { inner };
+                    match signal {
+                        Signal::Object { name, .. } => engine.inner.queue.add(ReflectKey {
+                            peer: peer_key.clone(),
+                            namespace: ns_key.clone(),
+                            kind: kind.clone(),
+                            name: Arc::from(name),
+                        }),
+                        Signal::Synced => engine.enqueue_namespace(&peer_key, &ns_key, Some(&kind)),
+                    }
+                },
+            );
+            caches.insert(slot.key.clone(), Arc::new(cache));
+        }
     }
 
     /// Runs the workers until `shutdown` resolves, then stops handing out work and waits for
@@ -303,25 +721,22 @@ impl Engine {
 
     /// True once every local cache has completed its first list.
     pub fn local_caches_ready(&self) -> bool {
-        self.inner.local.values().all(WatchedCache::is_ready)
+        !self.has_twins()
+            || self
+                .inner
+                .essential
+                .iter()
+                .all(|key| self.local_cache(key).is_some_and(|cache| cache.is_ready()))
     }
 
     /// Adds (or replaces) a peer. Namespaces offloaded to a replaced peer must be offloaded
     /// again.
     pub fn add_peer(&self, peer: PeerHandle) {
-        let caches: Arc<HashMap<String, Store>> = Arc::new(
-            self.inner
-                .local
-                .iter()
-                .map(|(k, c)| {
-                    let resource = c.store_resource();
-                    (k.clone(), (resource, c.store.clone()))
-                })
-                .collect(),
-        );
         let state = Arc::new(PeerState {
             services: CallServices {
-                reader: Arc::new(LocalReader { caches }),
+                reader: Arc::new(LocalReader {
+                    caches: self.inner.local.clone(),
+                }),
                 translator: peer.translator,
             },
             identity: peer.identity,
@@ -344,6 +759,7 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(peer_id);
+        self.sync_local_caches();
     }
 
     pub(crate) fn peer(&self, id: &str) -> Option<Arc<PeerState>> {
@@ -372,44 +788,16 @@ impl Engine {
         }
         let peer_key: Arc<str> = Arc::from(peer_id);
         let ns_key: Arc<str> = Arc::from(local_namespace);
-        let mut caches = Vec::new();
-        for (index, slot) in self.inner.kinds.iter().enumerate() {
-            let api = Api::<DynamicObject>::namespaced_with(
-                peer.client.clone(),
-                remote_namespace,
-                &slot.resource,
-            );
-            let weak = Arc::downgrade(&self.inner);
-            let (peer_key, ns_key) = (peer_key.clone(), ns_key.clone());
-            caches.push(WatchedCache::start(
-                api,
-                slot.resource.clone(),
-                format!("{peer_id} {remote_namespace} {}", slot.kind.kind),
-                move |signal| {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let engine = Engine { inner };
-                    match signal {
-                        Signal::Object { name, .. } => engine.inner.queue.add(ReflectKey {
-                            peer: peer_key.clone(),
-                            namespace: ns_key.clone(),
-                            kind: index,
-                            name: Arc::from(name),
-                        }),
-                        Signal::Synced => engine.enqueue_namespace(&peer_key, &ns_key, Some(index)),
-                    }
-                },
-            ));
-        }
+        let twin = Arc::new(TwinNamespace {
+            remote: remote_namespace.to_string(),
+            caches: RwLock::default(),
+        });
+        self.sync_twin_caches(&peer_key, &peer, &ns_key, &twin);
         peer.twins
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                local_namespace.to_string(),
-                Arc::new(TwinNamespace {
-                    remote: remote_namespace.to_string(),
-                    caches,
-                }),
-            );
+            .insert(local_namespace.to_string(), twin);
+        self.sync_local_caches();
         self.enqueue_namespace(&peer_key, &ns_key, None);
         true
     }
@@ -422,11 +810,12 @@ impl Engine {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(local_namespace);
         }
+        self.sync_local_caches();
     }
 
     /// Enqueues every local object (and every remote copy) of `namespace` for `peer`, for one
     /// kind or all.
-    fn enqueue_namespace(&self, peer: &Arc<str>, namespace: &Arc<str>, only: Option<usize>) {
+    fn enqueue_namespace(&self, peer: &Arc<str>, namespace: &Arc<str>, only: Option<&Arc<str>>) {
         let Some(state) = self.peer(peer) else { return };
         let twin = state
             .twins
@@ -434,12 +823,13 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .get(namespace.as_ref())
             .cloned();
-        for (index, slot) in self.inner.kinds.iter().enumerate() {
-            if only.is_some_and(|o| o != index) {
-                continue;
-            }
+        let kinds: Vec<Arc<str>> = match only {
+            Some(kind) => vec![kind.clone()],
+            None => self.registry().slots.keys().cloned().collect(),
+        };
+        for kind in kinds {
             let mut names: Vec<String> = Vec::new();
-            if let Some(cache) = self.inner.local.get(&slot_key(slot)) {
+            if let Some(cache) = self.local_cache(&kind) {
                 names.extend(
                     cache
                         .store
@@ -449,9 +839,9 @@ impl Engine {
                         .filter_map(|o| o.metadata.name.clone()),
                 );
             }
-            if let Some(twin) = &twin {
+            if let Some(cache) = twin.as_ref().and_then(|t| t.cache(&kind)) {
                 names.extend(
-                    twin.caches[index]
+                    cache
                         .store
                         .state()
                         .iter()
@@ -462,7 +852,7 @@ impl Engine {
                 self.inner.queue.add(ReflectKey {
                     peer: peer.clone(),
                     namespace: namespace.clone(),
-                    kind: index,
+                    kind: kind.clone(),
                     name: Arc::from(name.as_str()),
                 });
             }
@@ -494,27 +884,31 @@ impl Engine {
                 name,
                 listing,
             } => {
+                let (reflected, dependents) = {
+                    let registry = self.registry();
+                    let reflected = registry.slots.get(key).map(|s| s.key.clone());
+                    let dependents = registry.triggers.get(key).cloned().unwrap_or_default();
+                    (reflected, dependents)
+                };
                 let ns: Arc<str> = Arc::from(namespace);
                 for (peer, namespaces) in &peers {
                     if !namespaces.iter().any(|n| n == namespace) {
                         continue;
                     }
-                    for (index, slot) in self.inner.kinds.iter().enumerate() {
-                        if slot_key(slot) == key {
-                            self.inner.queue.add(ReflectKey {
-                                peer: peer.clone(),
-                                namespace: ns.clone(),
-                                kind: index,
-                                name: Arc::from(name),
-                            });
-                        }
+                    if let Some(kind) = &reflected {
+                        self.inner.queue.add(ReflectKey {
+                            peer: peer.clone(),
+                            namespace: ns.clone(),
+                            kind: kind.clone(),
+                            name: Arc::from(name),
+                        });
                     }
                     // A (re)list reports every dependent object too: fanning out per listed
                     // object would cost O(objects²) at startup.
                     if listing {
                         continue;
                     }
-                    for &dependent in self.inner.triggers.get(key).into_iter().flatten() {
+                    for dependent in &dependents {
                         self.enqueue_namespace(peer, &ns, Some(dependent));
                     }
                 }
@@ -523,6 +917,29 @@ impl Engine {
     }
 }
 
-pub(crate) fn slot_key(slot: &KindSlot) -> String {
-    kind_key(&slot.kind.group, &slot.kind.version, &slot.kind.kind)
+/// Takes `key` away from its user plugin: back to the built-in plugin if there is one,
+/// otherwise retiring (passes delete the remote copies).
+fn release_slot(registry: &mut Registry, key: &Arc<str>) {
+    let Some(slot) = registry.slots.get(key).cloned() else {
+        return;
+    };
+    let replacement = match registry.builtin.get(key) {
+        Some(builtin) => KindSlot {
+            key: key.clone(),
+            kind: slot.kind.clone(),
+            resource: slot.resource.clone(),
+            plugin: Some(builtin.clone()),
+            failure: FailureMode::default(),
+            owner: None,
+        },
+        None => KindSlot {
+            key: key.clone(),
+            kind: slot.kind.clone(),
+            resource: slot.resource.clone(),
+            plugin: None,
+            failure: slot.failure,
+            owner: slot.owner.clone(),
+        },
+    };
+    registry.slots.insert(key.clone(), Arc::new(replacement));
 }

@@ -20,5 +20,5 @@ pub mod queue;
 mod reconcile;
 mod stores;
 
-pub use engine::{Engine, EngineConfig, PeerHandle};
+pub use engine::{Engine, EngineConfig, FailureMode, InstallError, PeerHandle, Release};
 pub use metrics::EngineMetrics;

@@ -35,6 +35,10 @@ struct State<K> {
     processing: HashSet<K>,
     dirty: HashSet<K>,
     failures: HashMap<K, u32>,
+    /// Keys with a delayed add pending, and when it is due. One timer per key: without this,
+    /// every failure of a key that keeps changing started its own retry chain, and the chains
+    /// multiplied (a refused object retried ~3 times a second at the 30 s cap).
+    delayed: HashMap<K, tokio::time::Instant>,
     shutdown: bool,
 }
 
@@ -55,6 +59,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 processing: HashSet::new(),
                 dirty: HashSet::new(),
                 failures: HashMap::new(),
+                delayed: HashMap::new(),
                 shutdown: false,
             }),
             notify: Notify::new(),
@@ -83,11 +88,30 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         self.notify.notify_one();
     }
 
-    /// Queues `key` after `delay` (from a background task).
+    /// Queues `key` after `delay` (from a background task). A key already due sooner is left
+    /// alone; a key due later is brought forward (the later timer then does nothing).
     pub fn add_after(self: &Arc<Self>, key: K, delay: Duration) {
+        let due = tokio::time::Instant::now() + delay;
+        {
+            let mut s = self.lock();
+            match s.delayed.get(&key) {
+                Some(existing) if *existing <= due => return,
+                _ => {
+                    s.delayed.insert(key.clone(), due);
+                }
+            }
+        }
         let queue = Arc::clone(self);
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep_until(due).await;
+            {
+                let mut s = queue.lock();
+                if s.delayed.get(&key) != Some(&due) {
+                    // Superseded by an earlier timer, which already fired or will.
+                    return;
+                }
+                s.delayed.remove(&key);
+            }
             queue.add(key);
         });
     }
@@ -221,6 +245,33 @@ mod tests {
         assert_eq!(q.next().await, Some("a"));
         q.forget(&"a");
         assert_eq!(q.retry("a"), Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_retry_timer_per_key_however_many_failures() {
+        let q = WorkQueue::new(Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+        });
+        // A key that fails on every change: many failures while a retry is already pending.
+        for _ in 0..50 {
+            q.retry("a");
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        assert_eq!(q.next().await, Some("a"));
+        q.done(&"a");
+        // Every other timer was dropped: nothing else comes, even long after.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(q.len(), 0);
+        // An earlier deadline replaces a later one.
+        q.add_after("b", Duration::from_secs(10));
+        q.add_after("b", Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(6)).await;
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.next().await, Some("b"));
+        q.done(&"b");
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(q.len(), 0, "the superseded timer does nothing");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
-use super::engine::{Engine, KindSlot, PeerState, ReflectKey, slot_key};
+use super::engine::{Engine, FailureMode, KindSlot, PeerState, ReflectKey};
 use super::intent;
 use crate::labels;
 use crate::plugin::{ObjectRef as PluginObjectRef, Outcome, ReflectCall};
@@ -70,7 +70,7 @@ pub(crate) fn object_json(object: &DynamicObject, resource: &ApiResource) -> Val
 /// need one more proof, because the remote EndpointSlice controller copies a Service's labels
 /// (ours included) onto the slices it manages: only slices marked as managed by reflection are
 /// ours.
-fn is_owned(object: &DynamicObject, local: &str, peer: &str) -> bool {
+pub(crate) fn is_owned(object: &DynamicObject, local: &str, peer: &str) -> bool {
     let labels = object.metadata.labels.as_ref();
     let get = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
     let reflected = get(labels::ORIGIN) == Some(local) && get(labels::DESTINATION) == Some(peer);
@@ -88,7 +88,13 @@ fn is_owned(object: &DynamicObject, local: &str, peer: &str) -> bool {
 /// Runs one pass and schedules a retry when it fails.
 pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
     let started = Instant::now();
-    let slot = &engine.inner.kinds[key.kind];
+    // The slot is taken once: a plugin swapped meanwhile serves the next pass, not this one.
+    let Some(slot) = engine.slot(&key.kind) else {
+        // The kind is no longer reflected (its plugin was removed and its copies are gone).
+        engine.inner.queue.forget(key);
+        return;
+    };
+    let slot = slot.as_ref();
     let result = pass(engine, key, slot).await;
     if !matches!(result, Ok(PassResult::NotReady)) {
         let object = format!("{}/{}", slot.kind.kind, key.name);
@@ -99,9 +105,9 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
     let queue = &engine.inner.queue;
     let outcome = match result {
         Ok(r) => {
-            if r == PassResult::NotReady {
-                queue.add_after(key.clone(), Duration::from_millis(100));
-            } else {
+            // A cache that is not ready yet re-enqueues its whole namespace when its first
+            // list completes (`Signal::Synced`), so nothing is polled meanwhile.
+            if r != PassResult::NotReady {
                 queue.forget(key);
             }
             r
@@ -136,10 +142,39 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
         // The namespace is no longer offloaded to this peer.
         return Ok(PassResult::Skipped);
     };
-    let Some(local_cache) = engine.inner.local.get(&slot_key(slot)) else {
-        return Ok(PassResult::Skipped);
+    let Some(local_cache) = engine.local_cache(&slot.key) else {
+        return Ok(PassResult::NotReady);
     };
-    let remote_cache = &twin.caches[key.kind];
+    let Some(remote_cache) = twin.cache(&slot.key) else {
+        return Ok(PassResult::NotReady);
+    };
+    if !remote_cache.is_ready()
+        && let Some(error) = remote_cache.failing_for(Duration::from_secs(5))
+    {
+        // Typically the peer does not let this peering read the kind (not accepted there):
+        // say so on the object, and back off instead of polling the cache. A few seconds of
+        // grace: a new twin namespace gets its RoleBinding from the peer's host shortly after
+        // it is created.
+        let note = format!(
+            "cannot watch {} in namespace {} of cluster {}: {error}",
+            slot.kind.kind, twin.remote, peer.identity.name
+        );
+        let local = local_cache
+            .store
+            .get(&ObjectRef::new_with(&key.name, slot.resource.clone()).within(&key.namespace));
+        if let Some(local) = local {
+            publish(
+                engine,
+                &local,
+                &slot.resource,
+                EventType::Warning,
+                reasons::FAILED,
+                note.clone(),
+            )
+            .await;
+        }
+        return Err(note);
+    }
     if !local_cache.is_ready() || !remote_cache.is_ready() {
         return Ok(PassResult::NotReady);
     }
@@ -180,6 +215,10 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
     let Some(local) = live_local else {
         return delete_remote(engine, &peer, slot, &twin.remote, remote.as_deref(), None).await;
     };
+    let Some(plugin) = &slot.plugin else {
+        // The kind's plugin was removed: its remote copies go with it.
+        return delete_remote(engine, &peer, slot, &twin.remote, remote.as_deref(), None).await;
+    };
 
     let object = object_json(&local, &slot.resource);
     let call = ReflectCall {
@@ -196,10 +235,41 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
     };
     // Plugin calls are short (tens of microseconds) and bounded by their CPU limit, so they run
     // on the worker task instead of paying a thread hop per call.
-    let outcome = slot
-        .plugin
-        .reflect_json(&call, &object_ref, &object.to_string());
+    let outcome = plugin.reflect_json(&call, &object_ref, &object.to_string());
     let mut desired = match outcome {
+        Err(err) if slot.failure == FailureMode::Skip => {
+            // failurePolicy Ignore: the object is skipped as if the plugin had said so.
+            let had_remote = remote.is_some();
+            delete_remote(
+                engine,
+                &peer,
+                slot,
+                &twin.remote,
+                remote.as_deref(),
+                Some(&local),
+            )
+            .await?;
+            let note = format!(
+                "{err}; failurePolicy Ignore: not reflected to cluster {}{}",
+                peer.identity.name,
+                if had_remote {
+                    " and its remote copy was removed"
+                } else {
+                    ""
+                }
+            );
+            publish_action(
+                engine,
+                &local,
+                &slot.resource,
+                EventType::Warning,
+                reasons::FAILED,
+                "Skip",
+                note,
+            )
+            .await;
+            return Ok(PassResult::Skipped);
+        }
         Err(err) => {
             publish(
                 engine,
@@ -425,6 +495,21 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
+    publish_action(engine, object, resource, type_, reason, "Reflect", note).await;
+}
+
+/// Publishes an Event. The recorder folds events with the same type, reason, action and object
+/// version into one series that keeps the first note, so a different outcome on an unchanged
+/// object needs its own action.
+async fn publish_action(
+    engine: &Engine,
+    object: &DynamicObject,
+    resource: &ApiResource,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let reference = ObjectReference {
         api_version: Some(resource.api_version.clone()),
         kind: Some(resource.kind.clone()),
@@ -438,12 +523,12 @@ async fn publish(
         type_,
         reason: reason.to_string(),
         note: Some(truncate(note, 1000)),
-        action: "Reflect".to_string(),
+        action: action.to_string(),
         secondary: None,
     };
     engine.inner.metrics.write("local", "event");
-    if let Err(err) = engine.inner.recorder.publish(&event, &reference).await {
-        tracing::debug!(%err, "could not publish event");
+    if engine.inner.events.try_send((event, reference)).is_err() {
+        tracing::debug!("event backlog full: event dropped");
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) struct WatchedCache {
     pub store: Store<DynamicObject>,
     resource: ApiResource,
     ready: Arc<AtomicBool>,
+    /// Since when the watch has been failing (no successful (re)list since), and its last
+    /// error.
+    last_error: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
     task: AbortHandle,
 }
 
@@ -54,9 +57,16 @@ impl WatchedCache {
         let store = writer.as_reader();
         let ready = Arc::new(AtomicBool::new(false));
         let ready_flag = ready.clone();
+        let last_error: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>> =
+            Arc::default();
+        let error_slot = last_error.clone();
+        // managedFields are most of an object's size and nothing here reads them (plugins get
+        // objects without them, the drift check compares the intent only).
         let stream = reflector::reflector(
             writer,
-            watcher::watcher(api, watcher::Config::default()).default_backoff(),
+            watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None),
         );
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -81,12 +91,18 @@ impl WatchedCache {
                         });
                     }
                     Ok(Event::InitDone) => {
+                        *error_slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         ready_flag.store(true, Ordering::Release);
                         on_signal(Signal::Synced);
                     }
                     Ok(Event::Init) => {}
                     Err(err) => {
-                        tracing::warn!(watch = %label, %err, "watch failed; retrying with backoff")
+                        tracing::warn!(watch = %label, %err, "watch failed; retrying with backoff");
+                        let mut slot = error_slot.lock().unwrap_or_else(|p| p.into_inner());
+                        let since = slot
+                            .as_ref()
+                            .map_or_else(std::time::Instant::now, |(since, _)| *since);
+                        *slot = Some((since, err.to_string()));
                     }
                 }
             }
@@ -96,6 +112,7 @@ impl WatchedCache {
             store,
             resource,
             ready,
+            last_error,
             task,
         }
     }
@@ -103,6 +120,17 @@ impl WatchedCache {
     /// The API resource this cache holds.
     pub fn store_resource(&self) -> ApiResource {
         self.resource.clone()
+    }
+
+    /// The last watch error, if the watch has been failing for at least `min` without a
+    /// successful (re)list since.
+    pub fn failing_for(&self, min: std::time::Duration) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(since, _)| since.elapsed() >= min)
+            .map(|(_, error)| error.clone())
     }
 
     /// True once the first list completed.

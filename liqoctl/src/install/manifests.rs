@@ -230,12 +230,14 @@ mod tests {
                 "ServiceAccount liqo/liqo-host",
                 "ClusterRole liqo-host",
                 "ClusterRoleBinding liqo-host",
+                "ClusterRole liqo-host-user-kinds",
+                "ClusterRoleBinding liqo-host-user-kinds",
                 "Role liqo/liqo-host",
                 "RoleBinding liqo/liqo-host",
                 "Deployment liqo/liqo-host",
             ]
         );
-        assert_eq!(host_manifests(false, None).unwrap().len(), 6);
+        assert_eq!(host_manifests(false, None).unwrap().len(), 8);
         assert_eq!(default_image().unwrap(), "liqo-host:dev");
         assert!(!peering_manifests().unwrap().is_empty());
     }
