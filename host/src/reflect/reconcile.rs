@@ -36,6 +36,8 @@ pub(crate) enum PassResult {
     Skipped,
     Conflict,
     NotReady,
+    /// The remote watch is failing (not for long enough to report it yet).
+    WatchFailing,
     Error,
 }
 
@@ -48,6 +50,7 @@ impl PassResult {
             Self::Skipped => "skipped",
             Self::Conflict => "conflict",
             Self::NotReady => "not_ready",
+            Self::WatchFailing => "watch_failing",
             Self::Error => "error",
         }
     }
@@ -96,7 +99,7 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
     };
     let slot = slot.as_ref();
     let result = pass(engine, key, slot).await;
-    if !matches!(result, Ok(PassResult::NotReady)) {
+    if !matches!(result, Ok(PassResult::NotReady | PassResult::WatchFailing)) {
         let object = format!("{}/{}", slot.kind.kind, key.name);
         let blocked = matches!(result, Ok(PassResult::Conflict));
         engine.set_conflict(&key.peer, &key.namespace, object, blocked);
@@ -107,8 +110,12 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
         Ok(r) => {
             // A cache that is not ready yet re-enqueues its whole namespace when its first
             // list completes (`Signal::Synced`), so nothing is polled meanwhile.
-            if r != PassResult::NotReady {
-                queue.forget(key);
+            match r {
+                PassResult::NotReady => {}
+                // A failing watch sends no signal until it recovers: look again shortly, to
+                // report the failure if it lasts.
+                PassResult::WatchFailing => queue.add_after(key.clone(), Duration::from_secs(1)),
+                _ => queue.forget(key),
             }
             r
         }
@@ -174,6 +181,9 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
             .await;
         }
         return Err(note);
+    }
+    if !remote_cache.is_ready() && remote_cache.failing_for(Duration::ZERO).is_some() {
+        return Ok(PassResult::WatchFailing);
     }
     if !local_cache.is_ready() || !remote_cache.is_ready() {
         return Ok(PassResult::NotReady);
