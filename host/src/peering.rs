@@ -28,9 +28,8 @@ use serde_json::json;
 
 use crate::api::conditions::now;
 use crate::api::foreign_cluster::{
-    AddressTranslation, CREDENTIALS_KEY_CA, CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_SERVER,
-    CREDENTIALS_KEY_TOKEN, ForeignCluster, ForeignClusterStatus, PeeringCondition,
-    PeeringConditionStatus, PeeringConditionType,
+    AddressTranslation, CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_TOKEN, ForeignCluster,
+    ForeignClusterStatus, PeeringCondition, PeeringConditionStatus, PeeringConditionType,
 };
 use crate::labels;
 use crate::plugin::{AddressTranslator, CidrRemap, ClusterIdentity, IdentityTranslation};
@@ -615,25 +614,8 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
         }
         _ => None,
     };
-    let kubeconfig_yaml = match text(CREDENTIALS_KEY_KUBECONFIG) {
-        Some(k) => k,
-        None => {
-            let (token, ca, server) = match (
-                text(CREDENTIALS_KEY_TOKEN),
-                data.get(CREDENTIALS_KEY_CA),
-                text(CREDENTIALS_KEY_SERVER),
-            ) {
-                (Some(t), Some(c), Some(s)) => (t, c, s),
-                _ => {
-                    return Err(cred_err(format!(
-                        "needs key {CREDENTIALS_KEY_KUBECONFIG}, or keys {CREDENTIALS_KEY_TOKEN}, \
-                         {CREDENTIALS_KEY_CA} and {CREDENTIALS_KEY_SERVER}"
-                    )));
-                }
-            };
-            kubeconfig_from_token(server.trim(), &ca.0, token.trim())
-        }
-    };
+    let kubeconfig_yaml =
+        crate::api::foreign_cluster::credential_kubeconfig(&data).map_err(cred_err)?;
     let kubeconfig = Kubeconfig::from_yaml(&kubeconfig_yaml)
         .map_err(|e| cred_err(format!("invalid kubeconfig: {e}")))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -656,20 +638,6 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
         translator,
         tenant,
     })
-}
-
-fn kubeconfig_from_token(server: &str, ca: &[u8], token: &str) -> String {
-    use base64::Engine as _;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
-    serde_json::to_string(&json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "peer", "cluster": {"server": server, "certificate-authority-data": ca}}],
-        "users": [{"name": "peer", "user": {"token": token}}],
-        "contexts": [{"name": "peer", "context": {"cluster": "peer", "user": "peer"}}],
-        "current-context": "peer",
-    }))
-    .unwrap_or_default()
 }
 
 fn translator(fc: &ForeignCluster) -> Result<Arc<dyn AddressTranslator>, String> {
