@@ -15,8 +15,13 @@ help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: setup
-setup: ## Install what a fresh machine lacks (the wasm32-wasip2 Rust target)
+setup: ## Install what a fresh machine lacks (the wasm32-wasip2 Rust target; as root, iproute2 and iptables)
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@# testenv's network mode (root only: network namespaces, kube-proxy's iptables rules).
+	@if command -v ip >/dev/null && command -v iptables >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables >/dev/null; \
+	else echo "note: testenv network mode (its tests) needs root with iproute2 and iptables installed"; fi
 
 .PHONY: build
 build: setup ## Build the host (with its embedded plugins) and liqoctl
@@ -40,6 +45,7 @@ lint: setup ## cargo fmt --check, clippy -D warnings, gofmt and go vet
 
 .PHONY: test
 test: setup lint testenv ## Lint, then every test (unit, wasm runtime, real control planes)
+	cd testenv && $(GO) test ./...
 	$(CARGO) test --workspace --locked
 	@for example in $(EXAMPLE_PLUGINS); do \
 	  echo "== $$example (its own workspace)"; \
@@ -70,6 +76,21 @@ endif
 .PHONY: bench-short
 bench-short: ## Same as `make bench BENCH=short`: proves the reflection benchmark works (< 2 min once built)
 	@$(MAKE) --no-print-directory bench BENCH=short
+
+# RustSec advisories against every Cargo.lock (the workspace and the standalone example
+# plugins). The database is a git repository on GitHub, which CI cannot reach: point
+# ADVISORY_DB at a clone (cargo-audit's default is ~/.cargo/advisory-db).
+ADVISORY_DB ?= $(HOME)/.cargo/advisory-db
+
+.PHONY: audit
+audit: ## cargo audit of every Cargo.lock against the RustSec database in ADVISORY_DB (installs cargo-audit if missing)
+	@test -d $(ADVISORY_DB) || { echo "no RustSec advisory database at $(ADVISORY_DB): git clone https://github.com/rustsec/advisory-db $(ADVISORY_DB), or set ADVISORY_DB"; exit 1; }
+	@command -v cargo-audit >/dev/null || $(CARGO) install --locked cargo-audit
+	@echo "advisory database: $$(git -C $(ADVISORY_DB) log -1 --format='%h of %cd' --date=short 2>/dev/null)"
+	$(CARGO) audit --db $(ADVISORY_DB) --no-fetch --stale --deny warnings
+	@for example in $(EXAMPLE_PLUGINS); do \
+	  (cd $$example && $(CARGO) audit --db $(ADVISORY_DB) --no-fetch --stale --deny warnings) || exit 1; \
+	done
 
 .PHONY: manifests
 manifests: setup ## Regenerate deploy/crds from the Rust types (a test fails when they are stale)

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"liqo-wasm/testenv/internal/cluster"
+	"liqo-wasm/testenv/internal/netns"
 	"liqo-wasm/testenv/internal/pki"
 	"liqo-wasm/testenv/internal/proc"
 	"liqo-wasm/testenv/internal/state"
@@ -78,8 +79,13 @@ prints their URLs and export lines for their kubeconfigs (eval-able).`)
 	svcCIDRs := fs.String("service-cidr", "", "per-cluster Service CIDRs, `NAME=CIDR,...` (default 10.(96+i).0.0/16 for the i-th cluster)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the clusters to become ready")
 	owner := fs.Int("owner-pid", 0, "if set, the clusters stop and delete their data when this `pid` exits (for test harnesses)")
+	network := fs.Bool("network", false, "network mode (root only): a network namespace per cluster linked by a WAN, a real kube-proxy in each, pods run as processes (see README.md)")
+	podBinaries := fs.String("pod-binaries", "", "network mode: `directory` of executables; a pod whose first container's command[0] names one runs it as a process with the pod's IP")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *podBinaries != "" && !*network {
+		return usageErrorf("up: --pod-binaries needs --network")
 	}
 	absDir, err := requireDir(fs, *dir)
 	if err != nil {
@@ -100,6 +106,25 @@ prints their URLs and export lines for their kubeconfigs (eval-able).`)
 	if *owner < 0 || (*owner > 0 && !proc.Alive(*owner)) {
 		return usageErrorf("up: --owner-pid %d is not a running process", *owner)
 	}
+	var binDir string
+	if *network {
+		if err := netns.CheckSupported(); err != nil {
+			return fmt.Errorf("up --network: %w", err)
+		}
+		for _, n := range clusterNames {
+			if n == "wan" {
+				return usageErrorf("up: in network mode no cluster may be named \"wan\" (the WAN namespace has that name)")
+			}
+		}
+		if *podBinaries != "" {
+			if binDir, err = filepath.Abs(*podBinaries); err != nil {
+				return err
+			}
+			if info, err := os.Stat(binDir); err != nil || !info.IsDir() {
+				return usageErrorf("up: --pod-binaries %s is not a directory", *podBinaries)
+			}
+		}
+	}
 
 	if err := os.MkdirAll(absDir, 0o755); err != nil {
 		return err
@@ -118,6 +143,15 @@ prints their URLs and export lines for their kubeconfigs (eval-able).`)
 		return fmt.Errorf("finding free ports: %w", err)
 	}
 	st := &state.State{Version: 1, Dir: absDir, OwnerPID: *owner}
+	if *network {
+		prefix := netns.Prefix(absDir)
+		st.Network = &state.Network{
+			Prefix:       prefix,
+			WANNamespace: netns.WANNamespace(prefix),
+			WANCIDR:      netns.WANCIDR,
+			PodBinaries:  binDir,
+		}
+	}
 	for i, name := range clusterNames {
 		podCIDR := pods[name]
 		if podCIDR == "" {
@@ -139,6 +173,11 @@ prints their URLs and export lines for their kubeconfigs (eval-able).`)
 			LogFile:      filepath.Join(absDir, name, "cluster.log"),
 			Ports:        p,
 		})
+		if st.Network != nil {
+			c := st.Clusters[len(st.Clusters)-1]
+			c.Netns = netns.ClusterNamespace(st.Network.Prefix, name)
+			c.WANAddress = netns.WANAddress(i)
+		}
 	}
 
 	started := time.Now()
@@ -161,6 +200,19 @@ prints their URLs and export lines for their kubeconfigs (eval-able).`)
 			return fmt.Errorf("cluster %s: writing kubeconfigs: %w", c.Name, err)
 		}
 	}
+	if st.Network != nil {
+		// Namespaces left by a run of this directory that crashed.
+		if err := netns.Teardown(st.Network.Prefix); err != nil {
+			return fmt.Errorf("removing stale network namespaces: %w", err)
+		}
+		var links []netns.ClusterLink
+		for _, c := range st.Clusters {
+			links = append(links, netns.ClusterLink{Namespace: c.Netns, WANAddress: c.WANAddress, PodCIDR: c.PodCIDR, ServiceCIDR: c.ServiceCIDR})
+		}
+		if err := netns.Setup(st.Network.Prefix, links); err != nil {
+			return fmt.Errorf("network mode: %w", err)
+		}
+	}
 	if err := st.Save(); err != nil {
 		return err
 	}
@@ -176,6 +228,9 @@ prints their URLs and export lines for their kubeconfigs (eval-able).`)
 	for _, c := range st.Clusters {
 		fmt.Printf("# %-10s %s  pods %s  services %s  kubeconfig %s\n",
 			c.Name, c.APIServerURL, c.PodCIDR, c.ServiceCIDR, c.Kubeconfig)
+		if c.Netns != "" {
+			fmt.Printf("# %-10s netns %s  wan %s\n", "", c.Netns, c.WANAddress)
+		}
 	}
 	fmt.Printf("# ready in %s; state in %s; logs in %s/NAME/cluster.log; stop with: testenv down --dir %s\n",
 		elapsed, state.Path(absDir), absDir, absDir)
@@ -451,6 +506,9 @@ func cleanupFailedUp(st *state.State) {
 		_ = os.Remove(state.PIDFile(st.Dir, c.Name))
 		removeClusterData(c)
 	}
+	if st.Network != nil {
+		_ = netns.Teardown(st.Network.Prefix)
+	}
 	_ = os.Remove(state.Path(st.Dir))
 	if ownerGone(st) {
 		removeEnvironment(st) // no one will read the logs
@@ -501,7 +559,7 @@ Succeeds when DIR holds no environment.`)
 	defer unlock()
 	st, err := state.Load(absDir)
 	if errors.Is(err, state.ErrNotFound) {
-		return nil
+		return netns.Teardown(netns.Prefix(absDir))
 	}
 	if err != nil {
 		return err
@@ -518,6 +576,11 @@ Succeeds when DIR holds no environment.`)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	// Always, not only in network mode: namespaces of this directory may be
+	// left by an up that crashed before it wrote state.json.
+	if err := netns.Teardown(netns.Prefix(absDir)); err != nil {
+		return fmt.Errorf("removing network namespaces: %w", err)
 	}
 	removeEnvironment(st)
 	return nil
@@ -653,6 +716,12 @@ stopped). Exits 1 if any cluster is not ready.`)
 			cancel()
 		}
 		fmt.Printf("%-10s %-26s %s\n", c.Name, c.APIServerURL, status)
+		if c.Netns != "" {
+			fmt.Printf("%-10s netns %s  wan %s  pods %s  services %s\n", "", c.Netns, c.WANAddress, c.PodCIDR, c.ServiceCIDR)
+		}
+	}
+	if st.Network != nil {
+		fmt.Printf("wan        netns %s  %s\n", st.Network.WANNamespace, st.Network.WANCIDR)
 	}
 	if notReady > 0 {
 		return fmt.Errorf("%d of %d clusters not ready", notReady, len(st.Clusters))

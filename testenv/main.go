@@ -29,10 +29,13 @@ Kubernetes Go modules (` + "{{VERSION}}" + `).
 Usage:
   testenv up     --dir DIR [--clusters london,newyork] [--pod-cidr NAME=CIDR,...]
                  [--service-cidr NAME=CIDR,...] [--timeout 2m] [--owner-pid PID]
+                 [--network [--pod-binaries DIR]]
   testenv status --dir DIR
   testenv stop   --dir DIR --cluster NAME
   testenv start  --dir DIR --cluster NAME [--timeout 2m]
   testenv down   --dir DIR
+  testenv exec   --dir DIR --cluster NAME -- COMMAND [ARGS...]   (network mode)
+  testenv http-get --dir DIR --cluster NAME URL                  (network mode)
   testenv kubectl ARGS...      (or run the binary through a link named kubectl)
   testenv COMMAND --help       (the flags of one command)
 
@@ -45,6 +48,14 @@ Commands:
   start   start a stopped cluster again with the same ports, certificates
           and data, and wait until it is ready.
   down    stop every cluster of DIR and delete what up created there.
+  exec    run a command inside a cluster's network namespace.
+  http-get  GET a URL from inside a cluster's network namespace; print the body.
+
+Network mode (up --network, root only): each cluster gets its own network
+namespace (with a real kube-proxy, iptables mode) linked to the others by a
+"WAN" bridge (172.30.0.0/24); pods whose first container's command[0] names
+an executable in --pod-binaries run as processes in their own namespaces with
+their pod IPs. See README.md.
 
 Defaults: cluster i (from 0, in --clusters order) gets the Service CIDR
 10.(96+i).0.0/16 (london 10.96.0.0/16, newyork 10.97.0.0/16); every cluster
@@ -88,6 +99,12 @@ func main() {
 		err = cmdStatus(args)
 	case "serve-cluster":
 		err = cmdServeCluster(args)
+	case "serve-kube-proxy":
+		err = cmdServeKubeProxy(args)
+	case "exec":
+		err = cmdExec(args)
+	case "http-get":
+		err = cmdHTTPGet(args)
 	case "kubectl":
 		os.Args = append([]string{"kubectl"}, args...)
 		runKubectl()
@@ -99,7 +116,7 @@ func main() {
 		fmt.Print(helpText())
 		return
 	default:
-		err = usageErrorf("unknown command %q (commands: up, down, stop, start, status, kubectl; see testenv --help)", cmd)
+		err = usageErrorf("unknown command %q (commands: up, down, stop, start, status, exec, http-get, kubectl; see testenv --help)", cmd)
 	}
 	if err != nil {
 		if errors.Is(err, errHelp) {

@@ -51,7 +51,6 @@ impl Machine {
             .map_or(0.0, |kb| kb / 1048576.0);
         let commit = std::process::Command::new("git")
             .args(["describe", "--always", "--dirty"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())

@@ -16,10 +16,13 @@
 //! some clock skew between nodes). It becomes leader again if a later renewal succeeds and
 //! nobody else took the lease meanwhile.
 //!
-//! Handover: a released lease is taken by a waiting replica when its previous term would have
-//! ended (the crate's followers sleep until the expiry they last read), i.e. within
-//! `lease_duration` after the release; a crashed leader is replaced within
-//! `lease_duration` plus up to a second of randomized back-off.
+//! Handover. The crate's waiting replicas sleep until the end of the term they last read, so
+//! on their own they would notice a *released* lease only at their next wake-up, up to
+//! `lease_duration - grace` later. This module's watch of the Lease sees the release at once and
+//! restarts the crate's loop, which re-reads the Lease and takes it: a graceful handover takes
+//! a few API round trips (measured by `liqoctl/tests/leader_handover.rs`). A crashed leader is
+//! replaced when its term ends, within `lease_duration` of its last renewal plus up to a second
+//! of the crate's randomized back-off.
 //!
 //! RBAC: the host's ServiceAccount needs `get`, `list`, `watch`, `create`, `update` and `patch`
 //! on `leases.coordination.k8s.io` in the Lease's namespace.
@@ -268,20 +271,11 @@ pub async fn elect(client: kube::Client, config: LeaderConfig) -> Result<Leaders
     config.validate()?;
     let lease = config.lease();
 
-    let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        // After `with_identity`: the builder does not derive the field manager from it.
-        .with_field_manager(field_manager(&config.identity))
-        .with_duration(config.lease_duration.as_secs())
-        .with_grace(config.grace.as_secs())
-        .build()
-        .await
-        .map_err(|e| classify_manager(&config, &e))?;
+    let manager = build_manager(&client, &config).await?;
 
     // The renewal guard watches the Lease; check `list` now so missing RBAC fails here, with
     // the fix in the message, rather than as a replica that never becomes leader.
-    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+    let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
     let selector = format!("metadata.name={}", config.lease_name);
     api.list(&ListParams::default().fields(&selector).limit(1))
         .await
@@ -289,14 +283,21 @@ pub async fn elect(client: kube::Client, config: LeaderConfig) -> Result<Leaders
     let events = watcher(api, watcher::Config::default().fields(&selector)).default_backoff();
 
     let (manager_rx, manager_task) = manager.watch().await;
+    let campaign = Campaign {
+        state: manager_rx,
+        task: Some(manager_task),
+        rebuild: Some((client, config.clone())),
+        restarts: 0,
+    };
     let (state_tx, state_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = oneshot::channel();
     let guard = Guard {
         lease: lease.clone(),
         identity: config.identity.clone(),
         margin: config.grace / 2,
+        restart_timeout: config.lease_duration,
     };
-    let supervisor = tokio::spawn(guard.run(manager_rx, events, state_tx, stop_rx));
+    let supervisor = tokio::spawn(guard.run(campaign, events, state_tx, stop_rx));
     tracing::info!(%lease, identity = %config.identity, "joined leader election");
 
     Ok(Leadership {
@@ -305,9 +306,108 @@ pub async fn elect(client: kube::Client, config: LeaderConfig) -> Result<Leaders
         state: state_rx,
         stop: stop_tx,
         supervisor,
-        manager: manager_task,
         release_timeout: config.lease_duration,
     })
+}
+
+/// The crate's manager for `config` (creates the Lease if it is missing).
+async fn build_manager(
+    client: &kube::Client,
+    config: &LeaderConfig,
+) -> Result<LeaseManager, LeaderError> {
+    LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        // After `with_identity`: the builder does not derive the field manager from it.
+        .with_field_manager(field_manager(&config.identity))
+        .with_duration(config.lease_duration.as_secs())
+        .with_grace(config.grace.as_secs())
+        .build()
+        .await
+        .map_err(|e| classify_manager(config, &e))
+}
+
+/// The crate's campaign: its loop (a task owning the [`LeaseManager`]) and the leadership it
+/// reports. The guard restarts it when it sees the Lease released, because the loop of a
+/// waiting replica sleeps until the end of the term it last read and would take a released
+/// lease only then.
+struct Campaign {
+    /// Leadership as the crate reports it (its only receiver: dropping it ends the loop).
+    state: watch::Receiver<bool>,
+    /// The crate's loop; `None` once it could not be restarted, and in unit tests.
+    task: Option<JoinHandle<Result<LeaseManager, LeaseManagerError>>>,
+    /// How to build a new manager if the loop ends with an error; `None` in unit tests.
+    rebuild: Option<(kube::Client, LeaderConfig)>,
+    /// Restarts so far (for the unit tests).
+    restarts: u32,
+}
+
+impl std::fmt::Debug for Campaign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Campaign")
+            .field("leader", &*self.state.borrow())
+            .field("running", &self.task.is_some())
+            .field("restarts", &self.restarts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Campaign {
+    /// Ends the crate's loop and starts it again, so that it re-reads the Lease now. Meant for a
+    /// replica that does not hold the lease: as it ends, the loop clears the holder only if it
+    /// holds the lease itself (by its last read) or a fresh read shows the term over, so it
+    /// never clears another replica's valid lease. (Should it have taken the lease an instant
+    /// before, it releases and takes it again: nobody leads meanwhile.) Returns `false` if no
+    /// loop runs any more.
+    async fn restart(&mut self, lease: &str, timeout: Duration) -> bool {
+        self.restarts += 1;
+        let Some(mut task) = self.task.take() else {
+            // Unit tests: nothing to restart.
+            return self.rebuild.is_none();
+        };
+        // Swapping in a receiver whose sender is gone drops the crate's only receiver, which
+        // ends its loop; if the restart fails below, `changed()` then reports the end.
+        let (_, closed) = watch::channel(false);
+        drop(std::mem::replace(&mut self.state, closed));
+        let manager = match tokio::time::timeout(timeout, &mut task).await {
+            Ok(Ok(Ok(manager))) => Some(manager),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(%lease, error = %e, "restarting the lease manager: it ended with an error; building a new one");
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%lease, error = %e, "restarting the lease manager: its task failed; building a new one");
+                None
+            }
+            Err(_) => {
+                // Stop it before a new manager with the same identity starts: the old one
+                // must not clear a lease the new one has just taken.
+                task.abort();
+                let _ = task.await;
+                tracing::warn!(%lease, ?timeout, "restarting the lease manager: it did not stop in time; building a new one");
+                None
+            }
+        };
+        let manager = match manager {
+            Some(manager) => manager,
+            None => {
+                let Some((client, config)) = &self.rebuild else {
+                    return false;
+                };
+                match build_manager(client, config).await {
+                    Ok(manager) => manager,
+                    Err(e) => {
+                        tracing::error!(%lease, error = %e, "could not restart the lease manager");
+                        return false;
+                    }
+                }
+            }
+        };
+        let (state, task) = manager.watch().await;
+        self.state = state;
+        self.task = Some(task);
+        true
+    }
 }
 
 /// This replica's part in the election, from [`elect`].
@@ -323,8 +423,8 @@ pub struct Leadership {
     // Dropping the sender stops the guard just like sending: this is what makes a plain drop
     // release the lease.
     stop: oneshot::Sender<()>,
-    supervisor: JoinHandle<()>,
-    manager: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
+    /// The guard; it ends with the crate's campaign, whose loop then releases the lease.
+    supervisor: JoinHandle<Campaign>,
     release_timeout: Duration,
 }
 
@@ -391,14 +491,25 @@ impl Leadership {
             lease,
             stop,
             supervisor,
-            manager,
             release_timeout,
             ..
         } = self;
         let _ = stop.send(());
         // The guard publishes `false` and drops the crate's receiver, which makes the crate's
         // task clear the holder and end.
-        let _ = supervisor.await;
+        let manager = match supervisor.await {
+            Ok(Campaign {
+                task: Some(task), ..
+            }) => task,
+            // No loop left (it could not be restarted): nothing holds the lease.
+            Ok(_) => return Ok(()),
+            Err(join) => {
+                return Err(LeaderError::Release {
+                    lease,
+                    reason: join.to_string(),
+                });
+            }
+        };
         match tokio::time::timeout(release_timeout, manager).await {
             Ok(Ok(Ok(_manager))) => {
                 tracing::info!(%lease, "left leader election");
@@ -427,6 +538,8 @@ struct Guard {
     identity: String,
     /// Taken off the lease's expiry: we step down this long before others may take over.
     margin: Duration,
+    /// How long a restart of the crate's loop may take (one lease term).
+    restart_timeout: Duration,
 }
 
 impl Guard {
@@ -446,19 +559,29 @@ impl Guard {
         Some(Instant::now() + left)
     }
 
+    /// Whether `lease` is free: nobody holds it (released, or never taken).
+    fn released(lease: &Lease) -> bool {
+        lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            .is_none_or(|h| h.is_empty())
+    }
+
     async fn run<S>(
         self,
-        mut manager: watch::Receiver<bool>,
+        mut campaign: Campaign,
         events: S,
         out: watch::Sender<bool>,
         mut stop: oneshot::Receiver<()>,
-    ) where
+    ) -> Campaign
+    where
         S: Stream<Item = Result<watcher::Event<Lease>, watcher::Error>> + Send,
     {
         let lease = &self.lease;
         let mut events = std::pin::pin!(events);
         let mut events_done = false;
-        let mut manager_says = *manager.borrow_and_update();
+        let mut manager_says = *campaign.state.borrow_and_update();
         // End of our term as last seen on the Lease (minus the margin).
         let mut valid_until: Option<Instant> = None;
         // During a (re)list: what the list has shown so far. Applied at `InitDone` only, so a
@@ -483,21 +606,28 @@ impl Guard {
                 }
             }
             let deadline = valid_until.filter(|_| leader);
+            // Set when the watch shows the lease just released.
+            let mut free = false;
 
             tokio::select! {
                 // Sent or sender dropped: either way leave.
                 _ = &mut stop => break,
-                changed = manager.changed() => match changed {
-                    Ok(()) => manager_says = *manager.borrow_and_update(),
+                changed = campaign.state.changed() => match changed {
+                    Ok(()) => manager_says = *campaign.state.borrow_and_update(),
                     Err(_) => {
                         tracing::error!(%lease, "the lease manager task ended; leaving the election");
                         break;
                     }
                 },
                 event = events.next(), if !events_done => match event {
-                    Some(Ok(watcher::Event::Apply(l))) => valid_until = self.valid_until(&l),
+                    Some(Ok(watcher::Event::Apply(l))) => {
+                        valid_until = self.valid_until(&l);
+                        free = Self::released(&l);
+                    }
                     Some(Ok(watcher::Event::Delete(_))) => valid_until = None,
                     Some(Ok(watcher::Event::Init)) => relist = Some(None),
+                    // Not `free` on a (re)list: the crate's loop reads the Lease when it starts,
+                    // and a relist is no news of a release.
                     Some(Ok(watcher::Event::InitApply(l))) => relist = Some(self.valid_until(&l)),
                     Some(Ok(watcher::Event::InitDone)) => valid_until = relist.take().flatten(),
                     Some(Err(e)) => {
@@ -511,11 +641,25 @@ impl Guard {
                 },
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
             }
+            // A waiting replica's crate loop sleeps until the term it last read ends; wake it
+            // so that it takes the released lease now. Never while the crate says we hold the
+            // lease: ending its loop would release it.
+            if free && !manager_says {
+                tracing::info!(%lease, identity = %self.identity, "the lease was released: trying to take it now");
+                if !campaign.restart(lease, self.restart_timeout).await {
+                    tracing::error!(%lease, "the lease manager could not be restarted; leaving the election");
+                    break;
+                }
+                manager_says = *campaign.state.borrow_and_update();
+            }
         }
         if out.send_replace(false) {
             tracing::info!(%lease, identity = %self.identity, "no longer leader: leaving the election");
         }
-        // Returning drops `manager`, the crate's only receiver: its task then releases the lease.
+        // Dropping the crate's only receiver ends its loop, which releases the lease if held.
+        let (_, closed) = watch::channel(false);
+        drop(std::mem::replace(&mut campaign.state, closed));
+        campaign
     }
 }
 
@@ -545,7 +689,7 @@ mod tests {
         events: Events,
         out: watch::Receiver<bool>,
         stop: Option<oneshot::Sender<()>>,
-        task: JoinHandle<()>,
+        task: JoinHandle<Campaign>,
     }
 
     /// A guard for identity "me" with a 1 s margin (grace 2 s), fed by hand.
@@ -558,8 +702,15 @@ mod tests {
             lease: "liqo/liqo-host".into(),
             identity: "me".into(),
             margin: Duration::from_secs(1),
+            restart_timeout: Duration::from_secs(5),
         };
-        let task = tokio::spawn(guard.run(manager_rx, events_rx, out_tx, stop_rx));
+        let campaign = Campaign {
+            state: manager_rx,
+            task: None,
+            rebuild: None,
+            restarts: 0,
+        };
+        let task = tokio::spawn(guard.run(campaign, events_rx, out_tx, stop_rx));
         Harness {
             manager,
             events,
@@ -679,6 +830,31 @@ mod tests {
         assert!(!h.leader());
         // The crate's task watches for this to release the lease.
         assert!(h.manager.is_closed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leader_released_lease_wakes_a_waiting_campaign_only() {
+        let mut h = harness();
+        let free = Lease {
+            spec: Some(LeaseSpec::default()),
+            ..Default::default()
+        };
+        // Waiting: another replica holds the lease, then releases it.
+        h.apply(lease_held_by("other", SystemTime::now(), 5));
+        h.settle().await;
+        h.apply(free.clone());
+        h.settle().await;
+        // Leading: a lease seen free must not restart the campaign (that would release it).
+        h.manager.send_replace(true);
+        h.apply(lease_held_by("me", SystemTime::now(), 5));
+        h.settle().await;
+        assert!(h.leader());
+        h.apply(free);
+        h.settle().await;
+        assert!(!h.leader(), "the lease no longer names us");
+        h.stop.take().unwrap().send(()).unwrap();
+        let campaign = (&mut h.task).await.unwrap();
+        assert_eq!(campaign.restarts, 1, "restarted once, while waiting");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
@@ -35,6 +35,10 @@ use crate::reflect::{Engine, EngineMetrics};
 
 /// Finalizer the host puts on NamespaceOffloadings so twin namespaces are always cleaned up.
 pub const OFFLOADING_FINALIZER: &str = "offloading.liqo.io/finalizer";
+
+/// Reason of a peer's `Ready=False` condition when the twin namespace name is taken in the peer
+/// by a namespace this peering did not create (another consumer's, or the provider's own).
+pub const REASON_NAMESPACE_CONFLICT: &str = "RemoteNamespaceConflict";
 
 /// Everything the controller needs.
 pub struct OffloadingContext {
@@ -354,16 +358,7 @@ async fn ensure_twin(
         },
         Ok(Some(existing)) => {
             if !owned(&existing, &ctx.local.id, &peer.identity.id) {
-                return PeerOutcome {
-                    ready: false,
-                    reason: conditions::REASON_CREATION_LOOP_BACKOFF,
-                    message: format!(
-                        "namespace {remote_name} already exists in cluster {} and was not created by \
-                         this peering; it is never adopted: remove it, or offload with another \
-                         --namespace-mapping-strategy or --remote-namespace-name",
-                        peer.identity.name
-                    ),
-                };
+                return not_ours(&existing, remote_name, peer, &ctx.local.id);
             }
             if existing.metadata.deletion_timestamp.is_some() {
                 return PeerOutcome {
@@ -383,12 +378,46 @@ async fn ensure_twin(
         }
         Ok(None) => {
             ctx.metrics.write(&peer.identity.id, "apply");
-            let params = PatchParams::apply(labels::FIELD_MANAGER);
-            match api.patch(remote_name, &params, &Patch::Apply(object)).await {
+            // A plain create, not a server-side apply: if another consumer created the namespace
+            // since the read above, apply would try to take over its labels (refused by the
+            // provider's admission policy with a bare Forbidden), while create fails with
+            // AlreadyExists and never modifies what is there.
+            let namespace: Namespace = match serde_json::from_value(object.clone()) {
+                Ok(ns) => ns,
+                Err(err) => {
+                    return PeerOutcome {
+                        ready: false,
+                        reason: conditions::REASON_CREATION_LOOP_BACKOFF,
+                        message: format!(
+                            "the namespace plugin returned an invalid Namespace for {remote_name}: {err}"
+                        ),
+                    };
+                }
+            };
+            let params = PostParams {
+                field_manager: Some(labels::FIELD_MANAGER.to_string()),
+                ..PostParams::default()
+            };
+            match api.create(&params, &namespace).await {
                 Ok(_) => PeerOutcome {
                     ready: true,
                     reason: conditions::REASON_NAMESPACE_CREATED,
                     message: format!("namespace {remote_name} created in {}", peer.identity.name),
+                },
+                Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(remote_name).await {
+                    Ok(Some(existing)) if !owned(&existing, &ctx.local.id, &peer.identity.id) => {
+                        not_ours(&existing, remote_name, peer, &ctx.local.id)
+                    }
+                    // Ours after all (an earlier create went through unseen): the next
+                    // reconcile, two seconds later, finds it and reports it ready.
+                    _ => PeerOutcome {
+                        ready: false,
+                        reason: conditions::REASON_CREATING,
+                        message: format!(
+                            "namespace {remote_name} is being created in {}",
+                            peer.identity.name
+                        ),
+                    },
                 },
                 Err(err) => PeerOutcome {
                     ready: false,
@@ -400,6 +429,44 @@ async fn ensure_twin(
                 },
             }
         }
+    }
+}
+
+/// The outcome for a twin namespace name that is taken in `peer` by a namespace this peering
+/// did not create. It is never adopted, changed or deleted; the message names who owns it (the
+/// consumer in its origin label) so the user knows which way to resolve the conflict.
+fn not_ours(existing: &Namespace, remote_name: &str, peer: &Peer, local: &str) -> PeerOutcome {
+    let origin = existing
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::ORIGIN))
+        .filter(|origin| origin.as_str() != local);
+    // Another consumer's namespace is not the user's to remove: only a different twin name
+    // resolves that conflict. A namespace no peering created may be removed by its admin.
+    let (owner, fix) = match origin {
+        Some(origin) => (
+            format!(
+                "belongs to another consumer, cluster {origin} (label {}={origin})",
+                labels::ORIGIN
+            ),
+            "",
+        ),
+        None => (
+            "was not created by a peering".to_string(),
+            "remove it there, or ",
+        ),
+    };
+    PeerOutcome {
+        ready: false,
+        reason: REASON_NAMESPACE_CONFLICT,
+        message: format!(
+            "conflict: namespace {remote_name} already exists in cluster {} and {owner}; it is \
+             never adopted or overwritten: {fix}unoffload and offload again with \
+             --namespace-mapping-strategy DefaultName (or SelectedName with \
+             --remote-namespace-name)",
+            peer.identity.name
+        ),
     }
 }
 

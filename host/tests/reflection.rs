@@ -624,6 +624,50 @@ async fn skip_annotation_removes_and_restores_the_copy() {
     .await;
 }
 
+/// A slice seen before its Service is skipped, and the Service's arrival re-evaluates exactly
+/// the slices that looked for it (the host records what each plugin call read).
+#[tokio::test]
+async fn a_slice_seen_before_its_service_follows_when_the_service_arrives() {
+    let p = offloaded_namespace("refl-late", "{}").await;
+    let local_slices = Api::<EndpointSlice>::namespaced(p.london.clone(), &p.namespace);
+    let remote_slices = Api::<EndpointSlice>::namespaced(p.newyork.clone(), &p.namespace);
+    let slice = |name: &str, service: &str| -> EndpointSlice {
+        serde_json::from_value(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.200.0.7"], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": 7999, "protocol": "TCP"}]
+        }))
+        .unwrap()
+    };
+    for (name, service) in [("late-a", "late"), ("other-a", "other")] {
+        local_slices
+            .create(&PostParams::default(), &slice(name, service))
+            .await
+            .unwrap();
+    }
+    p.settle().await;
+    assert!(
+        remote_slices.get_opt("late-a").await.unwrap().is_none(),
+        "a slice whose Service does not exist is not reflected"
+    );
+    // A Service without a selector: london's EndpointSlice controller leaves its slices alone.
+    p.create_local(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "late"},
+        "spec": {"ports": [{"name": "http", "port": 7999}]}}))
+        .await;
+    eventually("the waiting slice reflected", WAIT, || async {
+        remote_slices.get_opt("late-a").await.unwrap().map(|_| ())
+    })
+    .await;
+    p.settle().await;
+    assert!(
+        remote_slices.get_opt("other-a").await.unwrap().is_none(),
+        "the slice of a Service that still does not exist stays unreflected"
+    );
+}
+
 #[tokio::test]
 async fn allow_list_policy_reflects_only_annotated_services() {
     let p = offloaded_namespace("refl-allow", r#"{"reflectionPolicy":"AllowList"}"#).await;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use liqo_host::api::reflection_plugin::ReflectionPlugin;
@@ -356,7 +356,7 @@ async fn failure_policy_fail_keeps_the_remote_copy_and_ignore_removes_it() {
     let s = setup("uplug-fail").await;
     s.apply_plugin(
         "configmaps-fail",
-        json!({"source": file_source(), "failurePolicy": "Fail", "limits": {"cpuMillisPerCall": 50}}),
+        json!({"source": file_source(), "failurePolicy": "Fail", "limits": {"cpuMillisPerCall": 250}}),
     )
     .await;
     s.wait_loaded("configmaps-fail", "True").await;
@@ -379,7 +379,7 @@ async fn failure_policy_fail_keeps_the_remote_copy_and_ignore_removes_it() {
     })
     .await;
     assert!(note.contains("misbehaving"), "{note}");
-    assert!(note.contains("CPU limit of 50 ms"), "{note}");
+    assert!(note.contains("CPU limit of 250 ms"), "{note}");
     s.patch_config_map("good", json!({"data": {"v": "2"}}))
         .await;
     s.wait_remote("good", |c| data(c, "v").as_deref() == Some("2"))
@@ -387,10 +387,66 @@ async fn failure_policy_fail_keeps_the_remote_copy_and_ignore_removes_it() {
     let bad = s.remote("bad").await.expect("the remote copy stays");
     assert_eq!(data(&bad, "v").as_deref(), Some("1"));
 
+    // The other run-time faults, each on its own object: a trap, memory past the cap, output
+    // that is not an object. Each gets an Event naming the plugin and the cause; every copy
+    // keeps its last state.
+    for (name, mode, cause) in [
+        ("crashes", "trap", "crashed on"),
+        ("hungry", "oom", "exceeded its memory limit of"),
+        ("garbled", "garbage", "returned an invalid object"),
+    ] {
+        s.create_config_map(name, json!({"v": "1"}), json!({}))
+            .await;
+        s.wait_remote(name, |_| true).await;
+        s.patch_config_map(
+            name,
+            json!({"metadata": {"annotations": {"test.liqo.io/mode": mode}}, "data": {"v": "2"}}),
+        )
+        .await;
+        let note = eventually(
+            &format!("a FailedReflection event on {name}"),
+            WAIT,
+            || async {
+                s.events(name, "FailedReflection")
+                    .await
+                    .into_iter()
+                    .find(|n| n.contains(cause))
+            },
+        )
+        .await;
+        assert!(note.contains("misbehaving"), "{name}: {note}");
+        let copy = s.remote(name).await.expect("the remote copy stays");
+        assert_eq!(data(&copy, "v").as_deref(), Some("1"), "{name}");
+    }
+    // Other kinds keep reflecting meanwhile: a Service (built-in plugin) is reflected.
+    let services = |client: &Client| Api::<Service>::namespaced(client.clone(), &s.namespace);
+    services(&s.london)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "beside-the-faults"},
+                "spec": {"ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the Service reflected while the ConfigMap plugin fails",
+        WAIT,
+        || async {
+            services(&s.newyork)
+                .get_opt("beside-the-faults")
+                .await
+                .ok()
+                .flatten()
+        },
+    )
+    .await;
+
     // Under Ignore the failing object is skipped: its remote copy goes.
     s.apply_plugin(
         "configmaps-fail",
-        json!({"source": file_source(), "failurePolicy": "Ignore", "limits": {"cpuMillisPerCall": 50}}),
+        json!({"source": file_source(), "failurePolicy": "Ignore", "limits": {"cpuMillisPerCall": 250}}),
     )
     .await;
     s.wait_loaded("configmaps-fail", "True").await;

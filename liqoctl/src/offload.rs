@@ -137,6 +137,12 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
              stay in this cluster; use --pod-offloading-strategy Local"
         );
     }
+    // Checked before any request, so a typo gets its own sentence rather than "does not
+    // exist" (a name kubectl could never create) or the API server's schema error.
+    check_namespace_name("namespace", &namespace)?;
+    if let Some(name) = &remote_namespace_name {
+        check_namespace_name("--remote-namespace-name", name)?;
+    }
     match (namespace_mapping_strategy, &remote_namespace_name) {
         (MappingStrategy::SelectedName, None) => {
             bail!("--namespace-mapping-strategy SelectedName needs --remote-namespace-name")
@@ -249,9 +255,37 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a name that is not a Kubernetes namespace name (an RFC 1123 label: at most 63
+/// characters, lowercase letters, digits and `-`, starting and ending with a letter or digit),
+/// saying which rule it breaks. `what` names the argument in the message.
+fn check_namespace_name(what: &str, name: &str) -> Result<()> {
+    let rule = "a namespace name is at most 63 characters of lowercase letters, digits and '-', \
+                starting and ending with a letter or digit";
+    if name.is_empty() {
+        bail!("{what} is empty: {rule}");
+    }
+    if name.len() > 63 {
+        bail!(
+            "{what} {name:?} is {} characters long, over the limit of 63: {rule}",
+            name.len()
+        );
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        bail!("{what} {name:?} is not a valid namespace name ({c:?} is not allowed): {rule}");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        bail!("{what} {name:?} is not a valid namespace name (it starts or ends with '-'): {rule}");
+    }
+    Ok(())
+}
+
 /// Runs `liqoctl unoffload ...`.
 pub async fn unoffload(global: &GlobalArgs, cmd: UnoffloadCommand) -> Result<()> {
     let UnoffloadCommand::Namespace { namespace, timeout } = cmd;
+    check_namespace_name("namespace", &namespace)?;
     let client = global.client().await?;
     let api: Api<NamespaceOffloading> = Api::namespaced(client, &namespace);
     match api
@@ -297,5 +331,16 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn namespace_names() {
+        assert!(check_namespace_name("namespace", "liqo-demo").is_ok());
+        assert!(check_namespace_name("namespace", &"a".repeat(63)).is_ok());
+        let long = check_namespace_name("--remote-namespace-name", &"a".repeat(64)).unwrap_err();
+        assert!(long.to_string().contains("64 characters long"), "{long}");
+        for bad in ["", "Liqo", "a_b", "-a", "a-", "é"] {
+            assert!(check_namespace_name("namespace", bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -8,7 +8,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine as _;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -24,7 +23,10 @@ use liqo_host::tenant;
 use serde_json::json;
 mod common;
 
-use common::{liqo_host_bin as liqo_host, liqoctl_bin as liqoctl, run_liqoctl};
+use common::{
+    PeerArgs, expired_jwt, liqo_host_bin as liqo_host, liqoctl_bin as liqoctl, parse_peer_command,
+    run_liqoctl,
+};
 use testsupport::{KillOnDrop, TestEnv, eventually, output_text as text};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -83,29 +85,6 @@ async fn install(client: &Client, cluster: &str) {
         .unwrap();
 }
 
-/// The flags of a printed peer command, by name.
-struct PeerArgs {
-    url: String,
-    ca: String,
-    cluster_id: String,
-    token: String,
-}
-
-fn parse_command(command: &str) -> PeerArgs {
-    let words: Vec<&str> = command.split_whitespace().collect();
-    let flag = |name: &str| {
-        let i = words.iter().position(|w| *w == name).unwrap();
-        words[i + 1].to_string()
-    };
-    PeerArgs {
-        url: flag("--api-server-url"),
-        ca: flag("--ca-data"),
-        cluster_id: flag("--cluster-id"),
-        token: flag("--token"),
-    }
-}
-
-/// A client of newyork authenticated with the peering token, as the consumer's host uses it.
 async fn token_client(args: &PeerArgs) -> Client {
     let kubeconfig = json!({
         "apiVersion": "v1", "kind": "Config",
@@ -154,16 +133,6 @@ fn service(name: &str, labels: serde_json::Value) -> Service {
     .unwrap()
 }
 
-/// A JWT whose `exp` is in the past (unsigned: liqoctl must refuse it before any request).
-fn expired_jwt() -> String {
-    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!(
-        "{}.{}.c2ln",
-        e.encode(br#"{"alg":"RS256","kid":"x"}"#),
-        e.encode(br#"{"exp":1000000000,"iat":999999000,"sub":"system:serviceaccount:x:y"}"#)
-    )
-}
-
 /// Nothing of a failed peer attempt is left in london.
 async fn nothing_created(london: &Client, what: &str) {
     let fcs = Api::<ForeignCluster>::all(london.clone())
@@ -207,7 +176,7 @@ async fn peer_secure_and_unpeer() {
     assert!(out.status.success(), "{}", text(&out));
     let long = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(long.contains("can be used until"), "{long}");
-    let unused = parse_command(long.lines().last().unwrap());
+    let unused = parse_peer_command(long.lines().last().unwrap());
     let out = run_liqoctl(
         env,
         "newyork",
@@ -220,8 +189,8 @@ async fn peer_secure_and_unpeer() {
         command.starts_with("liqoctl peer out-of-band newyork --api-server-url https://"),
         "{command}"
     );
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(&parse_command(&command).token));
-    let args = parse_command(&command);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&parse_peer_command(&command).token));
+    let args = parse_peer_command(&command);
     assert_eq!(args.cluster_id, "newyork");
 
     // Bad input: one clear sentence each, nothing created.
@@ -471,6 +440,93 @@ async fn peer_secure_and_unpeer() {
         "may only change or delete objects it created",
         "delete a Service it did not create",
     );
+    // Another consumer's reflected copy in the same namespace (labelled origin=paris): neither
+    // changed nor deleted.
+    Api::<Service>::namespaced(newyork.clone(), twin)
+        .create(
+            &PostParams::default(),
+            &service(
+                "paris-copy",
+                json!({"offloading.liqo.io/origin": "paris", "offloading.liqo.io/destination": "newyork"}),
+            ),
+        )
+        .await
+        .unwrap();
+    forbidden(
+        Api::<Service>::namespaced(peer.clone(), twin)
+            .patch(
+                "paris-copy",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"ports": [{"port": 81, "protocol": "TCP"}]}})),
+            )
+            .await,
+        "a peering may only write objects labelled offloading.liqo.io/origin=london",
+        "change another consumer's copy",
+    );
+    forbidden(
+        Api::<Service>::namespaced(peer.clone(), twin)
+            .patch(
+                "paris-copy",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"labels": {"offloading.liqo.io/origin": "london"}}}),
+                ),
+            )
+            .await,
+        "may only change or delete objects it created",
+        "take over another consumer's copy by relabelling it",
+    );
+    forbidden(
+        Api::<Service>::namespaced(peer.clone(), twin)
+            .delete("paris-copy", &DeleteParams::default())
+            .await,
+        "may only change or delete objects it created",
+        "delete another consumer's copy",
+    );
+    // No RBAC escalation: it can neither bind itself a role (even in its own twin namespace)
+    // nor create roles.
+    let escalate = |kind: &str, namespaced: bool| {
+        let mut object = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+            "metadata": {"name": "peering-escalation"},
+        });
+        if kind.ends_with("Binding") {
+            object["roleRef"] = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"});
+            object["subjects"] = json!([{"kind": "Group", "name": "system:authenticated", "apiGroup": "rbac.authorization.k8s.io"}]);
+        } else {
+            object["rules"] = json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]);
+        }
+        if namespaced {
+            object["metadata"]["namespace"] = json!(twin);
+        }
+        object
+    };
+    for (kind, plural, namespaced) in [
+        ("RoleBinding", "rolebindings", true),
+        ("Role", "roles", true),
+        ("ClusterRoleBinding", "clusterrolebindings", false),
+        ("ClusterRole", "clusterroles", false),
+    ] {
+        let resource = kube::discovery::ApiResource {
+            group: "rbac.authorization.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "rbac.authorization.k8s.io/v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<kube::api::DynamicObject> = if namespaced {
+            Api::namespaced_with(peer.clone(), twin, &resource)
+        } else {
+            Api::all_with(peer.clone(), &resource)
+        };
+        let object: kube::api::DynamicObject =
+            serde_json::from_value(escalate(kind, namespaced)).unwrap();
+        forbidden(
+            api.create(&PostParams::default(), &object).await,
+            &format!("cannot create resource \"{plural}\""),
+            &format!("create a {kind}"),
+        );
+    }
     // Not in a namespace the peering did not create, even with the right labels: RBAC grants
     // the reflected kinds only inside its twin namespaces (the admission policy would refuse
     // it too).

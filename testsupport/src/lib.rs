@@ -31,6 +31,9 @@ use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Deserialize;
 
+mod network;
+pub use network::{ClusterNetwork, NetworkInfo, is_root, network_namespaces, pod_binaries_dir};
+
 /// The clusters of the shared environment, in order. The first one is where
 /// [`TestEnv::unique_namespace`] creates namespaces.
 pub const SHARED_CLUSTERS: [&str; 2] = ["london", "newyork"];
@@ -419,7 +422,7 @@ where
 fn testenv_bin() -> anyhow::Result<PathBuf> {
     let path = match std::env::var_os(BIN_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../bin/testenv"),
+        _ => repository_root()?.join("bin/testenv"),
     };
     if !path.is_file() {
         return Err(anyhow!(
@@ -428,6 +431,25 @@ fn testenv_bin() -> anyhow::Result<PathBuf> {
         ));
     }
     Ok(path.canonicalize().unwrap_or(path))
+}
+
+/// The workspace root, found at run time from the test's working directory (cargo runs tests
+/// in their package's directory). Not `env!("CARGO_MANIFEST_DIR")`: a compiled copy of this
+/// crate can be reused from a shared target directory by a checkout at another path.
+fn repository_root() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    cwd.ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.contains("[workspace]"))
+        })
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            anyhow!(
+                "no workspace Cargo.toml above {}: run the tests with cargo from the repository (or set {BIN_ENV})",
+                cwd.display()
+            )
+        })
 }
 
 fn unique_dir() -> PathBuf {

@@ -63,6 +63,13 @@ pub const NAMESPACE_OFFLOADING_NAME: &str = "offloading";
         json_path = ".spec.podOffloadingStrategy",
         priority = 1,
         description = "Where the namespace's pods run."
+    ),
+    printcolumn(
+        name = "MESSAGE",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = 1,
+        description = "Why the offloading is not Ready (for example a twin namespace name taken by another consumer)."
     )
 )]
 #[serde(rename_all = "camelCase")]

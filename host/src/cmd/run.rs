@@ -21,6 +21,7 @@ use liqo_host::plugin::{
 use liqo_host::reflect::{Engine, EngineConfig, EngineMetrics};
 use liqo_host::telemetry::Telemetry;
 use liqo_host::user_plugins::{self, UserPluginsContext};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -52,6 +53,18 @@ pub struct RunArgs {
     /// Namespace of the leader election Lease.
     #[arg(long, default_value = "liqo")]
     leader_election_namespace: String,
+    /// This replica's identity in the Lease (`holderIdentity`); must differ per replica
+    /// (default: $POD_NAME, else HOSTNAME-PID).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// How long the Lease stays valid after the last renewal: a crashed leader is replaced
+    /// about this long after its last renewal. Whole seconds, e.g. `15s`.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_election_lease_duration: std::time::Duration,
+    /// How long before the term ends the leader renews the Lease (shorter than the lease
+    /// duration). Whole seconds, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    leader_election_renew_grace: std::time::Duration,
     /// Reflection policy of the built-in plugins: DenyList reflects everything without
     /// `liqo.io/skip-reflection`; AllowList only what has `liqo.io/allow-reflection`.
     #[arg(long, value_enum, default_value_t = Policy::DenyList)]
@@ -157,6 +170,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut registry = Registry::default();
     plugin_metrics.register(&mut registry);
     engine_metrics.register(&mut registry);
+    // 1 while this replica is the one that writes (always, without leader election), so an
+    // operator running two replicas can tell which one leads from /metrics alone.
+    let leader_gauge = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    registry.register(
+        "liqo_leader",
+        "1 while this replica leads (writes), 0 while it waits for the leader Lease",
+        leader_gauge.clone(),
+    );
 
     let runtime = PluginRuntime::new(
         RuntimeConfig {
@@ -208,10 +229,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
 
     let leadership = if args.no_leader_election {
+        leader_gauge.set(1);
         None
     } else {
         let config = LeaderConfig {
             namespace: args.leader_election_namespace.clone(),
+            identity: args
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(leader::default_identity),
+            lease_duration: args.leader_election_lease_duration,
+            grace: args.leader_election_renew_grace,
             ..LeaderConfig::default()
         };
         let mut leadership = leader::elect(client.clone(), config).await?;
@@ -221,11 +249,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
             _ = stopped() => { return Ok(()); }
         }
         tracing::info!("leading: reflection starts");
+        leader_gauge.set(1);
         let mut changes = leadership.subscribe();
         let stop_tx = stop_tx.clone();
+        let leader_gauge = leader_gauge.clone();
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
                 if !*changes.borrow() {
+                    leader_gauge.set(0);
                     tracing::error!("leadership lost: stopping so that only the new leader writes");
                     let _ = stop_tx.send(true);
                     break;

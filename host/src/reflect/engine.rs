@@ -7,11 +7,13 @@ use kube::Client;
 use kube::api::GroupVersionKind;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
+use super::event_budget::EventBudget;
 use super::metrics::EngineMetrics;
 use super::queue::{Backoff, WorkQueue};
+use super::reads::ReadIndex;
 use super::reconcile;
 use super::stores::{Signal, WatchedCache};
 use crate::plugin::{
@@ -21,6 +23,10 @@ use crate::plugin::{
 /// Events waiting to be published; beyond this, new ones are dropped (Events are best effort,
 /// reflection is not).
 const EVENT_BACKLOG: usize = 4096;
+/// Normal Events written at once, then per second (see `event_budget`); Warnings are never
+/// limited.
+const EVENT_BURST: u32 = 100;
+const EVENT_RATE: u32 = 10;
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -199,6 +205,8 @@ pub(crate) struct Inner {
         k8s_openapi::api::core::v1::ObjectReference,
     )>,
     pub metrics: EngineMetrics,
+    /// What each key's latest pass read: a change re-evaluates exactly its readers.
+    pub reads: Arc<ReadIndex>,
     /// Local objects that cannot be reflected because a foreign object holds their name in the
     /// peer, by (peer id, local namespace), as `Kind/name`.
     pub conflicts: std::sync::Mutex<HashMap<(String, String), std::collections::BTreeSet<String>>>,
@@ -286,14 +294,27 @@ impl Engine {
             kube::runtime::events::Event,
             k8s_openapi::api::core::v1::ObjectReference,
         )>(EVENT_BACKLOG);
+        let event_metrics = metrics.clone();
         tokio::spawn(async move {
+            let mut budget = EventBudget::new(EVENT_BURST, EVENT_RATE);
             while let Some((event, reference)) = pending_events.recv().await {
+                if event.type_ == EventType::Normal && !budget.take(std::time::Instant::now()) {
+                    event_metrics.event_dropped();
+                    continue;
+                }
+                // Counted here, where the write happens: an event dropped because the backlog
+                // is full is not a write.
+                event_metrics.write("local", "event");
                 if let Err(err) = recorder.publish(&event, &reference).await {
                     tracing::debug!(%err, "could not publish event");
                 }
             }
         });
         let queue = WorkQueue::new(config.backoff);
+        {
+            let metrics = metrics.clone();
+            queue.observe_depth(move |depth| metrics.set_queue_depth(depth));
+        }
         let inner = Arc::new(Inner {
             config,
             local_client,
@@ -304,6 +325,7 @@ impl Engine {
             queue,
             events,
             metrics,
+            reads: Default::default(),
             conflicts: Default::default(),
             conflict_listener: Default::default(),
         });
@@ -640,7 +662,6 @@ impl Engine {
 
     async fn worker(&self) {
         while let Some(key) = self.inner.queue.next().await {
-            self.inner.metrics.set_queue_depth(self.inner.queue.len());
             reconcile::process(self, &key).await;
             self.inner.queue.done(&key);
         }
@@ -714,9 +735,11 @@ impl Engine {
         &self.inner.metrics
     }
 
-    /// Keys waiting or being processed; zero when the engine is idle.
+    /// Keys waiting or being processed, plus Events waiting to be published; zero when the
+    /// engine is idle.
     pub fn pending(&self) -> usize {
-        self.inner.queue.pending()
+        let events = &self.inner.events;
+        self.inner.queue.pending() + (events.max_capacity() - events.capacity())
     }
 
     /// True once every local cache has completed its first list.
@@ -891,6 +914,11 @@ impl Engine {
                     (reflected, dependents)
                 };
                 let ns: Arc<str> = Arc::from(namespace);
+                let readers = if listing || dependents.is_empty() {
+                    Vec::new()
+                } else {
+                    self.inner.reads.readers_of(key, namespace, name)
+                };
                 for (peer, namespaces) in &peers {
                     if !namespaces.iter().any(|n| n == namespace) {
                         continue;
@@ -905,11 +933,15 @@ impl Engine {
                     }
                     // A (re)list reports every dependent object too: fanning out per listed
                     // object would cost O(objects²) at startup.
-                    if listing {
+                    if listing || dependents.is_empty() {
                         continue;
                     }
-                    for dependent in &dependents {
-                        self.enqueue_namespace(peer, &ns, Some(dependent));
+                    // Only the objects whose last pass read this one can change (plugins are
+                    // pure): see `reads`. Objects never evaluated yet get their own pass.
+                    for reader in &readers {
+                        if reader.peer == *peer {
+                            self.inner.queue.add(reader.clone());
+                        }
                     }
                 }
             }

@@ -35,6 +35,7 @@ pub struct EngineMetrics {
     reflections: Family<ReflectionLabels, Counter>,
     queue_depth: Gauge,
     pass_duration: Histogram,
+    events_dropped: Counter,
     total_writes: Arc<AtomicU64>,
 }
 
@@ -51,6 +52,7 @@ impl Default for EngineMetrics {
             reflections: Family::default(),
             queue_depth: Gauge::default(),
             pass_duration: Histogram::new(exponential_buckets(1e-4, 3.0, 12)),
+            events_dropped: Counter::default(),
             total_writes: Arc::default(),
         }
     }
@@ -79,6 +81,15 @@ impl EngineMetrics {
             "Duration of one reflection pass (plugin call and API requests)",
             self.pass_duration.clone(),
         );
+        registry.register(
+            "liqo_reflection_events_dropped",
+            "Events not written: Normal Events over the rate budget, or any Event with the backlog full",
+            self.events_dropped.clone(),
+        );
+    }
+
+    pub(crate) fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     pub(crate) fn write(&self, cluster: &str, verb: &str) {

@@ -14,9 +14,11 @@
 //!   objects that are not ours are never touched.
 
 pub mod engine;
+mod event_budget;
 pub mod intent;
 pub mod metrics;
 pub mod queue;
+mod reads;
 mod reconcile;
 mod stores;
 

@@ -47,7 +47,13 @@ pub struct WorkQueue<K> {
     state: Mutex<State<K>>,
     notify: Notify,
     backoff: Backoff,
+    /// Told the number of waiting keys whenever it changes (the depth gauge): sampling it when a
+    /// worker takes a key lagged the real backlog while every worker was busy.
+    depth_observer: std::sync::OnceLock<DepthObserver>,
 }
+
+/// See [`WorkQueue::observe_depth`].
+type DepthObserver = Box<dyn Fn(usize) + Send + Sync>;
 
 impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// An empty queue.
@@ -64,7 +70,20 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             }),
             notify: Notify::new(),
             backoff,
+            depth_observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Calls `observer` with the number of waiting keys each time it changes. Set once;
+    /// later calls are ignored.
+    pub fn observe_depth(&self, observer: impl Fn(usize) + Send + Sync + 'static) {
+        let _ = self.depth_observer.set(Box::new(observer));
+    }
+
+    fn report_depth(&self, depth: usize) {
+        if let Some(observer) = self.depth_observer.get() {
+            observer(depth);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
@@ -84,7 +103,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         }
         s.queued.insert(key.clone());
         s.queue.push_back(key);
+        let depth = s.queue.len();
         drop(s);
+        self.report_depth(depth);
         self.notify.notify_one();
     }
 
@@ -142,10 +163,13 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 if let Some(key) = s.queue.pop_front() {
                     s.queued.remove(&key);
                     s.processing.insert(key.clone());
-                    if !s.queue.is_empty() {
+                    let depth = s.queue.len();
+                    drop(s);
+                    if depth > 0 {
                         // Wake another worker: there is more to do.
                         self.notify.notify_one();
                     }
+                    self.report_depth(depth);
                     return Some(key);
                 }
                 if s.shutdown {
@@ -163,7 +187,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         if s.dirty.remove(key) && !s.shutdown {
             s.queued.insert(key.clone());
             s.queue.push_back(key.clone());
+            let depth = s.queue.len();
             drop(s);
+            self.report_depth(depth);
             self.notify.notify_one();
         }
     }
@@ -272,6 +298,21 @@ mod tests {
         q.done(&"b");
         tokio::time::sleep(Duration::from_secs(11)).await;
         assert_eq!(q.len(), 0, "the superseded timer does nothing");
+    }
+
+    #[tokio::test]
+    async fn the_depth_observer_sees_every_change_of_the_backlog() {
+        let q: Arc<WorkQueue<&str>> = WorkQueue::new(Backoff::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        q.observe_depth(move |depth| sink.lock().unwrap().push(depth));
+        q.add("a");
+        q.add("b");
+        q.add("a"); // already queued: no change
+        let first = q.next().await.unwrap();
+        q.add(first); // being processed: queued again when done
+        q.done(&first);
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 1, 2]);
     }
 
     #[tokio::test]

@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use super::engine::{Engine, FailureMode, KindSlot, PeerState, ReflectKey};
 use super::intent;
+use super::reads::TrackingReader;
 use crate::labels;
-use crate::plugin::{ObjectRef as PluginObjectRef, Outcome, ReflectCall};
+use crate::plugin::{CallServices, ObjectRef as PluginObjectRef, Outcome, ReflectCall};
 
 /// Event reasons, identical to Liqo's.
 pub mod reasons {
@@ -136,6 +137,8 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
 }
 
 async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<PassResult, String> {
+    // What this pass reads is recorded afresh (see `reads`).
+    engine.inner.reads.forget(key);
     let Some(peer) = engine.peer(&key.peer) else {
         return Ok(PassResult::Skipped);
     };
@@ -231,11 +234,23 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
     };
 
     let object = object_json(&local, &slot.resource);
+    let services = if plugin.manifest().reads.is_empty() {
+        peer.services.clone()
+    } else {
+        CallServices {
+            reader: Arc::new(TrackingReader {
+                inner: peer.services.reader.clone(),
+                index: engine.inner.reads.clone(),
+                key: key.clone(),
+            }),
+            translator: peer.services.translator.clone(),
+        }
+    };
     let call = ReflectCall {
         local_cluster: &engine.inner.config.local,
         remote_cluster: &peer.identity,
         remote_namespace: &twin.remote,
-        services: &peer.services,
+        services: &services,
     };
     let object_ref = PluginObjectRef {
         api_version: slot.resource.api_version.clone(),
@@ -536,8 +551,8 @@ async fn publish_action(
         action: action.to_string(),
         secondary: None,
     };
-    engine.inner.metrics.write("local", "event");
     if engine.inner.events.try_send((event, reference)).is_err() {
+        engine.inner.metrics.event_dropped();
         tracing::debug!("event backlog full: event dropped");
     }
 }

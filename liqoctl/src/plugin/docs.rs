@@ -30,7 +30,25 @@ pub fn read_text(path: &Path) -> Result<String> {
 pub fn parse_documents(text: &str) -> std::result::Result<Vec<Value>, String> {
     let mut docs = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(document).map_err(|e| yaml_error(&e))?;
+        let value = Value::deserialize(document).map_err(|e| {
+            // A file that looks like JSON gets the JSON parser's diagnosis: the YAML parser's
+            // ("while parsing a flow node") means little to someone who wrote JSON.
+            if text.trim_start().starts_with(['{', '['])
+                && let Err(json) = serde_json::from_str::<Value>(text)
+            {
+                return format!(
+                    "invalid JSON at line {}, column {}: {}",
+                    json.line(),
+                    json.column(),
+                    json.to_string().replacen(
+                        &format!(" at line {} column {}", json.line(), json.column()),
+                        "",
+                        1
+                    )
+                );
+            }
+            yaml_error(&e)
+        })?;
         if !value.is_null() {
             docs.push(value);
         }
@@ -201,6 +219,20 @@ mod tests {
         assert_eq!(err.matches("at line 2").count(), 1, "{err}");
         let err = parse_documents("a: 1\nb: c: d\n").unwrap_err();
         assert!(err.starts_with("invalid YAML at line 2, column "), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_gets_a_json_message() {
+        let err = parse_documents("{\"apiVersion\": \"v1\",\n").unwrap_err();
+        assert!(
+            err.starts_with("invalid JSON at line 2, column 0: EOF"),
+            "{err}"
+        );
+        // JSON that is fine stays parsed as YAML (JSON is YAML).
+        assert_eq!(
+            parse_documents("{\"a\": [1]}").unwrap(),
+            vec![json!({"a": [1]})]
+        );
     }
 
     #[test]

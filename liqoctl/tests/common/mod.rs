@@ -100,10 +100,27 @@ pub fn start_host_with(
     metrics_addr: &str,
     extra_args: &[&str],
 ) -> KillOnDrop {
+    spawn_host(
+        env,
+        cluster,
+        &host_log(env, cluster),
+        metrics_addr,
+        extra_args,
+    )
+}
+
+/// Starts `liqo-host run` for `cluster`, its stderr appended to `log`.
+fn spawn_host(
+    env: &TestEnv,
+    cluster: &str,
+    log: &std::path::Path,
+    metrics_addr: &str,
+    extra_args: &[&str],
+) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(host_log(env, cluster))
+        .open(log)
         .unwrap();
     Command::new(liqo_host_bin())
         .args(["run", "--kubeconfig"])
@@ -111,6 +128,8 @@ pub fn start_host_with(
         .args(["--metrics-addr", metrics_addr, "--plugin-cache-dir"])
         .arg(env.dir().join("plugin-cache"))
         .args(extra_args)
+        // The leader election identity defaults to $POD_NAME: never inherit one.
+        .env_remove("POD_NAME")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -328,4 +347,67 @@ pub fn tutorial_until_offload(
         "liqoctl offload namespace liqo-demo --namespace-mapping-strategy EnforceSameName --pod-offloading-strategy Local",
     );
     (london, newyork)
+}
+
+/// Like [`start_host_with`], for one of several replicas of `cluster`'s host: its log goes to
+/// DIR/CLUSTER-host-REPLICA.log (see [`replica_log`]) so the replicas' logs stay apart.
+pub fn start_host_replica(
+    env: &TestEnv,
+    cluster: &str,
+    replica: &str,
+    metrics_addr: &str,
+    extra_args: &[&str],
+) -> KillOnDrop {
+    spawn_host(
+        env,
+        cluster,
+        &replica_log(env, cluster, replica),
+        metrics_addr,
+        extra_args,
+    )
+}
+
+/// The log file of replica `replica` of `cluster`'s host started by [`start_host_replica`].
+pub fn replica_log(env: &TestEnv, cluster: &str, replica: &str) -> PathBuf {
+    env.dir().join(format!("{cluster}-host-{replica}.log"))
+}
+
+/// The flags of a printed peer command (`liqoctl generate peer-command`), by name.
+pub struct PeerArgs {
+    /// The whole command line.
+    pub command: String,
+    pub url: String,
+    pub ca: String,
+    pub cluster_id: String,
+    pub token: String,
+}
+
+/// Parses a printed peer command.
+pub fn parse_peer_command(command: &str) -> PeerArgs {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let flag = |name: &str| {
+        let i = words
+            .iter()
+            .position(|w| *w == name)
+            .unwrap_or_else(|| panic!("{name} missing from the peer command {command:?}"));
+        words[i + 1].trim_matches('\'').to_string()
+    };
+    PeerArgs {
+        command: command.trim().to_string(),
+        url: flag("--api-server-url"),
+        ca: flag("--ca-data"),
+        cluster_id: flag("--cluster-id"),
+        token: flag("--token"),
+    }
+}
+
+/// A JWT whose `exp` is in the past (unsigned: liqoctl must refuse it before any request).
+pub fn expired_jwt() -> String {
+    use base64::Engine as _;
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.c2ln",
+        e.encode(br#"{"alg":"RS256","kid":"x"}"#),
+        e.encode(br#"{"exp":1000000000,"iat":999999000,"sub":"system:serviceaccount:x:y"}"#)
+    )
 }

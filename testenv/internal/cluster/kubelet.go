@@ -37,6 +37,12 @@ import (
 //     the cluster's pod CIDR;
 //   - finishes the deletion of terminating pods (grace period 0), as the
 //     kubelet does once containers are stopped.
+//
+// In network mode (enableNetwork) it also runs a pod as a real process, in
+// the pod's own network namespace with its pod IP, when the pod's first
+// container's command[0] names an executable of the --pod-binaries
+// directory; such a pod is Ready only while its first containerPort accepts
+// TCP connections, and its process is stopped when the pod is deleted.
 type kubelet struct {
 	client   kubernetes.Interface
 	nodeName string
@@ -45,6 +51,11 @@ type kubelet struct {
 	queue    workqueue.TypedRateLimitingInterface[types.NamespacedName]
 	pods     cache.Indexer
 	node     *corev1.Node
+	// hostIP is the Node's InternalIP and the pods' hostIP: 127.0.0.1, or
+	// the cluster's WAN address in network mode.
+	hostIP string
+	// net runs pods as processes (network mode); nil otherwise.
+	net *podNetwork
 }
 
 const (
@@ -52,6 +63,9 @@ const (
 	leaseRenew    = 10 * time.Second
 	statusRenew   = time.Minute
 	kubeletHostIP = "127.0.0.1"
+	// podStopGrace bounds how long a pod process gets between SIGTERM and
+	// SIGKILL (the pod's own grace period, if shorter, wins).
+	podStopGrace = 5 * time.Second
 )
 
 func newKubelet(client kubernetes.Interface, nodeName, podCIDR, version string) (*kubelet, error) {
@@ -59,15 +73,33 @@ func newKubelet(client kubernetes.Interface, nodeName, podCIDR, version string) 
 	if err != nil {
 		return nil, err
 	}
-	return &kubelet{
+	k := &kubelet{
 		client:   client,
 		nodeName: nodeName,
 		version:  version,
 		ipam:     alloc,
+		hostIP:   kubeletHostIP,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[types.NamespacedName](),
 			workqueue.TypedRateLimitingQueueConfig[types.NamespacedName]{Name: "testenv-kubelet"}),
-	}, nil
+	}
+	return k, nil
+}
+
+// enableNetwork makes the kubelet run pods whose first container's
+// command[0] names an executable of binDir as processes in their own
+// network namespaces, linked to the cluster namespace clusterNS.
+func (k *kubelet) enableNetwork(clusterNS, hostIP, binDir, logDir, apiServer string) {
+	k.hostIP = hostIP
+	k.net = &podNetwork{
+		clusterNS: clusterNS,
+		hostIP:    hostIP,
+		binDir:    binDir,
+		logDir:    logDir,
+		apiServer: apiServer,
+		changed:   func(key types.NamespacedName) { k.queue.Add(key) },
+		procs:     map[types.UID]*podProc{},
+	}
 }
 
 // run blocks until ctx is done.
@@ -105,6 +137,15 @@ func (k *kubelet) run(ctx context.Context) error {
 				obj = d.Obj
 			}
 			if pod, ok := obj.(*corev1.Pod); ok {
+				if k.net != nil {
+					// Deleted without passing through sync's deletion
+					// (forced): stop the process all the same.
+					go func() {
+						if err := k.net.kill(pod.UID, podStopGrace); err != nil {
+							klog.InfoS("testenv-kubelet: stopping pod process", "pod", klog.KObj(pod), "err", err)
+						}
+					}()
+				}
 				k.ipam.release(pod.UID)
 			}
 		},
@@ -127,6 +168,9 @@ func (k *kubelet) run(ctx context.Context) error {
 	}
 	klog.InfoS("testenv-kubelet: running", "node", k.nodeName)
 	<-ctx.Done()
+	if k.net != nil {
+		k.net.killAll()
+	}
 	return nil
 }
 
@@ -152,7 +196,7 @@ func (k *kubelet) nodeObject() *corev1.Node {
 			Capacity:    capacity,
 			Allocatable: capacity,
 			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: kubeletHostIP},
+				{Type: corev1.NodeInternalIP, Address: k.hostIP},
 				{Type: corev1.NodeHostName, Address: k.nodeName},
 			},
 			NodeInfo: corev1.NodeSystemInfo{
@@ -330,6 +374,15 @@ func (k *kubelet) sync(ctx context.Context, key types.NamespacedName) error {
 		return nil
 
 	case pod.DeletionTimestamp != nil:
+		if k.net != nil {
+			grace := podStopGrace
+			if g := pod.DeletionGracePeriodSeconds; g != nil && time.Duration(*g)*time.Second < grace {
+				grace = time.Duration(*g) * time.Second
+			}
+			if err := k.net.kill(pod.UID, grace); err != nil {
+				return fmt.Errorf("stopping the pod's process: %w", err)
+			}
+		}
 		k.ipam.release(pod.UID)
 		err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{
 			GracePeriodSeconds: ptr.To(int64(0)),
@@ -343,12 +396,15 @@ func (k *kubelet) sync(ctx context.Context, key types.NamespacedName) error {
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		k.ipam.release(pod.UID)
 		return nil
-
-	case isRunningAndReady(pod):
-		return nil
 	}
 
-	status, err := k.runningStatus(pod)
+	if bin := k.net.binary(pod); bin != "" {
+		return k.syncProcess(ctx, pod, bin)
+	}
+	if isRunningAndReady(pod) {
+		return nil
+	}
+	status, err := k.runningStatus(pod, true, 0)
 	if err != nil {
 		return err
 	}
@@ -386,12 +442,45 @@ func isRunningAndReady(pod *corev1.Pod) bool {
 	return false
 }
 
-func (k *kubelet) runningStatus(pod *corev1.Pod) (*corev1.PodStatus, error) {
+// syncProcess runs the pod as a process (network mode) and reports its
+// readiness: Running once the process runs, Ready while its first
+// containerPort accepts connections.
+func (k *kubelet) syncProcess(ctx context.Context, pod *corev1.Pod, bin string) error {
+	podIP := pod.Status.PodIP
+	if podIP == "" {
+		ip, err := k.ipam.allocate(pod.UID)
+		if err != nil {
+			return err
+		}
+		podIP = ip
+	}
+	if err := k.net.ensure(ctx, pod, bin, podIP); err != nil {
+		return err
+	}
+	_, ready, restarts := k.net.state(pod.UID)
+	if pod.Status.PodIP == podIP && isRunningAndReady(pod) == ready &&
+		len(pod.Status.ContainerStatuses) > 0 && pod.Status.ContainerStatuses[0].RestartCount == restarts {
+		return nil
+	}
+	status, err := k.runningStatus(pod, ready, restarts)
+	if err != nil {
+		return err
+	}
+	status.PodIP, status.PodIPs = podIP, []corev1.PodIP{{IP: podIP}}
+	updated := pod.DeepCopy()
+	updated.Status = *status
+	_, err = k.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	return err
+}
+
+// runningStatus is the status of a running pod; ready tells whether its
+// containers are ready, restarts is the first container's restart count.
+func (k *kubelet) runningStatus(pod *corev1.Pod, ready bool, restarts int32) (*corev1.PodStatus, error) {
 	now := metav1.Now()
 	podIP := pod.Status.PodIP
 	switch {
 	case pod.Spec.HostNetwork:
-		podIP = kubeletHostIP
+		podIP = k.hostIP
 	case podIP == "":
 		ip, err := k.ipam.allocate(pod.UID)
 		if err != nil {
@@ -406,17 +495,24 @@ func (k *kubelet) runningStatus(pod *corev1.Pod) (*corev1.PodStatus, error) {
 	cond := func(t corev1.PodConditionType) corev1.PodCondition {
 		return corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now}
 	}
+	readyCond := func(t corev1.PodConditionType) corev1.PodCondition {
+		c := cond(t)
+		if !ready {
+			c.Status, c.Reason = corev1.ConditionFalse, "ContainersNotReady"
+		}
+		return c
+	}
 	status := &corev1.PodStatus{
 		Phase: corev1.PodRunning,
 		Conditions: []corev1.PodCondition{
 			cond(corev1.PodReadyToStartContainers),
 			cond(corev1.PodInitialized),
-			cond(corev1.PodReady),
-			cond(corev1.ContainersReady),
+			readyCond(corev1.PodReady),
+			readyCond(corev1.ContainersReady),
 			cond(corev1.PodScheduled),
 		},
-		HostIP:    kubeletHostIP,
-		HostIPs:   []corev1.HostIP{{IP: kubeletHostIP}},
+		HostIP:    k.hostIP,
+		HostIPs:   []corev1.HostIP{{IP: k.hostIP}},
 		PodIP:     podIP,
 		PodIPs:    []corev1.PodIP{{IP: podIP}},
 		StartTime: &start,
@@ -435,15 +531,20 @@ func (k *kubelet) runningStatus(pod *corev1.Pod) (*corev1.PodStatus, error) {
 			}},
 		})
 	}
-	for _, c := range pod.Spec.Containers {
+	for i, c := range pod.Spec.Containers {
+		var restartCount int32
+		if i == 0 {
+			restartCount = restarts
+		}
 		status.ContainerStatuses = append(status.ContainerStatuses, corev1.ContainerStatus{
-			Name:        c.Name,
-			Image:       c.Image,
-			ImageID:     fakeImageID(c.Image),
-			ContainerID: fakeContainerID(pod, c.Name),
-			Ready:       true,
-			Started:     ptr.To(true),
-			State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: start}},
+			Name:         c.Name,
+			Image:        c.Image,
+			ImageID:      fakeImageID(c.Image),
+			ContainerID:  fakeContainerID(pod, c.Name),
+			Ready:        ready,
+			RestartCount: restartCount,
+			Started:      ptr.To(true),
+			State:        corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: start}},
 		})
 	}
 	return status, nil

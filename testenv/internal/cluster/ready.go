@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"liqo-wasm/testenv/internal/netns"
 	"liqo-wasm/testenv/internal/pki"
 	"liqo-wasm/testenv/internal/state"
 )
@@ -95,12 +97,66 @@ func Check(ctx context.Context, c *state.Cluster) error {
 	if err != nil {
 		return fmt.Errorf("node %s: %v", c.NodeName, err)
 	}
+	ready := false
 	for _, cond := range node.Status.Conditions {
 		if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-			return nil
+			ready = true
 		}
 	}
-	return fmt.Errorf("node %s is not Ready", c.NodeName)
+	if !ready {
+		return fmt.Errorf("node %s is not Ready", c.NodeName)
+	}
+	if c.Netns != "" {
+		return networkReady(ctx, c)
+	}
+	return nil
+}
+
+// networkReady checks network mode inside the cluster's namespace: the
+// API server is reachable at its usual address (the forwarder) and
+// kube-proxy has programmed its rules (/healthz 200).
+func networkReady(ctx context.Context, c *state.Cluster) error {
+	apiAddr := "127.0.0.1:" + strconv.Itoa(c.Ports.APIServer)
+	conn, err := netns.DialContext(ctx, c.Netns, "tcp", apiAddr)
+	if err != nil {
+		return fmt.Errorf("API server forwarder in namespace %s: %v", c.Netns, err)
+	}
+	_ = conn.Close()
+	status, body, err := HTTPGet(ctx, c.Netns, "http://"+KubeProxyHealthz+"/healthz")
+	if err != nil {
+		return fmt.Errorf("kube-proxy /healthz in namespace %s: %v", c.Netns, err)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("kube-proxy /healthz in namespace %s: %d %s", c.Netns, status, firstLine(body))
+	}
+	return nil
+}
+
+// HTTPGet sends GET url from inside network namespace ns (plain HTTP or
+// HTTPS without verification: test traffic between namespaces) and returns
+// the status code and up to 16 MiB of the body.
+func HTTPGet(ctx context.Context, ns, url string) (int, []byte, error) {
+	client := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return netns.DialContext(ctx, ns, network, addr)
+			},
+			DisableKeepAlives: true,
+			Proxy:             nil,
+		},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return resp.StatusCode, body, err
 }
 
 func controllerManagerHealthy(ctx context.Context, c *state.Cluster) error {

@@ -29,6 +29,7 @@ import (
 	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 
+	"liqo-wasm/testenv/internal/netns"
 	"liqo-wasm/testenv/internal/pki"
 	"liqo-wasm/testenv/internal/proc"
 	"liqo-wasm/testenv/internal/state"
@@ -112,6 +113,21 @@ func Serve(ctx context.Context, dir, name string) error {
 	if err != nil {
 		return err
 	}
+	// Network mode: the API server, which stays on the host's loopback, is
+	// forwarded to the same address inside the cluster's namespace (and
+	// each pod's), so one kubeconfig works everywhere; kube-proxy runs in
+	// the cluster namespace.
+	proxyDone := make(chan error, 1)
+	if st.Network != nil {
+		apiAddr := "127.0.0.1:" + strconv.Itoa(c.Ports.APIServer)
+		if err := netns.Forward(ctx, c.Netns, apiAddr, apiAddr); err != nil {
+			cancel(err)
+			etcd.Close()
+			return fmt.Errorf("forwarding the API server into namespace %s: %w", c.Netns, err)
+		}
+		kl.enableNetwork(c.Netns, c.WANAddress, st.Network.PodBinaries, c.PodLogDir(), apiAddr)
+		go func() { proxyDone <- runKubeProxy(ctx, c) }()
+	}
 	kubeletDone := make(chan error, 1)
 	go func() { kubeletDone <- kl.run(ctx) }()
 
@@ -124,6 +140,8 @@ func Serve(ctx context.Context, dir, name string) error {
 		runErr = fmt.Errorf("kube-controller-manager exited: %v", err)
 	case err := <-kubeletDone:
 		runErr = fmt.Errorf("kubelet stand-in exited: %v", err)
+	case err := <-proxyDone:
+		runErr = err
 	case err := <-etcd.Err():
 		runErr = fmt.Errorf("etcd: %v", err)
 	}
@@ -135,6 +153,17 @@ func Serve(ctx context.Context, dir, name string) error {
 	select {
 	case <-apiDone:
 	case <-time.After(3 * time.Second):
+	}
+	if st.Network != nil {
+		// Pod processes and kube-proxy stop with the cluster.
+		select {
+		case <-kubeletDone:
+		case <-time.After(10 * time.Second):
+		}
+		select {
+		case <-proxyDone:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	closed := make(chan struct{})
 	go func() { etcd.Close(); close(closed) }()
@@ -174,6 +203,10 @@ func removeClusterFiles(dir string, c *state.Cluster) {
 	if !last {
 		_ = st.Save()
 		return
+	}
+	if st.Network != nil {
+		// Pod processes, kube-proxies and namespaces of every cluster.
+		_ = netns.Teardown(st.Network.Prefix)
 	}
 	for _, other := range st.Clusters { // clusters that were stopped, too
 		_ = os.RemoveAll(other.DataDir)

@@ -24,8 +24,27 @@ type State struct {
 	Dir string `json:"dir"`
 	// OwnerPID, when not zero, is a process whose exit makes every cluster
 	// stop itself and delete its data (used by test harnesses).
-	OwnerPID int        `json:"ownerPid,omitempty"`
+	OwnerPID int `json:"ownerPid,omitempty"`
+	// Network is set in network mode (up --network): the clusters have
+	// their own network namespaces linked by a WAN.
+	Network  *Network   `json:"network,omitempty"`
 	Clusters []*Cluster `json:"clusters"`
+}
+
+// Network describes network mode: the namespaces of the environment and
+// where the kubelet stand-ins find the binaries they run as pods.
+type Network struct {
+	// Prefix starts the name of every network namespace of the
+	// environment: lt-<8 hex digits of sha256(dir)>-.
+	Prefix string `json:"prefix"`
+	// WANNamespace holds the bridge linking the cluster namespaces.
+	WANNamespace string `json:"wanNamespace"`
+	// WANCIDR is the network between the clusters (each cluster namespace
+	// has one address in it, Cluster.WANAddress).
+	WANCIDR string `json:"wanCIDR"`
+	// PodBinaries is the directory whose executables the kubelet stand-ins
+	// run as pod processes (up --pod-binaries); empty: none.
+	PodBinaries string `json:"podBinaries,omitempty"`
 }
 
 // Cluster describes one cluster of the environment.
@@ -50,7 +69,15 @@ type Cluster struct {
 	// kubelet stand-in.
 	LogFile string `json:"logFile"`
 	Ports   Ports  `json:"ports"`
+	// Netns is the cluster's network namespace (network mode only).
+	Netns string `json:"netns,omitempty"`
+	// WANAddress is the cluster namespace's address on the WAN, also its
+	// Node's InternalIP (network mode only).
+	WANAddress string `json:"wanAddress,omitempty"`
 }
+
+// PodLogDir holds the output of pod processes (network mode).
+func (c *Cluster) PodLogDir() string { return filepath.Join(c.DataDir, "pods") }
 
 // Ports are the loopback ports one cluster listens on.
 type Ports struct {
