@@ -24,10 +24,12 @@ fn runtime() -> PluginRuntime {
 }
 
 fn golden_dir(plugin: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins")
-        .join(plugin)
-        .join("tests/golden")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../plugins")
+    .join(plugin)
+    .join("tests/golden")
 }
 
 /// The host cache of a golden case: the objects listed in its context.

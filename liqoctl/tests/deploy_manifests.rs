@@ -5,7 +5,7 @@
 //! The Deployment's pods never run a container here (testenv's kubelet stand-in only reports
 //! them Running); the test checks what the API accepted and what RBAC grants.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use testsupport::TestEnv;
 
@@ -15,7 +15,10 @@ const CLUSTER: &str = "london";
 const SA: &str = "system:serviceaccount:liqo:liqo-host";
 
 fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../deploy")
 }
 
 /// `kubectl auth can-i VERB RESOURCE --as the host` ("yes"/"no").

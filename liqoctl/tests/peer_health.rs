@@ -6,7 +6,6 @@
 //! Waiting out the 90 s Lease would make the test slow without testing anything more, so the
 //! test moves the Lease's renewTime into the past, as the passing of time would.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 mod common;
@@ -49,7 +48,10 @@ fn incoming_column(env: &TestEnv) -> Option<String> {
 #[tokio::test]
 async fn endpoints_of_a_silent_consumer_turn_not_ready_and_come_back() {
     let env = TestEnv::shared();
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("..");
     let (mut london_host, _newyork_host) = tutorial_until_offload(
         env,
         Some(&repo.join("examples/service-offloading/app.yaml")),

@@ -261,7 +261,10 @@ fn scaffold_build_and_test_a_plugin() {
     }
     let wit = std::fs::read_to_string(crate_dir.join("wit/reflection.wit")).unwrap();
     let host_wit = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/reflection.wit"),
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../wit/reflection.wit"),
     )
     .unwrap();
     assert_eq!(wit, host_wit, "the crate carries the host's contract");

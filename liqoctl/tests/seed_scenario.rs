@@ -15,7 +15,10 @@ use testsupport::{TestEnv, eventually, output_text as text};
 const WAIT: Duration = Duration::from_secs(90);
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("..")
 }
 
 fn gone(env: &TestEnv, cluster: &str, args: &[&str]) -> bool {

@@ -1,6 +1,6 @@
 //! The engine: kinds, peers, twin namespaces, caches, the queue and its workers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use kube::Client;
@@ -81,23 +81,20 @@ pub(crate) struct Registry {
     pub slots: HashMap<Arc<str>, Arc<KindSlot>>,
     /// The built-in plugin of each kind, restored when a user plugin that replaced it goes.
     builtin: HashMap<Arc<str>, Arc<ReflectorPlugin>>,
-    /// Kind key → keys of kinds re-evaluated when it changes (manifest `triggers`).
-    pub triggers: HashMap<String, Vec<Arc<str>>>,
+    /// Keys of the kinds some plugin declares as a trigger (manifest `triggers`): a change of
+    /// such an object re-evaluates the objects that read it (see `reads`).
+    pub triggers: HashSet<String>,
 }
 
 impl Registry {
     fn rebuild_triggers(&mut self) {
-        let mut triggers: HashMap<String, Vec<Arc<str>>> = HashMap::new();
-        for slot in self.slots.values() {
-            let Some(plugin) = &slot.plugin else { continue };
-            for t in &plugin.manifest().triggers {
-                triggers
-                    .entry(kind_key(&t.group, &t.version, &t.kind))
-                    .or_default()
-                    .push(slot.key.clone());
-            }
-        }
-        self.triggers = triggers;
+        self.triggers = self
+            .slots
+            .values()
+            .filter_map(|slot| slot.plugin.as_ref())
+            .flat_map(|plugin| plugin.manifest().triggers.iter())
+            .map(|t| kind_key(&t.group, &t.version, &t.kind))
+            .collect();
     }
 
     /// Every local kind some slot needs watched: reflected, read or triggering.
@@ -907,14 +904,15 @@ impl Engine {
                 name,
                 listing,
             } => {
-                let (reflected, dependents) = {
+                let (reflected, is_trigger) = {
                     let registry = self.registry();
                     let reflected = registry.slots.get(key).map(|s| s.key.clone());
-                    let dependents = registry.triggers.get(key).cloned().unwrap_or_default();
-                    (reflected, dependents)
+                    (reflected, registry.triggers.contains(key))
                 };
                 let ns: Arc<str> = Arc::from(namespace);
-                let readers = if listing || dependents.is_empty() {
+                // A (re)list reports every dependent object too: fanning out per listed object
+                // would cost O(objects²) at startup.
+                let readers = if listing || !is_trigger {
                     Vec::new()
                 } else {
                     self.inner.reads.readers_of(key, namespace, name)
@@ -930,11 +928,6 @@ impl Engine {
                             kind: kind.clone(),
                             name: Arc::from(name),
                         });
-                    }
-                    // A (re)list reports every dependent object too: fanning out per listed
-                    // object would cost O(objects²) at startup.
-                    if listing || dependents.is_empty() {
-                        continue;
                     }
                     // Only the objects whose last pass read this one can change (plugins are
                     // pure): see `reads`. Objects never evaluated yet get their own pass.

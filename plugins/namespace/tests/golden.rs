@@ -9,7 +9,10 @@ use serde_json::Value;
 
 #[test]
 fn golden_cases() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+    // Read at run time (cargo sets it for tests): a test binary reused from a shared target
+    // directory may have been compiled in another checkout.
+    let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
+        .join("tests/golden");
     golden::run_cases(dir, |case| {
         let ctx = &case.context;
         // The local namespace is the NamespaceOffloading's own namespace.

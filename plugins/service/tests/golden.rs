@@ -7,7 +7,10 @@ use liqo_plugin_service::{manifest, reflect, reflect_json};
 
 #[test]
 fn golden_cases() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+    // Read at run time (cargo sets it for tests): a test binary reused from a shared target
+    // directory may have been compiled in another checkout.
+    let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
+        .join("tests/golden");
     golden::run_cases(dir, |case| {
         let host = case.context.fake_host(manifest().reads)?;
         let ctx = case.context.reflect_context();

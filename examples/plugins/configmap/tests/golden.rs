@@ -58,7 +58,10 @@ fn outcome(result: Result<Decision, String>) -> Value {
 
 #[test]
 fn golden_cases() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("testdata");
     let mut inputs: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
