@@ -15,12 +15,12 @@ help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: setup
-setup: ## Install what a fresh machine lacks (the wasm32-wasip2 Rust target; as root, iproute2 and iptables)
+setup: ## Install what a fresh machine lacks (the wasm32-wasip2 Rust target; as root, iproute2, iptables and nftables)
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@# testenv's network mode (root only: network namespaces, kube-proxy's iptables rules).
-	@if command -v ip >/dev/null && command -v iptables >/dev/null; then :; \
+	@if command -v ip >/dev/null && command -v iptables >/dev/null && command -v nft >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables nftables >/dev/null; \
 	else echo "note: testenv network mode (its tests) needs root with iproute2 and iptables installed"; fi
 
 .PHONY: build

@@ -1,5 +1,5 @@
 //! The gateway: peer links, the export side (serving peers' streams) and the import side
-//! (local listeners forwarding to peers).
+//! (local listeners forwarding to peers: one per import rule, and the service listener).
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
@@ -23,8 +23,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::identity::{Fingerprint, Identity};
 use crate::metrics::{ByteLabels, Metrics, PeerLabels};
+use crate::original_dst::original_destination;
 use crate::pump::{Counters, abort, splice};
-use crate::target::{ExportTable, ImportRule, Target};
+use crate::target::{ExportTable, ImportRule, ServiceResolver, ServiceRoute, Target};
 use crate::tls::{PinError, PinSet, TlsConfigError, client_config, server_config};
 
 /// Largest HTTP/2 frame either side accepts: large frames mean fewer frame headers and
@@ -197,6 +198,15 @@ struct ImportListener {
     task: Task,
 }
 
+/// The service listener: one socket for every reflected Service, routed by original destination.
+struct ServiceListener {
+    /// The address it was asked to bind (may have port 0).
+    requested: SocketAddr,
+    local_addr: SocketAddr,
+    resolver: watch::Sender<Arc<dyn ServiceResolver>>,
+    task: Task,
+}
+
 struct Inner {
     identity: Identity,
     options: Options,
@@ -205,6 +215,7 @@ struct Inner {
     peers: Mutex<HashMap<String, Peer>>,
     exports: RwLock<Arc<ExportTable>>,
     imports: tokio::sync::Mutex<HashMap<SocketAddr, ImportListener>>,
+    services: tokio::sync::Mutex<Option<ServiceListener>>,
     server: Mutex<Option<Task>>,
     /// Inbound link connections, so shutdown can close them.
     connections: Mutex<Vec<Task>>,
@@ -239,8 +250,12 @@ impl Drop for Gateway {
         lock(&self.inner.server).take();
         lock(&self.inner.connections).clear();
         lock(&self.inner.peers).clear();
+        // Nothing can hold these locks here: their holders borrow `self`.
         if let Ok(mut imports) = self.inner.imports.try_lock() {
             imports.clear();
+        }
+        if let Ok(mut services) = self.inner.services.try_lock() {
+            services.take();
         }
     }
 }
@@ -264,6 +279,7 @@ impl Gateway {
                 peers: Mutex::new(HashMap::new()),
                 exports: RwLock::new(Arc::new(ExportTable::new())),
                 imports: tokio::sync::Mutex::new(HashMap::new()),
+                services: tokio::sync::Mutex::new(None),
                 server: Mutex::new(None),
                 connections: Mutex::new(Vec::new()),
                 inbound_generation: std::sync::atomic::AtomicU64::new(0),
@@ -492,6 +508,55 @@ impl Gateway {
         Ok(addrs)
     }
 
+    /// Starts (or replaces) the service listener on `addr`; returns the bound address.
+    ///
+    /// Every connection it accepts is routed by its original destination (the Service
+    /// ClusterIP:port or NodeIP:nodePort the client dialed before kube-proxy's DNAT, see
+    /// [`crate::original_destination`]): `resolver` names the peer and target, and the
+    /// connection is forwarded exactly like one accepted by an import rule (metrics with role
+    /// `import`). A destination the resolver does not know, or a route to a peer that is not
+    /// configured, has no address or whose link is down, resets the connection at once.
+    ///
+    /// Called again with the same `addr` (as requested, or as bound) it keeps the socket and
+    /// only replaces the resolver, for the next connections. With another address it binds the
+    /// new one first, then closes the old listener; on error the old listener stays. Either way
+    /// connections already accepted continue. Dropping the gateway or [`Gateway::shutdown`]
+    /// closes the listener.
+    pub async fn listen_services(
+        &self,
+        addr: SocketAddr,
+        resolver: Arc<dyn ServiceResolver>,
+    ) -> Result<SocketAddr, GatewayError> {
+        let mut current = self.inner.services.lock().await;
+        if let Some(existing) = current.as_ref()
+            && (existing.requested == addr || existing.local_addr == addr)
+        {
+            existing.resolver.send_replace(resolver);
+            tracing::info!(listen = %existing.local_addr, "service listener: resolver replaced");
+            return Ok(existing.local_addr);
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let (tx, rx) = watch::channel(resolver);
+        let task = Task::spawn(accept_services(self.inner.clone(), listener, rx));
+        let old = current.replace(ServiceListener {
+            requested: addr,
+            local_addr,
+            resolver: tx,
+            task,
+        });
+        if let Some(old) = old {
+            tracing::info!(listen = %old.local_addr, "service listener moved: closing the old one");
+            old.task.stop().await;
+        }
+        tracing::info!(listen = %local_addr, "service listener: accepting connections to reflected Services");
+        Ok(local_addr)
+    }
+
     /// Watches the link to `peer`; `None` if the peer is not configured.
     pub fn link_state(&self, peer: &str) -> Option<watch::Receiver<LinkState>> {
         lock(&self.inner.peers)
@@ -546,6 +611,10 @@ impl Gateway {
             .collect();
         for import in imports {
             import.task.stop().await;
+        }
+        let services = self.inner.services.lock().await.take();
+        if let Some(services) = services {
+            services.task.stop().await;
         }
     }
 }
@@ -849,8 +918,83 @@ async fn accept_imports(
             continue;
         };
         let inner = inner.clone();
-        tokio::spawn(async move { forward_import(&inner, rule, sender, tcp).await });
+        tokio::spawn(async move {
+            forward_import(&inner, &rule.peer, &rule.target, None, sender, tcp).await;
+        });
     }
+}
+
+/// Service listener: accepts local connections for every reflected Service, routes each by its
+/// original destination and forwards it as an import rule would.
+async fn accept_services(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    resolver: watch::Receiver<Arc<dyn ServiceResolver>>,
+) {
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a service connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        // The peer is unknown in both refusals below, so their series has an empty `peer`
+        // (a destination as label value would be unbounded).
+        let destination = match original_destination(&tcp) {
+            Ok(destination) => destination,
+            Err(e) => {
+                inner.metrics.refused("", "import", "unknown_destination");
+                tracing::debug!(error = %e, "cannot read a connection's original destination: resetting it");
+                abort(tcp);
+                continue;
+            }
+        };
+        // Clone the resolver out of the channel: `resolve` must not run under its lock.
+        let resolver = resolver.borrow().clone();
+        let Some(ServiceRoute { peer, target }) = route_of(resolver.as_ref(), destination) else {
+            inner.metrics.refused("", "import", "unknown_destination");
+            tracing::debug!(%destination, "no Service at the original destination: resetting the connection");
+            abort(tcp);
+            continue;
+        };
+        let sender = {
+            let peers = lock(&inner.peers);
+            match peers.get(&peer) {
+                None => Err("unknown_peer"),
+                Some(p) if p.config.address.is_none() => Err("peer_without_address"),
+                Some(p) => p.sender.borrow().clone().ok_or("link_down"),
+            }
+        };
+        let sender = match sender {
+            Ok(sender) => sender,
+            Err(reason) => {
+                // Refuse at once rather than leave the client hanging: it can retry or fail over.
+                inner.metrics.refused(&peer, "import", reason);
+                tracing::debug!(%destination, %peer, %target, reason, "cannot forward a service connection: resetting it");
+                abort(tcp);
+                continue;
+            }
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            forward_import(&inner, &peer, &target, Some(destination), sender, tcp).await;
+        });
+    }
+}
+
+/// Asks `resolver`; a panicking resolver refuses the connection instead of killing the listener
+/// (which would cut every reflected Service at once).
+fn route_of(resolver: &dyn ServiceResolver, destination: SocketAddr) -> Option<ServiceRoute> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        resolver.resolve(destination)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(%destination, "the service resolver panicked: resetting the connection");
+        None
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -888,21 +1032,25 @@ async fn open_stream(
     Err(OpenError::Refused { status, reason })
 }
 
+/// Forwards one local connection to `target` at `peer`. `destination` is the original
+/// destination of a service listener's connection (`None` for an import rule's).
 async fn forward_import(
     inner: &Inner,
-    rule: ImportRule,
+    peer: &str,
+    target: &Target,
+    destination: Option<SocketAddr>,
     sender: SendRequest<Bytes>,
     tcp: TcpStream,
 ) {
     let opened = timeout(
         inner.options.stream_open_timeout,
-        open_stream(sender, &rule.target),
+        open_stream(sender, target),
     )
     .await
     .unwrap_or(Err(OpenError::Timeout));
     match opened {
         Ok((send, recv)) => {
-            run_stream(inner, &rule.peer, &rule.target, "import", tcp, send, recv).await;
+            run_stream(inner, peer, target, "import", tcp, send, recv).await;
         }
         Err(e) => {
             let reason = match &e {
@@ -913,8 +1061,17 @@ async fn forward_import(
                 OpenError::Timeout => "timeout",
                 OpenError::H2(_) => "link_error",
             };
-            inner.metrics.refused(&rule.peer, "import", reason);
-            tracing::info!(peer = %rule.peer, target = %rule.target, error = %e, "cannot open a stream: resetting the connection");
+            inner.metrics.refused(peer, "import", reason);
+            match destination {
+                // The service listener carries every reflected Service: per-connection logs
+                // there stay at debug (the refused metric counts them).
+                Some(destination) => {
+                    tracing::debug!(%destination, %peer, %target, error = %e, "cannot open a stream: resetting the connection");
+                }
+                None => {
+                    tracing::info!(%peer, %target, error = %e, "cannot open a stream: resetting the connection");
+                }
+            }
             abort(tcp);
         }
     }

@@ -26,7 +26,9 @@
 //!
 //! [`Gateway`] is driven by tables the caller replaces at any time: [`Gateway::set_peers`],
 //! [`Gateway::set_exports`], [`Gateway::set_imports`]; [`Gateway::link_state`] reports each
-//! link. The `liqo-gateway` binary drives it from a [`config::Config`] file.
+//! link. Instead of (or besides) one import listener per Service, [`Gateway::listen_services`]
+//! opens one port for all reflected Services: kube-proxy DNATs their ClusterIPs to it, and a
+//! [`ServiceResolver`] maps each connection's [`original_destination`] to a peer and target. The `liqo-gateway` binary drives it from a [`config::Config`] file.
 
 #![warn(missing_docs)]
 
@@ -34,11 +36,13 @@ pub mod config;
 mod gateway;
 pub mod identity;
 pub mod metrics;
+mod original_dst;
 mod pump;
 pub mod target;
 pub mod tls;
 
 pub use gateway::{Gateway, GatewayError, LinkState, Options, PeerConfig, REASON_HEADER};
 pub use identity::{Fingerprint, Identity, IdentityError};
+pub use original_dst::original_destination;
 pub use pump::SpliceError;
-pub use target::{ExportTable, ImportRule, InvalidTarget, Target};
+pub use target::{ExportTable, ImportRule, InvalidTarget, ServiceResolver, ServiceRoute, Target};

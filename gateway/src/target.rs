@@ -106,6 +106,27 @@ pub struct ImportRule {
     pub target: Target,
 }
 
+/// Where a connection accepted on the service listener goes (see
+/// [`crate::Gateway::listen_services`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRoute {
+    /// The peer whose gateway serves the target.
+    pub peer: String,
+    /// The target in the peer's cluster.
+    pub target: Target,
+}
+
+/// Maps the original destination of a connection (the ClusterIP:port or NodeIP:nodePort the
+/// client dialed before NAT) to a route. Called once per accepted connection; must be cheap and
+/// must not block.
+///
+/// IPv4 destinations are always given as [`SocketAddr::V4`], also when the service listener is
+/// a dual-stack IPv6 socket (see [`crate::original_destination`]).
+pub trait ServiceResolver: Send + Sync + 'static {
+    /// The route for connections to `original_destination`; `None` resets the connection.
+    fn resolve(&self, original_destination: SocketAddr) -> Option<ServiceRoute>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

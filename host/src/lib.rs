@@ -28,4 +28,5 @@ pub mod plugin;
 pub mod reflect;
 pub mod telemetry;
 pub mod tenant;
+pub mod transport;
 pub mod user_plugins;

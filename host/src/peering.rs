@@ -13,6 +13,8 @@
 //! outgoing peering, nothing to connect to.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -32,9 +34,13 @@ use crate::api::foreign_cluster::{
     ForeignClusterStatus, PeeringCondition, PeeringConditionStatus, PeeringConditionType,
 };
 use crate::labels;
-use crate::plugin::{AddressTranslator, CidrRemap, ClusterIdentity, IdentityTranslation};
+use crate::plugin::{
+    AddressTranslator, CidrRemap, ClusterIdentity, GatewayTranslation, IdentityTranslation,
+};
 use crate::reflect::{Engine, EngineMetrics, PeerHandle};
 use crate::tenant;
+use crate::transport::Transport;
+use liqo_gateway::{Fingerprint, LinkState};
 
 /// Finalizer the host puts on ForeignClusters so a peer is always removed from the engine.
 pub const PEERING_FINALIZER: &str = "liqo.io/peering";
@@ -173,6 +179,8 @@ struct Context {
     local: Option<ClusterIdentity>,
     /// Per peer id, the client and tenant namespace of a Lease to release on unpeer.
     leases: Mutex<HashMap<String, (Client, String)>>,
+    /// This cluster's gateway, when it runs one.
+    transport: Option<Transport>,
 }
 
 /// Runs the peering controller until `shutdown` resolves, without keeping Leases on providers
@@ -184,7 +192,7 @@ pub async fn run(
     metrics: EngineMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    run_inner(None, client, engine, peers, metrics, shutdown).await
+    run_inner(None, client, engine, peers, metrics, None, shutdown).await
 }
 
 /// Runs the peering controller as cluster `local` until `shutdown` resolves: like [`run`], and
@@ -197,7 +205,33 @@ pub async fn run_as(
     metrics: EngineMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    run_inner(Some(local), client, engine, peers, metrics, shutdown).await
+    run_inner(Some(local), client, engine, peers, metrics, None, shutdown).await
+}
+
+/// Like [`run_as`], with this cluster's gateway: gateway-mode ForeignClusters pin their peer's
+/// gateway, the Lease announces this cluster's, and `NETWORKING` follows the gateway link.
+/// `link_changes` names the peers whose link changed (see [`Transport::run`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_with_transport(
+    local: ClusterIdentity,
+    client: Client,
+    engine: Engine,
+    peers: Peers,
+    metrics: EngineMetrics,
+    transport: Transport,
+    link_changes: tokio::sync::mpsc::UnboundedReceiver<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_inner(
+        Some(local),
+        client,
+        engine,
+        peers,
+        metrics,
+        Some((transport, link_changes)),
+        shutdown,
+    )
+    .await
 }
 
 async fn run_inner(
@@ -206,9 +240,14 @@ async fn run_inner(
     engine: Engine,
     peers: Peers,
     metrics: EngineMetrics,
+    transport: Option<(Transport, tokio::sync::mpsc::UnboundedReceiver<String>)>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api: Api<ForeignCluster> = Api::all(client.clone());
+    let (transport, link_changes) = match transport {
+        Some((t, rx)) => (Some(t), Some(rx)),
+        None => (None, None),
+    };
     let ctx = Arc::new(Context {
         client,
         engine,
@@ -216,8 +255,16 @@ async fn run_inner(
         metrics,
         local,
         leases: Mutex::new(HashMap::new()),
+        transport,
+    });
+    // A link change re-evaluates every ForeignCluster (there are few): NETWORKING follows it.
+    let link_changed = futures::stream::unfold(link_changes, |rx| async move {
+        let mut rx = rx?;
+        rx.recv().await?;
+        Some(((), Some(rx)))
     });
     Controller::new(api, watcher::Config::default())
+        .reconcile_all_on(link_changed)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -249,6 +296,9 @@ async fn reconcile(
                 let id = fc.spec.cluster_id.clone();
                 ctx.engine.remove_peer(&id);
                 ctx.peers.remove(&id);
+                if let Some(transport) = &ctx.transport {
+                    transport.set_export_peer(&id, None);
+                }
                 let lease = ctx
                     .leases
                     .lock()
@@ -275,6 +325,17 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
     let name = fc.name_any();
     let id = fc.spec.cluster_id.clone();
     let mut status = fc.status.clone().unwrap_or_default();
+    if let Some(transport) = &ctx.transport {
+        // Pin the provider's gateway (from its peer command) before anything else, so its
+        // link is accepted even while its API server is unreachable.
+        transport.set_export_peer(
+            &id,
+            gateway_of(fc)
+                .ok()
+                .flatten()
+                .map(|(fingerprint, _)| (fingerprint, name.clone())),
+        );
+    }
     if fc.spec.credentials_secret_ref.is_none() {
         return incoming_only(fc, status, ctx).await;
     }
@@ -313,6 +374,11 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                             client: client.clone(),
                             translator,
                         });
+                        if let Some(transport) = &ctx.transport
+                            && transport.foreign_cluster_of(&id).is_some()
+                        {
+                            ctx.engine.set_data_path(&id, transport.data_path_up(&id));
+                        }
                         ctx.peers.insert(
                             Peer {
                                 identity,
@@ -446,18 +512,86 @@ async fn finish(
     t: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     ctx: &Context,
 ) -> Result<Action, PeeringError> {
-    status.set_condition(
-        PeeringCondition::new(
-            PeeringConditionType::NetworkStatus,
-            PeeringConditionStatus::None,
-        )
-        .with_reason("NoDataPath", "no cross-cluster data path is configured"),
-        t,
-    );
+    status.set_condition(network_condition(fc, ctx.transport.as_ref()), t);
     status.role = tenant::role(&status);
     status.observed_generation = fc.metadata.generation;
     write_status(fc, status, ctx).await?;
     Ok(Action::requeue(PROBE_INTERVAL))
+}
+
+/// `NETWORKING`: `Established` only while the gateway link with the peer is up, in either
+/// direction (this cluster's providers dial it; it dials its consumers); `None` when no
+/// gateway data path is configured for the peer.
+fn network_condition(fc: &ForeignCluster, transport: Option<&Transport>) -> PeeringCondition {
+    let id = &fc.spec.cluster_id;
+    let condition = |status, reason: &str, message: String| {
+        PeeringCondition::new(PeeringConditionType::NetworkStatus, status)
+            .with_reason(reason, message)
+    };
+    let gateway = gateway_of(fc);
+    match (transport.and_then(|t| t.link_state(id)), &gateway) {
+        (Some(LinkState::Up { rtt }), _) => condition(
+            PeeringConditionStatus::Established,
+            "GatewayLinkUp",
+            format!(
+                "the gateway link with {id} is up (round trip {:.1} ms)",
+                rtt.as_secs_f64() * 1000.0
+            ),
+        ),
+        (Some(LinkState::Down { reason }), _) => condition(
+            PeeringConditionStatus::Error,
+            "GatewayLinkDown",
+            format!("the gateway link with {id} is down: {reason}"),
+        ),
+        (None, Err(reason)) => condition(
+            PeeringConditionStatus::Error,
+            "InvalidGateway",
+            reason.clone(),
+        ),
+        (None, Ok(Some(_))) if transport.is_none() => condition(
+            PeeringConditionStatus::Error,
+            "NoLocalGateway",
+            format!(
+                "{id} sends this cluster's Services traffic through gateways, but this cluster \
+                 runs none: start liqo-host with --gateway-listen"
+            ),
+        ),
+        (None, Ok(Some(_))) => condition(
+            PeeringConditionStatus::Error,
+            "GatewayLinkDown",
+            format!("waiting for the gateway of {id} to connect"),
+        ),
+        (None, Ok(None)) => condition(
+            PeeringConditionStatus::None,
+            "NoDataPath",
+            "no cross-cluster data path is configured".into(),
+        ),
+    }
+}
+
+/// The peer's gateway from `spec.networking` (pinned fingerprint, service endpoint), `None`
+/// when the peering is not in gateway mode, or why the spec is unusable.
+fn gateway_of(fc: &ForeignCluster) -> Result<Option<(Fingerprint, SocketAddr)>, String> {
+    let Some(net) = &fc.spec.networking else {
+        return Ok(None);
+    };
+    if net.address_translation != AddressTranslation::Gateway {
+        return Ok(None);
+    }
+    let gateway = net.gateway.as_ref().ok_or_else(|| {
+        "addressTranslation is Gateway but spec.networking.gateway is missing: peer again with \
+         the peer command of a cluster that runs a gateway"
+            .to_string()
+    })?;
+    let fingerprint = Fingerprint::from_str(&gateway.fingerprint)
+        .map_err(|e| format!("spec.networking.gateway.fingerprint: {e}"))?;
+    let endpoint = SocketAddr::from_str(&gateway.endpoint).map_err(|_| {
+        format!(
+            "spec.networking.gateway.endpoint {:?} is not IP:PORT",
+            gateway.endpoint
+        )
+    })?;
+    Ok(Some((fingerprint, endpoint)))
 }
 
 /// Renews the consumer's Lease on the provider and replaces the token past half its lifetime.
@@ -473,15 +607,20 @@ async fn keep_lease(
     };
     let name = fc.name_any();
     let id = fc.spec.cluster_id.clone();
-    tenant::renew_lease(peer, &cred.namespace, &local.id)
-        .await
-        .map_err(|err| {
-            format!(
-                "{name} refused to renew this cluster's peering Lease in {}: {err}; the identity \
+    tenant::renew_lease_announcing(
+        peer,
+        &cred.namespace,
+        &local.id,
+        crate::transport::lease_annotations(ctx.transport.as_ref()),
+    )
+    .await
+    .map_err(|err| {
+        format!(
+            "{name} refused to renew this cluster's peering Lease in {}: {err}; the identity \
                  may have been revoked: generate a new peer command on {name} and peer again",
-                cred.namespace
-            )
-        })?;
+            cred.namespace
+        )
+    })?;
     ctx.leases
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -640,12 +779,19 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
     })
 }
 
-fn translator(fc: &ForeignCluster) -> Result<Arc<dyn AddressTranslator>, String> {
+/// The address translation the host uses towards the peer of `fc` (from `spec.networking`);
+/// an error says what is wrong with the spec. Shared with `liqoctl plugin diff`, which must
+/// reflect exactly as the host does.
+pub fn translator(fc: &ForeignCluster) -> Result<Arc<dyn AddressTranslator>, String> {
     let Some(net) = &fc.spec.networking else {
         return Ok(Arc::new(IdentityTranslation));
     };
     match net.address_translation {
         AddressTranslation::Identity => Ok(Arc::new(IdentityTranslation)),
+        AddressTranslation::Gateway => {
+            let (_, endpoint) = gateway_of(fc)?.ok_or("no gateway")?;
+            Ok(Arc::new(GatewayTranslation::new(endpoint)))
+        }
         AddressTranslation::CidrRemap => {
             let spec = net
                 .remapping

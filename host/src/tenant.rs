@@ -133,16 +133,28 @@ fn micro_time(t: Timestamp) -> serde_json::Value {
 /// holder `consumer_id`, renewed now. Claiming an identity someone else holds is refused by the
 /// provider's tenant policy.
 pub async fn renew_lease(peer: &Client, tenant: &str, consumer_id: &str) -> kube::Result<Lease> {
+    renew_lease_announcing(peer, tenant, consumer_id, json!({})).await
+}
+
+/// Like [`renew_lease`], also writing `annotations` (a JSON merge patch of the Lease's
+/// annotations; the tenant policy lets a consumer change only `gateway.liqo.io/*` ones, which
+/// announce its gateway, see [`crate::transport`]).
+pub async fn renew_lease_announcing(
+    peer: &Client,
+    tenant: &str,
+    consumer_id: &str,
+    annotations: serde_json::Value,
+) -> kube::Result<Lease> {
+    let mut patch = json!({"spec": {
+        "holderIdentity": consumer_id,
+        "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+        "renewTime": micro_time(Timestamp::now()),
+    }});
+    if annotations.as_object().is_some_and(|a| !a.is_empty()) {
+        patch["metadata"] = json!({"annotations": annotations});
+    }
     Api::<Lease>::namespaced(peer.clone(), tenant)
-        .patch(
-            LEASE_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {
-                "holderIdentity": consumer_id,
-                "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-                "renewTime": micro_time(Timestamp::now()),
-            }})),
-        )
+        .patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(patch))
         .await
 }
 
@@ -262,6 +274,7 @@ pub async fn run_provider(
     client: Client,
     local: ClusterIdentity,
     grace: Duration,
+    transport: Option<crate::transport::Transport>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -271,7 +284,7 @@ pub async fn run_provider(
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        if let Err(err) = provider_pass(&client, &local, grace).await {
+        if let Err(err) = provider_pass(&client, &local, grace, transport.as_ref()).await {
             tracing::warn!("{err}");
         }
     }
@@ -281,6 +294,7 @@ async fn provider_pass(
     client: &Client,
     local: &ClusterIdentity,
     grace: Duration,
+    transport: Option<&crate::transport::Transport>,
 ) -> Result<(), TenantError> {
     let leases = Api::<Lease>::all(client.clone())
         .list(&ListParams::default().labels(&format!("{PEERING_LEASE_LABEL}=true")))
@@ -304,9 +318,42 @@ async fn provider_pass(
             _ => None,
         })
         .collect();
+    // Consumers whose gateway this cluster dials: announced on their fresh Leases.
+    let mut gateways = BTreeMap::new();
+    for lease in &leases.items {
+        let (Some(tenant), LeaseState::Fresh { consumer }) =
+            (lease.namespace(), lease_state(lease, now, grace))
+        else {
+            continue;
+        };
+        match crate::transport::import_peer_of(lease.annotations()) {
+            Some(Ok(peer)) => {
+                gateways.insert(consumer, peer);
+            }
+            Some(Err(reason)) => {
+                tracing::debug!(%tenant, %consumer, %reason, "unusable gateway announcement")
+            }
+            None => {}
+        }
+    }
+    if let Some(transport) = transport {
+        transport.set_import_peers(gateways.clone());
+    }
     for (tenant, state) in &states {
         let result = match state {
             LeaseState::Fresh { consumer } => {
+                // The consumer's host renews its Lease but its gateway link is down: clients
+                // here must not be sent into a path that resets them. (A live consumer marks
+                // its endpoints not ready itself; this covers a gateway that cannot.)
+                if let Some(transport) = transport
+                    && gateways.contains_key(consumer)
+                    && !transport.data_path_up(consumer)
+                    && let Err(err) =
+                        gate_endpoints(client, tenant, consumer, &local.id, GateReason::LinkDown)
+                            .await
+                {
+                    tracing::warn!("{err}");
+                }
                 let bound = bind_twin_namespaces(client, tenant, consumer, &local.id).await;
                 let marked = incoming(
                     client,
@@ -324,7 +371,14 @@ async fn provider_pass(
                 if fresh.contains(consumer.as_str()) {
                     Ok(())
                 } else {
-                    let gated = gate_endpoints(client, tenant, consumer, &local.id).await;
+                    let gated = gate_endpoints(
+                        client,
+                        tenant,
+                        consumer,
+                        &local.id,
+                        GateReason::LeaseExpired,
+                    )
+                    .await;
                     let marked =
                         incoming(client, tenant, consumer, PeeringConditionStatus::Error).await;
                     gated.and(marked)
@@ -366,6 +420,7 @@ pub async fn gate_endpoints(
     tenant: &str,
     consumer: &str,
     local_id: &str,
+    reason: GateReason,
 ) -> Result<usize, TenantError> {
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let err = |action: String| {
@@ -395,7 +450,9 @@ pub async fn gate_endpoints(
             // An endpoint without a ready condition counts as ready (API semantics).
             e.conditions.as_ref().and_then(|c| c.ready) != Some(false)
         });
-        if !intent && !any_ready {
+        // While only the link is down, the live consumer writes its slices not ready itself
+        // (with its intent): touching them again would make it re-apply them in a loop.
+        if !any_ready && (!intent || reason == GateReason::LinkDown) {
             continue;
         }
         let endpoints: Vec<serde_json::Value> = slice
@@ -429,12 +486,27 @@ pub async fn gate_endpoints(
         }
     }
     if gated > 0 {
-        tracing::warn!(
-            %tenant, %consumer, slices = gated,
-            "the consumer stopped renewing its peering Lease: its endpoints are marked not ready here until it comes back"
-        );
+        match reason {
+            GateReason::LeaseExpired => tracing::warn!(
+                %tenant, %consumer, slices = gated,
+                "the consumer stopped renewing its peering Lease: its endpoints are marked not ready here until it comes back"
+            ),
+            GateReason::LinkDown => tracing::warn!(
+                %tenant, %consumer, slices = gated,
+                "the gateway link to the consumer is down: its endpoints are marked not ready here until it is back"
+            ),
+        }
     }
     Ok(gated)
+}
+
+/// Why a consumer's reflected endpoints are gated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateReason {
+    /// Its host stopped renewing the peering Lease.
+    LeaseExpired,
+    /// The gateway link to it is down (its host may still be alive).
+    LinkDown,
 }
 
 /// ClusterRole granting the reflected kinds, bound inside each twin namespace of a consumer.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use liqo_host::invariants::{self, Expectation};
 use liqo_host::plugin::{
-    CallServices, CidrRemap, ClusterIdentity, KindRef, ObjectReader, ObjectRef, Outcome,
-    PluginError, PluginLimits, PluginMetrics, PluginRuntime, ReflectCall, ReflectorPlugin,
-    RuntimeConfig, builtin,
+    AddressTranslator, CallServices, CidrRemap, ClusterIdentity, GatewayTranslation, KindRef,
+    ObjectReader, ObjectRef, Outcome, PluginError, PluginLimits, PluginMetrics, PluginRuntime,
+    ReflectCall, ReflectorPlugin, RuntimeConfig, builtin,
 };
 use liqo_plugin_sdk::golden::{self, GoldenCase};
 use liqo_plugin_sdk::{DecisionJson, ReflectContext};
@@ -87,16 +87,21 @@ fn check_reflector_case(plugin: &ReflectorPlugin, case: &GoldenCase, native: Nat
     let ctx = &case.context;
     let local = identity(&ctx.local_cluster);
     let remote = identity(&ctx.remote_cluster);
-    let translator = CidrRemap::new(
-        ctx.translate
-            .iter()
-            .map(|(f, t)| (f.parse().unwrap(), t.parse().unwrap()))
-            .collect(),
-    )
-    .expect("translation rules");
+    let translator: Arc<dyn AddressTranslator> = match ctx.gateway {
+        Some(gateway) => Arc::new(GatewayTranslation::new(gateway)),
+        None => Arc::new(
+            CidrRemap::new(
+                ctx.translate
+                    .iter()
+                    .map(|(f, t)| (f.parse().unwrap(), t.parse().unwrap()))
+                    .collect(),
+            )
+            .expect("translation rules"),
+        ),
+    };
     let services = CallServices {
         reader: Arc::new(CaseObjects(ctx.objects.clone())),
-        translator: Arc::new(translator),
+        translator,
     };
     let call = ReflectCall {
         local_cluster: &local,

@@ -3,7 +3,8 @@
 //!
 //! Credentials are never printed: a peering shows at most a fingerprint of its credential (the
 //! first 12 hex digits of the SHA-256 of the Secret's token or kubeconfig), enough to tell two
-//! credentials apart and useless to an attacker.
+//! credentials apart and useless to an attacker. The gateway shows its certificate's
+//! fingerprint, which is public (peers pin it); its key is never read.
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -14,7 +15,14 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
-use liqo_host::api::foreign_cluster::{CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_TOKEN};
+use liqo_gateway::Fingerprint;
+use liqo_host::api::foreign_cluster::{
+    AddressTranslation, CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_TOKEN, GatewaySpec,
+};
+use liqo_host::api::gateway::{
+    GATEWAY_CONFIGMAP, GATEWAY_CONFIGMAP_ENDPOINT_KEY, GATEWAY_CONFIGMAP_FINGERPRINT_KEY,
+    GATEWAY_IDENTITY_CERT_KEY, GATEWAY_IDENTITY_SECRET,
+};
 use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig,
 };
@@ -43,8 +51,32 @@ pub struct Info {
     pub cluster_identity: Option<Identity>,
     /// The host: installed, deployed, running.
     pub host: HostInfo,
+    /// This cluster's gateway: its identity and what the host announces.
+    pub gateway: GatewayInfo,
     /// One entry per ForeignCluster, by name.
     pub peerings: Vec<PeeringInfo>,
+}
+
+/// This cluster's gateway.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInfo {
+    /// SHA-256 fingerprint of the certificate in the Secret `liqo/liqo-gateway-identity`, when
+    /// the Secret exists and is readable.
+    pub identity_fingerprint: Option<String>,
+    /// What the host announces in the ConfigMap `liqo/liqo-gateway` (absent: no gateway runs),
+    /// as `generate peer-command` copies it into the peer command.
+    pub announced: Option<AnnouncedGateway>,
+}
+
+/// The `data` of the ConfigMap `liqo/liqo-gateway`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnouncedGateway {
+    /// The certificate fingerprint the host announces.
+    pub fingerprint: String,
+    /// `IP:PORT` where this cluster's clients reach the gateway.
+    pub service_endpoint: String,
 }
 
 /// This cluster's identity, from the ConfigMap `liqo/liqo-clusterid-configmap`.
@@ -122,6 +154,9 @@ pub struct PeeringInfo {
     pub age: String,
     /// `sha256:<12 hex digits>` of the credential, when its Secret is readable.
     pub credential_fingerprint: Option<String>,
+    /// With address translation `Gateway`: the peer's gateway this cluster pins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
 }
 
 /// Runs `liqoctl info`.
@@ -202,6 +237,7 @@ async fn collect(client: &Client) -> Result<Info> {
         });
     let installed = crds_present && cluster_identity.is_some();
     let status = host_status(installed, deployment.as_ref(), leader.as_ref());
+    let gateway = gateway_info(client).await?;
 
     let fcs = manifests::list_if_installed(
         &Api::<ForeignCluster>::all(client.clone()),
@@ -221,8 +257,47 @@ async fn collect(client: &Client) -> Result<Info> {
             deployment,
             leader,
         },
+        gateway,
         peerings,
     })
+}
+
+/// The gateway identity's fingerprint (best effort: info must work for users who may not read
+/// Secrets) and the host's announcement.
+async fn gateway_info(client: &Client) -> Result<GatewayInfo> {
+    let identity_fingerprint =
+        Api::<Secret>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+            .get_opt(GATEWAY_IDENTITY_SECRET)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|secret| certificate_fingerprint(&secret))
+            .map(|f| f.to_string());
+    let announced = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .get_opt(GATEWAY_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!("reading ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_CONFIGMAP}")
+        })?
+        .map(|cm| {
+            let data = cm.data.unwrap_or_default();
+            let get = |key: &str| data.get(key).cloned().unwrap_or_default();
+            AnnouncedGateway {
+                fingerprint: get(GATEWAY_CONFIGMAP_FINGERPRINT_KEY),
+                service_endpoint: get(GATEWAY_CONFIGMAP_ENDPOINT_KEY),
+            }
+        });
+    Ok(GatewayInfo {
+        identity_fingerprint,
+        announced,
+    })
+}
+
+/// The fingerprint of the first certificate in a gateway identity Secret's `tls.crt`.
+fn certificate_fingerprint(secret: &Secret) -> Option<Fingerprint> {
+    let pem = secret.data.as_ref()?.get(GATEWAY_IDENTITY_CERT_KEY)?;
+    let ders = crate::peer::input::pem_certificates(&String::from_utf8_lossy(&pem.0));
+    ders.first().map(|der| Fingerprint::of_der(der))
 }
 
 fn host_status(
@@ -312,6 +387,12 @@ async fn peering_info(client: &Client, fc: &ForeignCluster) -> PeeringInfo {
             .map(|t| age(now_seconds() - t.0.as_second()))
             .unwrap_or_default(),
         credential_fingerprint: fingerprint(client, fc).await,
+        gateway: fc
+            .spec
+            .networking
+            .as_ref()
+            .filter(|n| n.address_translation == AddressTranslation::Gateway)
+            .and_then(|n| n.gateway.clone()),
     }
 }
 
@@ -393,6 +474,10 @@ fn print_human(info: &Info) {
         if info.host.installed { "yes" } else { "no" }
     );
     println!("  Status:     {}", info.host.status);
+    println!("Gateway");
+    for line in gateway_lines(&info.gateway) {
+        println!("  {line}");
+    }
     println!("Peerings");
     if info.peerings.is_empty() {
         println!(
@@ -449,10 +534,56 @@ fn print_human(info: &Info) {
         line(row.iter().map(String::as_str).collect());
     }
     for p in &info.peerings {
+        if let Some(gateway) = &p.gateway {
+            println!(
+                "  {}: through the gateways ({}'s at {}, certificate fingerprint {})",
+                p.name, p.name, gateway.endpoint, gateway.fingerprint
+            );
+        }
         for problem in &p.problems {
             println!("  {}: {problem}", p.name);
         }
     }
+}
+
+/// The human lines of the gateway section.
+fn gateway_lines(gateway: &GatewayInfo) -> Vec<String> {
+    let mut lines = vec![match &gateway.identity_fingerprint {
+        Some(f) => format!(
+            "Identity:   Secret {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_IDENTITY_SECRET}, certificate \
+             fingerprint {f}"
+        ),
+        None => format!(
+            "Identity:   none readable (Secret {CLUSTER_IDENTITY_NAMESPACE}/\
+             {GATEWAY_IDENTITY_SECRET}): `liqoctl install` creates it"
+        ),
+    }];
+    match &gateway.announced {
+        Some(a) => {
+            lines.push(format!(
+                "Announced:  {} (ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_CONFIGMAP}), \
+                 fingerprint {}",
+                a.service_endpoint, a.fingerprint
+            ));
+            // The host announces what it loaded; a Secret replaced since then is not in use yet.
+            let announced = a.fingerprint.parse::<Fingerprint>().ok();
+            if let Some(f) = &gateway.identity_fingerprint
+                && announced.map(|a| a.to_string()).as_ref() != Some(f)
+            {
+                lines.push(
+                    "note: the announced fingerprint is not the identity Secret's: the host has \
+                     not loaded the current Secret (restart it; peers that pinned the old \
+                     fingerprint must peer again)"
+                        .to_string(),
+                );
+            }
+        }
+        None => lines.push(format!(
+            "Announced:  no (ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_CONFIGMAP} not found: \
+             no gateway runs here); peer commands from this cluster use address translation Identity"
+        )),
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -496,6 +627,55 @@ mod tests {
         assert!(!f.contains("secret"));
         assert_eq!(f, fingerprint_of(b"secret-token"));
         assert_ne!(f, fingerprint_of(b"other-token"));
+    }
+
+    #[test]
+    fn gateway_section() {
+        let fp = "ab".repeat(32);
+        let lines = gateway_lines(&GatewayInfo {
+            identity_fingerprint: None,
+            announced: None,
+        });
+        assert!(lines[0].contains("liqoctl install"), "{lines:?}");
+        assert!(lines[1].contains("Identity"), "{lines:?}");
+        let same = gateway_lines(&GatewayInfo {
+            identity_fingerprint: Some(fp.clone()),
+            announced: Some(AnnouncedGateway {
+                fingerprint: fp.to_uppercase(),
+                service_endpoint: "10.96.0.50:7901".into(),
+            }),
+        });
+        assert_eq!(same.len(), 2, "{same:?}");
+        assert!(same[1].contains("10.96.0.50:7901"), "{same:?}");
+        let other = gateway_lines(&GatewayInfo {
+            identity_fingerprint: Some(fp),
+            announced: Some(AnnouncedGateway {
+                fingerprint: "cd".repeat(32),
+                service_endpoint: "10.96.0.50:7901".into(),
+            }),
+        });
+        assert!(other[2].contains("restart"), "{other:?}");
+    }
+
+    #[test]
+    fn the_identity_fingerprint_is_the_certificates() {
+        use k8s_openapi::ByteString;
+        let identity = liqo_gateway::Identity::generate("london").unwrap();
+        let secret = Secret {
+            data: Some(
+                [(
+                    "tls.crt".to_string(),
+                    ByteString(identity.cert_pem().as_bytes().to_vec()),
+                )]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        assert_eq!(
+            certificate_fingerprint(&secret),
+            Some(identity.fingerprint())
+        );
+        assert_eq!(certificate_fingerprint(&Secret::default()), None);
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! so `kubectl apply -k deploy/` and `liqoctl install` install the same thing. It is idempotent:
 //! a re-install keeps the cluster id and refuses to change it.
 //!
+//! It also creates the gateway identity, the Secret `liqo/liqo-gateway-identity` (a self-signed
+//! certificate and its key, see [`liqo_gateway::Identity`]), once: a re-install keeps it, because
+//! peers pin its certificate's fingerprint and a new one would break their peerings. Only the
+//! fingerprint is ever printed.
+//!
 //! `uninstall` refuses while peerings or offloaded namespaces exist (as Liqo's pre-uninstall
 //! checks do: removing the host under them would strand reflected objects in the peers), then
 //! removes what `install` created; `--purge` also removes the CRDs and tenant namespaces.
@@ -18,15 +23,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::Kubeconfig;
 use kube::{Client, ResourceExt};
+use liqo_gateway::{Fingerprint, Identity};
+use liqo_host::api::gateway::{
+    GATEWAY_IDENTITY_CERT_KEY, GATEWAY_IDENTITY_KEY_KEY, GATEWAY_IDENTITY_SECRET,
+    GATEWAY_IDENTITY_SECRET_TYPE,
+};
 use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig,
 };
@@ -150,6 +161,20 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         .with_context(|| {
             format!("applying ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
         })?;
+    let spinner = Spinner::start("creating the gateway identity");
+    let gateway = match ensure_gateway_identity(&client, &identity).await {
+        Ok(gateway) => gateway,
+        Err(err) => {
+            spinner.fail("gateway identity not usable");
+            return Err(err);
+        }
+    };
+    spinner.success(format!(
+        "gateway identity: Secret {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_IDENTITY_SECRET} {} \
+         (certificate fingerprint {})",
+        if gateway.created { "created" } else { "kept" },
+        gateway.fingerprint
+    ));
 
     // 3. The host itself.
     for manifest in &deployment {
@@ -172,6 +197,16 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     println!(
         "  namespace:     {HOST_NAMESPACE} (ConfigMap {CLUSTER_IDENTITY_CONFIGMAP}, RBAC for \
          ServiceAccount {HOST_NAME})"
+    );
+    println!(
+        "  gateway:       Secret {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_IDENTITY_SECRET}{}, \
+         certificate fingerprint {}",
+        if gateway.created {
+            ""
+        } else {
+            " (kept from the existing installation)"
+        },
+        gateway.fingerprint
     );
     if args.skip_deployment {
         println!("  host:          not deployed (--skip-deployment)");
@@ -260,6 +295,18 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
     {
         removed.push(format!(
             "ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}"
+        ));
+    }
+    // The namespace goes below anyway; deleting the identity by name says so in the summary.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE);
+    if manifests::delete_if_present(&secrets, GATEWAY_IDENTITY_SECRET)
+        .await
+        .with_context(|| {
+            format!("deleting Secret {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_IDENTITY_SECRET}")
+        })?
+    {
+        removed.push(format!(
+            "Secret {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_IDENTITY_SECRET} (gateway identity)"
         ));
     }
 
@@ -583,6 +630,133 @@ async fn read_identity(
     Ok(cm.map(|cm| ClusterIdentityConfig::from_config_map(&cm)))
 }
 
+/// The gateway identity after `install`: its certificate's fingerprint, and whether it was
+/// created now (else an existing one was kept).
+struct GatewayIdentity {
+    fingerprint: Fingerprint,
+    created: bool,
+}
+
+/// Creates the gateway identity Secret unless it exists. An existing Secret is never
+/// overwritten (peers pin its fingerprint), only checked.
+async fn ensure_gateway_identity(
+    client: &Client,
+    identity: &ClusterIdentityConfig,
+) -> Result<GatewayIdentity> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE);
+    let what = format!("Secret {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_IDENTITY_SECRET}");
+    let kept = |secret: &Secret| -> Result<GatewayIdentity> {
+        let fingerprint = existing_gateway_fingerprint(secret).map_err(|problem| {
+            anyhow::anyhow!(
+                "{what} exists but is not a gateway identity ({problem}); it is kept as it is: \
+                 delete it (`kubectl -n {CLUSTER_IDENTITY_NAMESPACE} delete secret \
+                 {GATEWAY_IDENTITY_SECRET}`) and run `liqoctl install` again for a new one, then \
+                 re-peer (peers pin the certificate)"
+            )
+        })?;
+        Ok(GatewayIdentity {
+            fingerprint,
+            created: false,
+        })
+    };
+    if let Some(secret) = secrets
+        .get_opt(GATEWAY_IDENTITY_SECRET)
+        .await
+        .with_context(|| format!("reading {what}"))?
+    {
+        return kept(&secret);
+    }
+    let generated = Identity::generate(&certificate_name(identity))
+        .context("generating the gateway identity")?;
+    let params = PostParams {
+        field_manager: Some(manifests::FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    // Create, never apply: if another install created it in the meantime, that one stays.
+    match secrets
+        .create(&params, &gateway_identity_secret(&generated))
+        .await
+    {
+        Ok(_) => Ok(GatewayIdentity {
+            fingerprint: generated.fingerprint(),
+            created: true,
+        }),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let secret = secrets
+                .get(GATEWAY_IDENTITY_SECRET)
+                .await
+                .with_context(|| format!("reading {what}"))?;
+            kept(&secret)
+        }
+        Err(err) => Err(err).with_context(|| format!("creating {what}")),
+    }
+}
+
+/// The Secret holding `identity`, labelled like the other objects of the installation.
+fn gateway_identity_secret(identity: &Identity) -> Secret {
+    let mut secret = Secret {
+        type_: Some(GATEWAY_IDENTITY_SECRET_TYPE.to_string()),
+        data: Some(BTreeMap::from([
+            (
+                GATEWAY_IDENTITY_CERT_KEY.to_string(),
+                ByteString(identity.cert_pem().as_bytes().to_vec()),
+            ),
+            (
+                GATEWAY_IDENTITY_KEY_KEY.to_string(),
+                ByteString(identity.key_pem().as_bytes().to_vec()),
+            ),
+        ])),
+        ..Secret::default()
+    };
+    secret.metadata.name = Some(GATEWAY_IDENTITY_SECRET.to_string());
+    secret.metadata.namespace = Some(CLUSTER_IDENTITY_NAMESPACE.to_string());
+    secret.metadata.labels = Some(BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "liqo-gateway".to_string(),
+        ),
+        ("app.kubernetes.io/part-of".to_string(), "liqo".to_string()),
+    ]));
+    secret
+}
+
+/// The fingerprint of an existing gateway identity Secret, or what is wrong with it. The key is
+/// parsed to check it, but no part of it goes into the message.
+fn existing_gateway_fingerprint(secret: &Secret) -> Result<Fingerprint, String> {
+    if secret.type_.as_deref() != Some(GATEWAY_IDENTITY_SECRET_TYPE) {
+        return Err(format!(
+            "its type is {:?}, not {GATEWAY_IDENTITY_SECRET_TYPE}",
+            secret.type_.as_deref().unwrap_or("Opaque")
+        ));
+    }
+    let text = |key: &str| -> Result<String, String> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .ok_or_else(|| format!("it has no key {key}"))?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| format!("its {key} is not PEM text"))
+    };
+    let cert = text(GATEWAY_IDENTITY_CERT_KEY)?;
+    let key = text(GATEWAY_IDENTITY_KEY_KEY)?;
+    Identity::from_pem(&cert, &key)
+        .map(|identity| identity.fingerprint())
+        .map_err(|err| match err {
+            liqo_gateway::IdentityError::Pem { what, .. } => format!("its {what} is not valid PEM"),
+            _ => "its certificate or key cannot be read".to_string(),
+        })
+}
+
+/// The name in the gateway's certificate (only for humans reading it: peers pin the
+/// fingerprint): the cluster name when it is a DNS label, else the cluster id, else `liqo`.
+fn certificate_name(identity: &ClusterIdentityConfig) -> String {
+    [&identity.cluster_name, &identity.cluster_id]
+        .into_iter()
+        .find(|name| validate_cluster_id(name).is_ok())
+        .cloned()
+        .unwrap_or_else(|| "liqo".to_string())
+}
+
 fn new_identity(cluster_id: String, args: &InstallArgs) -> ClusterIdentityConfig {
     ClusterIdentityConfig {
         cluster_name: args.cluster_name.clone().unwrap_or(cluster_id.clone()),
@@ -824,6 +998,72 @@ mod tests {
             validate_cluster_id(&id).unwrap();
         }
         assert_ne!(random_suffix(), random_suffix());
+    }
+
+    #[test]
+    fn gateway_identity_secret_round_trips() {
+        let identity = Identity::generate("london").unwrap();
+        let secret = gateway_identity_secret(&identity);
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some("liqo-gateway-identity")
+        );
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("liqo"));
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+        let labels = secret.metadata.labels.clone().unwrap();
+        assert_eq!(labels["app.kubernetes.io/part-of"], "liqo");
+        let data = secret.data.clone().unwrap();
+        assert_eq!(
+            data.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["tls.crt", "tls.key"]
+        );
+        // What a re-install reads back is the same certificate: peers' pins stay valid.
+        assert_eq!(
+            existing_gateway_fingerprint(&secret),
+            Ok(identity.fingerprint())
+        );
+    }
+
+    #[test]
+    fn a_broken_gateway_identity_is_reported_without_its_key() {
+        let identity = Identity::generate("london").unwrap();
+        let mut opaque = gateway_identity_secret(&identity);
+        opaque.type_ = Some("Opaque".into());
+        let err = existing_gateway_fingerprint(&opaque).unwrap_err();
+        assert!(err.contains("Opaque"), "{err}");
+
+        let mut no_key = gateway_identity_secret(&identity);
+        no_key.data.as_mut().unwrap().remove("tls.key");
+        assert_eq!(
+            existing_gateway_fingerprint(&no_key),
+            Err("it has no key tls.key".into())
+        );
+
+        // A key whose PEM is broken: the message names the part, never its content.
+        let mut bad_key = gateway_identity_secret(&identity);
+        let broken = identity.key_pem().replace("-----BEGIN", "-----BEGUN");
+        bad_key
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("tls.key".into(), ByteString(broken.clone().into_bytes()));
+        let err = existing_gateway_fingerprint(&bad_key).unwrap_err();
+        assert!(err.contains("private key"), "{err}");
+        for line in broken.lines().filter(|l| l.len() > 8) {
+            assert!(!err.contains(line), "the error shows the key: {err}");
+        }
+    }
+
+    #[test]
+    fn certificate_names_are_dns_labels() {
+        let id = |name: &str, id: &str| ClusterIdentityConfig {
+            cluster_id: id.into(),
+            cluster_name: name.into(),
+        };
+        assert_eq!(certificate_name(&id("london", "london-abc123")), "london");
+        assert_eq!(certificate_name(&id("New York", "newyork-1")), "newyork-1");
+        assert_eq!(certificate_name(&id("New York", "NY_1")), "liqo");
+        Identity::generate(&certificate_name(&id("New York", "newyork-1"))).unwrap();
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! - `generate peer-command` runs against the provider. It creates a least-privilege identity
 //!   for a future consumer (see [`liqo_host::tenant`] and `deploy/peering/`): a tenant namespace
 //!   with a ServiceAccount, its Lease, its bindings, and a bound token that expires (`--ttl`).
-//!   It prints the command the consumer runs; the token appears nowhere else.
+//!   It prints the command the consumer runs; the token appears nowhere else. When the
+//!   provider's host announces a gateway (ConfigMap `liqo/liqo-gateway`), the command also
+//!   carries the gateway's certificate fingerprint and service endpoint (public, not secret).
 //! - `peer out-of-band` runs against the consumer. It checks everything it can before writing
 //!   (input, then the provider answering with that CA and token), claims the identity on the
-//!   provider, creates the credential Secret and the ForeignCluster, and waits for the host.
+//!   provider, creates the credential Secret and the ForeignCluster (with the provider's gateway
+//!   in `spec.networking` when the command carries one), and waits for the host.
 //! - `unpeer out-of-band` runs against the consumer: it refuses while namespaces are offloaded
 //!   to the peer (unless `--force`), deletes the ForeignCluster (the host releases the Lease, so
 //!   the provider revokes the identity) and the credential Secret.
@@ -28,9 +31,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use liqo_host::api::foreign_cluster::{
-    CREDENTIALS_KEY_CA, CREDENTIALS_KEY_SERVER, CREDENTIALS_KEY_TOKEN, ForeignCluster,
-    PeeringConditionStatus, PeeringConditionType,
+    AddressTranslation, CREDENTIALS_KEY_CA, CREDENTIALS_KEY_SERVER, CREDENTIALS_KEY_TOKEN,
+    ForeignCluster, GatewaySpec, NetworkingSpec, PeeringConditionStatus, PeeringConditionType,
 };
+use liqo_host::api::gateway::GATEWAY_CONFIGMAP;
 use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig, IdentityError,
 };
@@ -43,7 +47,7 @@ use crate::context::GlobalArgs;
 use crate::offload::parse_duration;
 use crate::progress::Spinner;
 
-mod input;
+pub(crate) mod input;
 use input as peering;
 
 /// Field manager of liqoctl's writes.
@@ -79,6 +83,12 @@ pub enum GenerateCommand {
     /// that identity: treat it as a secret. It expires after --ttl unless used; once used, the
     /// consumer's host keeps the identity alive, and this cluster's host revokes it when the
     /// consumer stops (see `liqo-host run --peering-revocation-grace`).
+    ///
+    /// When this cluster's host runs a gateway, it announces it in ConfigMap liqo/liqo-gateway,
+    /// and the command also carries --gateway-fingerprint (SHA-256 of the gateway's certificate)
+    /// and --gateway-endpoint (IP:PORT where this cluster's clients reach the gateway): traffic
+    /// to the consumer's Services then goes through the gateways. Both are public. Without that
+    /// ConfigMap the peering uses address translation Identity (a note says so on stderr).
     #[command(verbatim_doc_comment)]
     PeerCommand {
         /// Print only the command, so `echo "$PEER" | bash` works.
@@ -94,6 +104,11 @@ pub enum GenerateCommand {
         /// The API server URL the consumer should use (default: the server of the kubeconfig).
         #[arg(long)]
         api_server_url: Option<String>,
+        /// IP:PORT where this cluster's clients reach its gateway (default: the serviceEndpoint
+        /// the host announces in ConfigMap liqo/liqo-gateway). Reflected EndpointSlices point
+        /// there, so it must be reachable from this cluster's pods.
+        #[arg(long, value_name = "IP:PORT")]
+        gateway_endpoint: Option<String>,
     },
 }
 
@@ -116,6 +131,16 @@ pub enum PeerCommand {
         /// The peering token.
         #[arg(long)]
         token: String,
+        /// SHA-256 fingerprint of the provider gateway's certificate (64 hex digits): the only
+        /// certificate this cluster's gateway accepts from it. Needs --gateway-endpoint.
+        #[arg(long, value_name = "HEX")]
+        gateway_fingerprint: Option<String>,
+        /// IP:PORT inside the provider where its gateway accepts connections for the Services
+        /// reflected there. Needs --gateway-fingerprint. With both, traffic to this cluster's
+        /// Services goes through the gateways (spec.networking.addressTranslation Gateway);
+        /// without them, addresses are used unchanged (Identity).
+        #[arg(long, value_name = "IP:PORT")]
+        gateway_endpoint: Option<String>,
         /// How long to wait for the host to establish the peering.
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: Duration,
@@ -146,6 +171,7 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
         ttl,
         consumer,
         api_server_url,
+        gateway_endpoint,
     } = cmd;
     if ttl < MIN_TTL {
         bail!("--ttl {ttl:?} is too short: the API server issues tokens for at least 10m");
@@ -155,9 +181,15 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
             anyhow!("--consumer {id:?} is not a valid cluster id (a label value, e.g. london)")
         })?;
     }
+    let endpoint_override = gateway_endpoint
+        .as_deref()
+        .map(peering::check_gateway_endpoint)
+        .transpose()?;
     let config = global.config().await?;
     let client = global.client().await?;
     let identity = local_identity(&client).await?;
+    // Before anything is created: a gateway that cannot be announced fails the command.
+    let gateway = local_gateway(&client, endpoint_override).await?;
     let url = match api_server_url {
         Some(url) => peering::check_url(&url)?,
         None => peering::check_url(&config.cluster_url.to_string()).with_context(
@@ -197,19 +229,61 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
         }
     };
     let name = peering::peering_name(&identity.cluster_name, &identity.cluster_id);
-    let command = peering::peer_command(&name, &url, &ca, &identity.cluster_id, &token);
+    let command = peering::peer_command(
+        &name,
+        &url,
+        &ca,
+        &identity.cluster_id,
+        &token,
+        gateway.as_ref(),
+    );
+    // A note, not part of the command: on stderr, so `--only-command | bash` still works.
+    if gateway.is_none() {
+        eprintln!(
+            "note: this cluster announces no gateway (ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/\
+             {GATEWAY_CONFIGMAP} not found: no gateway runs here), so the peering will use \
+             address translation Identity"
+        );
+    }
     if only_command {
         println!("{command}");
     } else {
         println!(
             "Run this command against the consumer cluster to peer it with {name} (cluster id {}).\n\
              It carries a credential: share it only with the consumer's administrator.\n\
-             It can be used until {expires}; the identity lives in namespace {tenant} of this cluster.\n",
+             It can be used until {expires}; the identity lives in namespace {tenant} of this cluster.",
             identity.cluster_id
         );
+        if let Some(gateway) = &gateway {
+            println!(
+                "Traffic to the consumer's Services will go through this cluster's gateway at {} \
+                 (certificate fingerprint {}).",
+                gateway.endpoint, gateway.fingerprint
+            );
+        }
+        println!();
         println!("{command}");
     }
     Ok(())
+}
+
+/// What the peer command announces about this cluster's gateway: the host's ConfigMap, with
+/// its endpoint replaced by `--gateway-endpoint`. `None` when no gateway runs here.
+async fn local_gateway(
+    client: &Client,
+    endpoint_override: Option<std::net::SocketAddr>,
+) -> Result<Option<peering::GatewayFlags>> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .get_opt(GATEWAY_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!("reading ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_CONFIGMAP}")
+        })?;
+    let data = cm.map(|cm| cm.data.unwrap_or_default());
+    Ok(peering::gateway_announcement(
+        data.as_ref(),
+        endpoint_override,
+    )?)
 }
 
 /// Runs `liqoctl peer ...`.
@@ -220,6 +294,8 @@ pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
         ca_data,
         cluster_id,
         token,
+        gateway_fingerprint,
+        gateway_endpoint,
         timeout,
     } = cmd;
     // Input first: nothing is contacted with a malformed command.
@@ -229,6 +305,8 @@ pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
     let (ca_pem, _) = peering::decode_ca(&ca_data)?;
     let token = token.trim().to_string();
     peering::check_token(&token, Timestamp::now().as_second())?;
+    let gateway =
+        peering::check_gateway(gateway_fingerprint.as_deref(), gateway_endpoint.as_deref())?;
 
     let client = global.client().await?;
     let local = local_identity(&client).await?;
@@ -315,6 +393,7 @@ pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
             (CREDENTIALS_KEY_SERVER, url.as_str()),
             (tenant::CREDENTIALS_KEY_TENANT, tenant.as_str()),
         ],
+        gateway.as_ref(),
         repeer,
     )
     .await
@@ -330,6 +409,13 @@ pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
     match wait_established(&fcs, &name, timeout).await {
         Ok(()) => {
             spinner.success(format!("Peered with {name} (cluster id {cluster_id})"));
+            if let Some(gateway) = &gateway {
+                println!(
+                    "Traffic from {name} to this cluster's Services goes through the gateways \
+                     ({name}'s at {}, certificate fingerprint {}).",
+                    gateway.endpoint, gateway.fingerprint
+                );
+            }
             println!(
                 "Check the peering with `kubectl get foreignclusters {name}`; offload a namespace \
                  with `liqoctl offload namespace NAMESPACE`."
@@ -717,6 +803,7 @@ async fn create_peering(
     cluster_id: &str,
     secret_name: &str,
     data: [(&str, &str); 4],
+    gateway: Option<&peering::GatewayFlags>,
     repeer: bool,
 ) -> Result<()> {
     let string_data: BTreeMap<&str, &str> = data.into_iter().collect();
@@ -753,7 +840,7 @@ async fn create_peering(
                 )
             })?;
     }
-    let fc = json!({
+    let mut fc = json!({
         "apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
         "metadata": {"name": name},
         "spec": {
@@ -762,6 +849,11 @@ async fn create_peering(
             "credentialsSecretRef": {"name": secret_name, "namespace": CLUSTER_IDENTITY_NAMESPACE},
         },
     });
+    // Server-side apply: a re-peer without gateway flags drops the networking liqoctl wrote
+    // before (back to Identity), and one with other values replaces them.
+    if let Some(networking) = gateway_networking(gateway) {
+        fc["spec"]["networking"] = serde_json::to_value(networking)?;
+    }
     Api::<ForeignCluster>::all(client.clone())
         .patch(
             name,
@@ -771,6 +863,19 @@ async fn create_peering(
         .await
         .with_context(|| format!("creating ForeignCluster {name}"))?;
     Ok(())
+}
+
+/// `spec.networking` of a ForeignCluster whose peer announced `gateway` (`None`: leave it
+/// absent, which means Identity).
+fn gateway_networking(gateway: Option<&peering::GatewayFlags>) -> Option<NetworkingSpec> {
+    gateway.map(|gateway| NetworkingSpec {
+        address_translation: AddressTranslation::Gateway,
+        remapping: Vec::new(),
+        gateway: Some(GatewaySpec {
+            fingerprint: gateway.fingerprint.to_string(),
+            endpoint: gateway.endpoint.to_string(),
+        }),
+    })
 }
 
 /// Deletes what `peer` created (nothing when re-peering: those objects existed before).
@@ -875,4 +980,26 @@ async fn offloadings_towards(client: &Client, id: &str) -> Result<Vec<String>> {
 
 fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_foreign_cluster_pins_the_announced_gateway() {
+        assert_eq!(gateway_networking(None), None);
+        let fingerprint = "0123456789abcdef".repeat(4);
+        let flags = peering::check_gateway(Some(&fingerprint), Some("[fd00::5]:7901"))
+            .unwrap()
+            .unwrap();
+        let networking = gateway_networking(Some(&flags)).unwrap();
+        assert_eq!(
+            serde_json::to_value(&networking).unwrap(),
+            json!({
+                "addressTranslation": "Gateway",
+                "gateway": {"fingerprint": fingerprint, "endpoint": "[fd00::5]:7901"},
+            })
+        );
+    }
 }

@@ -420,6 +420,23 @@ async fn bad_input_table() {
         .as_bytes(),
     );
     let long_service_name = service_with(&"s".repeat(64), json!({}), json!({}));
+    let foreign_cluster = |name: &str, networking: Value| -> String {
+        file(
+            &format!("fc-{name}.json"),
+            json!({"apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
+                "metadata": {"name": name},
+                "spec": {"clusterID": name, "networking": networking}})
+            .to_string()
+            .as_bytes(),
+        )
+    };
+    let gateway_without_gateway =
+        foreign_cluster("gateway-missing", json!({"addressTranslation": "Gateway"}));
+    let gateway_bad_fingerprint = foreign_cluster(
+        "gateway-bad-fingerprint",
+        json!({"addressTranslation": "Gateway",
+            "gateway": {"fingerprint": "z".repeat(64), "endpoint": "10.96.0.50:7901"}}),
+    );
 
     // Peer command rows: the flags of the real command, one of them wrong.
     let peer_row = |name: &'static str, flag: &str, value: &str, expect: &[&str]| -> Row {
@@ -441,6 +458,15 @@ async fn bad_input_table() {
         }
         let mut row = refuse(name, Act::Liqoctl("london", args), expect);
         row.before_peering = true;
+        row
+    };
+    // Gateway rows: the real command plus the gateway flags, one of them wrong or missing.
+    let fingerprint = "0123456789abcdef".repeat(4);
+    let gateway_row = |name: &'static str, gateway_args: &[&str], expect: &[&str]| -> Row {
+        let mut row = peer_row(name, "", "", expect);
+        if let Act::Liqoctl(_, args) = &mut row.act {
+            args.extend(gateway_args.iter().map(|s| s.to_string()));
+        }
         row
     };
 
@@ -488,6 +514,55 @@ async fn bad_input_table() {
             "--token",
             "garbage",
             &["not a ServiceAccount token"],
+        ),
+        gateway_row(
+            "peer: --gateway-fingerprint not a fingerprint",
+            &[
+                "--gateway-fingerprint",
+                "sha1:0123456789",
+                "--gateway-endpoint",
+                "10.96.0.50:7901",
+            ],
+            &[
+                "--gateway-fingerprint \"sha1:0123456789\" is not a SHA-256 fingerprint",
+                "64 hex digits",
+                "generate peer-command",
+            ],
+        ),
+        gateway_row(
+            "peer: --gateway-fingerprint without --gateway-endpoint",
+            &["--gateway-fingerprint", &fingerprint],
+            &[
+                "--gateway-fingerprint was given without --gateway-endpoint",
+                "pass both",
+            ],
+        ),
+        gateway_row(
+            "peer: --gateway-endpoint a host name",
+            &[
+                "--gateway-fingerprint",
+                &fingerprint,
+                "--gateway-endpoint",
+                "gateway.newyork:7901",
+            ],
+            &[
+                "--gateway-endpoint \"gateway.newyork:7901\"",
+                "host names are not accepted",
+                "IP:PORT",
+            ],
+        ),
+        refuse(
+            "generate peer-command: --gateway-endpoint without a port",
+            liqoctl(
+                "newyork",
+                &[
+                    "generate",
+                    "peer-command",
+                    "--gateway-endpoint",
+                    "10.96.0.50",
+                ],
+            ),
+            &["--gateway-endpoint \"10.96.0.50\"", "IP:PORT"],
         ),
         // --- malformed files, to every command that reads one
         refuse(
@@ -893,6 +968,20 @@ async fn bad_input_table() {
             "kubectl: unicode label key",
             kubectl("london", &["create", "-f", &unicode_label_key]),
             &["metadata.labels", "città"],
+        ),
+        // --- ForeignClusters written by hand
+        refuse(
+            "kubectl: ForeignCluster in Gateway mode without gateway",
+            kubectl("london", &["create", "-f", &gateway_without_gateway]),
+            &[
+                "gateway (the peer gateway's fingerprint and endpoint) is required when addressTranslation is Gateway",
+                "liqoctl generate peer-command",
+            ],
+        ),
+        refuse(
+            "kubectl: ForeignCluster gateway fingerprint not hex",
+            kubectl("london", &["create", "-f", &gateway_bad_fingerprint]),
+            &["spec.networking.gateway.fingerprint", "[0-9a-fA-F]{64}"],
         ),
         accept(
             "Service annotations exactly at 256 KiB",

@@ -190,6 +190,14 @@ async fn peer_secure_and_unpeer() {
         "{command}"
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains(&parse_peer_command(&command).token));
+    // newyork's host runs no gateway: no gateway flags, and a note on stderr only.
+    assert!(!command.contains("--gateway"), "{command}");
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains("liqo/liqo-gateway not found")
+            && note.contains("address translation Identity"),
+        "{note}"
+    );
     let args = parse_peer_command(&command);
     assert_eq!(args.cluster_id, "newyork");
 
@@ -289,6 +297,56 @@ async fn peer_secure_and_unpeer() {
             .then_some(())
     })
     .await;
+
+    // Re-peering with a gateway's flags (what a provider running a gateway prints) pins that
+    // gateway in the ForeignCluster; other values replace it; without the flags it is gone.
+    let fcs = Api::<ForeignCluster>::all(london.clone());
+    let gateway_fingerprint = "0123456789abcdef".repeat(4);
+    // Given in upper case: liqoctl stores the canonical lowercase form.
+    let given_fingerprint = gateway_fingerprint.to_uppercase();
+    for (gateway, expected) in [
+        (
+            Some("10.97.0.50:7901"),
+            Some(json!({"addressTranslation": "Gateway",
+                "gateway": {"fingerprint": gateway_fingerprint, "endpoint": "10.97.0.50:7901"}})),
+        ),
+        (
+            Some("[fd00::7]:31901"),
+            Some(json!({"addressTranslation": "Gateway",
+                "gateway": {"fingerprint": gateway_fingerprint, "endpoint": "[fd00::7]:31901"}})),
+        ),
+        (None, None),
+    ] {
+        let mut peer_args = vec![
+            "peer",
+            "out-of-band",
+            "newyork",
+            "--api-server-url",
+            &args.url,
+            "--ca-data",
+            &args.ca,
+            "--cluster-id",
+            "newyork",
+            "--token",
+            &args.token,
+        ];
+        if let Some(endpoint) = gateway {
+            peer_args.extend([
+                "--gateway-fingerprint",
+                &given_fingerprint,
+                "--gateway-endpoint",
+                endpoint,
+            ]);
+        }
+        let out = run_liqoctl(env, "london", &peer_args);
+        assert!(out.status.success(), "re-peer: {}", text(&out));
+        let networking = fcs.get("newyork").await.unwrap().spec.networking;
+        assert_eq!(
+            networking.map(|n| serde_json::to_value(n).unwrap()),
+            expected,
+            "spec.networking after re-peering with {gateway:?}"
+        );
+    }
 
     // Duplicates: same name for another id, same id under another name.
     for (name, id, expected) in [

@@ -119,7 +119,8 @@ pub struct ForeignClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
 
-    /// How addresses of this cluster are seen from the peer. Absent means `Identity`.
+    /// How addresses of this cluster are seen from the peer, or (`Gateway`) that traffic to
+    /// Services goes through the peers' gateways. Absent means `Identity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking: Option<NetworkingSpec>,
 }
@@ -138,19 +139,49 @@ pub struct SecretReference {
 /// How the peer's network sees this cluster's addresses (used to translate endpoint IPs).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "self.addressTranslation != 'CidrRemap' || (has(self.remapping) && size(self.remapping) > 0)",
-    "message": "remapping must list at least one CIDR pair when addressTranslation is CidrRemap"
-}]))]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.addressTranslation != 'CidrRemap' || (has(self.remapping) && size(self.remapping) > 0)",
+        "message": "remapping must list at least one CIDR pair when addressTranslation is CidrRemap"
+    },
+    {
+        "rule": "self.addressTranslation != 'Gateway' || has(self.gateway)",
+        "message": "gateway (the peer gateway's fingerprint and endpoint) is required when addressTranslation is Gateway: peer again with the command `liqoctl generate peer-command` prints on the peer, or set addressTranslation to Identity"
+    }
+]))]
 pub struct NetworkingSpec {
     /// `Identity` (default): the peer reaches this cluster's pod IPs unchanged. `CidrRemap`:
-    /// the peer sees this cluster's ranges through the CIDRs in `remapping`.
+    /// the peer sees this cluster's ranges through the CIDRs in `remapping`. `Gateway`: traffic
+    /// to this cluster's Services goes through the peers' gateways (see `gateway`).
     #[serde(default)]
     pub address_translation: AddressTranslation,
     /// With `CidrRemap`: each range of this cluster and the range the peer sees it as.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub remapping: Vec<CidrMapping>,
+    /// With `Gateway`: the peer's gateway, as its peer command announced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
+}
+
+/// The peer's gateway: the certificate it must present and where, inside the peer, its clients
+/// reach it. Both come from the peer command printed by `liqoctl generate peer-command` on the
+/// peer (an out-of-band, trusted channel); nothing in it is secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// SHA-256 fingerprint of the peer gateway's certificate (64 hex digits, as printed by
+    /// `liqoctl generate peer-command`); the only certificate accepted from it.
+    #[schemars(length(min = 64, max = 64), regex(pattern = r"^[0-9a-fA-F]{64}$"))]
+    pub fingerprint: String,
+    /// `IP:PORT` inside the peer cluster where its gateway accepts connections for reflected
+    /// Services; reflected EndpointSlices point there. IPv6 addresses are in brackets
+    /// (`[fd00::5]:7901`).
+    #[schemars(
+        length(min = 7, max = 64),
+        regex(pattern = r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$")
+    )]
+    pub endpoint: String,
 }
 
 /// How addresses of this cluster are translated for the peer.
@@ -161,6 +192,9 @@ pub enum AddressTranslation {
     Identity,
     /// Addresses are remapped CIDR to CIDR, keeping the host part (as Liqo's external CIDRs).
     CidrRemap,
+    /// Traffic to this peer's Services goes through the peers' gateways; addresses of this
+    /// cluster are never routed. Needs [`NetworkingSpec::gateway`].
+    Gateway,
 }
 
 /// One remapped range: `localCIDR` of this cluster is seen from the peer as `remoteCIDR`.
@@ -630,6 +664,86 @@ mod tests {
         assert_eq!(spec["required"], json!(["clusterID"]));
         let rules = &spec["properties"]["clusterID"]["x-kubernetes-validations"];
         assert_eq!(rules[0]["rule"], "self == oldSelf");
+    }
+
+    #[test]
+    fn gateway_networking_round_trips() {
+        let fingerprint = "ab".repeat(32);
+        let networking = json!({
+            "addressTranslation": "Gateway",
+            "gateway": {"fingerprint": fingerprint, "endpoint": "10.96.0.50:7901"}
+        });
+        let spec: ForeignClusterSpec =
+            serde_json::from_value(json!({"clusterID": "newyork", "networking": networking}))
+                .unwrap();
+        let net = spec.networking.as_ref().unwrap();
+        assert_eq!(net.address_translation, AddressTranslation::Gateway);
+        assert_eq!(
+            net.gateway,
+            Some(GatewaySpec {
+                fingerprint: fingerprint.clone(),
+                endpoint: "10.96.0.50:7901".into()
+            })
+        );
+        assert!(net.remapping.is_empty());
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap()["networking"],
+            networking
+        );
+        // Without a gateway nothing is written back for it.
+        let identity = NetworkingSpec::default();
+        assert_eq!(
+            serde_json::to_value(identity).unwrap(),
+            json!({"addressTranslation": "Identity"})
+        );
+    }
+
+    #[test]
+    fn gateway_is_required_and_bounded_in_the_schema() {
+        let crd = serde_json::to_value(ForeignCluster::crd()).unwrap();
+        let networking = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["networking"];
+        assert_eq!(
+            networking["properties"]["addressTranslation"]["enum"],
+            json!(["Identity", "CidrRemap", "Gateway"])
+        );
+        let rules = networking["x-kubernetes-validations"].as_array().unwrap();
+        let rule = rules
+            .iter()
+            .find(|r| r["rule"].as_str().unwrap().contains("'Gateway'"))
+            .expect("a rule for Gateway");
+        assert_eq!(
+            rule["rule"],
+            "self.addressTranslation != 'Gateway' || has(self.gateway)"
+        );
+        let message = rule["message"].as_str().unwrap();
+        assert!(message.contains("gateway"), "{message}");
+        assert!(
+            message.contains("liqoctl generate peer-command"),
+            "{message}"
+        );
+        // The CidrRemap rule is still there.
+        assert!(
+            rules
+                .iter()
+                .any(|r| r["rule"].as_str().unwrap().contains("'CidrRemap'"))
+        );
+
+        let gateway = &networking["properties"]["gateway"];
+        assert_eq!(gateway["required"], json!(["endpoint", "fingerprint"]));
+        let fingerprint = &gateway["properties"]["fingerprint"];
+        assert_eq!(
+            (&fingerprint["minLength"], &fingerprint["maxLength"]),
+            (&json!(64), &json!(64))
+        );
+        let endpoint = &gateway["properties"]["endpoint"];
+        assert_eq!(endpoint["maxLength"], json!(64));
+        // IPv4 or bracketed IPv6, then a port: the forms `SocketAddr` prints.
+        assert_eq!(
+            endpoint["pattern"],
+            r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$"
+        );
+        assert_eq!(fingerprint["pattern"], "^[0-9a-fA-F]{64}$");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod conditions;
 pub mod foreign_cluster;
+pub mod gateway;
 pub mod identity;
 pub mod namespace_offloading;
 pub mod reflection_plugin;

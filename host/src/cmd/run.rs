@@ -20,6 +20,7 @@ use liqo_host::plugin::{
 };
 use liqo_host::reflect::{Engine, EngineConfig, EngineMetrics};
 use liqo_host::telemetry::Telemetry;
+use liqo_host::transport::{self, Transport, TransportConfig};
 use liqo_host::user_plugins::{self, UserPluginsContext};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -80,6 +81,65 @@ pub struct RunArgs {
     /// `90s`, `5m`, `1h`. A released Lease (`liqoctl unpeer`) is revoked at once.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     peering_revocation_grace: std::time::Duration,
+    /// Run the cross-cluster gateway, accepting peer links (TLS) on this address, e.g.
+    /// `0.0.0.0:7900`. Needs the identity Secret liqo/liqo-gateway-identity that `liqoctl
+    /// install` creates. Without it no data path is set up and NETWORKING stays None.
+    #[arg(long, help_heading = "Gateway")]
+    gateway_listen: Option<SocketAddr>,
+    /// `HOST:PORT` where peers reach the link listener (a NodePort or LoadBalancer address in
+    /// a real cluster). Default: --gateway-listen when it names a specific IP.
+    #[arg(long, help_heading = "Gateway")]
+    gateway_advertise: Option<String>,
+    /// Where connections to Services reflected into this cluster arrive (kube-proxy sends
+    /// them to the endpoint below).
+    #[arg(long, default_value = "0.0.0.0:7901", help_heading = "Gateway")]
+    gateway_service_listen: SocketAddr,
+    /// `IP:PORT` inside this cluster at which the service listener is reached: what the
+    /// EndpointSlices consumers reflect here point at. Default: $POD_IP and the port of
+    /// --gateway-service-listen.
+    #[arg(long, help_heading = "Gateway")]
+    gateway_endpoint: Option<SocketAddr>,
+}
+
+impl RunArgs {
+    /// The gateway settings, or `None` without --gateway-listen.
+    fn transport_config(&self) -> Result<Option<TransportConfig>> {
+        let Some(link_listen) = self.gateway_listen else {
+            return Ok(None);
+        };
+        let link_advertise = match (&self.gateway_advertise, link_listen.ip().is_unspecified()) {
+            (Some(a), _) => a.clone(),
+            (None, false) => link_listen.to_string(),
+            (None, true) => bail!(
+                "--gateway-listen {link_listen} does not say where peers reach it: pass \
+                 --gateway-advertise HOST:PORT"
+            ),
+        };
+        let service_endpoint = match self.gateway_endpoint {
+            Some(e) => e,
+            None => {
+                let ip = match std::env::var("POD_IP") {
+                    Ok(ip) => ip
+                        .parse()
+                        .with_context(|| format!("$POD_IP {ip:?} is not an IP"))?,
+                    Err(_) if !self.gateway_service_listen.ip().is_unspecified() => {
+                        self.gateway_service_listen.ip()
+                    }
+                    Err(_) => bail!(
+                        "cannot tell the gateway's address inside this cluster: pass \
+                         --gateway-endpoint IP:PORT (or set $POD_IP)"
+                    ),
+                };
+                SocketAddr::new(ip, self.gateway_service_listen.port())
+            }
+        };
+        Ok(Some(TransportConfig {
+            link_listen,
+            link_advertise,
+            service_listen: self.gateway_service_listen,
+            service_endpoint,
+        }))
+    }
 }
 
 /// Parses `90s`, `5m`, `1h` or a number of seconds.
@@ -164,6 +224,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let client = client(&args).await?;
     let local = identity(&args, &client).await?;
     tracing::info!(cluster_id = %local.id, cluster_name = %local.name, "starting liqo-host");
+    let transport_config = args.transport_config()?;
 
     let plugin_metrics = PluginMetrics::default();
     let engine_metrics = EngineMetrics::default();
@@ -178,6 +239,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
         "1 while this replica leads (writes), 0 while it waits for the leader Lease",
         leader_gauge.clone(),
     );
+
+    let transport = match transport_config {
+        Some(config) => {
+            let identity = transport::load_identity(&client).await?;
+            Some(Transport::new(identity, config, &mut registry)?)
+        }
+        None => None,
+    };
 
     let runtime = PluginRuntime::new(
         RuntimeConfig {
@@ -302,16 +371,50 @@ pub async fn run(args: RunArgs) -> Result<()> {
         client.clone(),
         local.clone(),
         args.peering_revocation_grace,
+        transport.clone(),
         stopped(),
     ));
-    let peering_task = tokio::spawn(peering::run_as(
-        local.clone(),
-        client.clone(),
-        engine.clone(),
-        peers.clone(),
-        engine_metrics.clone(),
-        stopped(),
-    ));
+    let (transport_task, peering_task) = match transport {
+        Some(transport) => {
+            let (links_tx, links_rx) = tokio::sync::mpsc::unbounded_channel();
+            let transport_task = tokio::spawn({
+                let transport = transport.clone();
+                let client = client.clone();
+                let local = local.clone();
+                let engine = engine.clone();
+                let stop = stopped();
+                let stop_tx = stop_tx.clone();
+                async move {
+                    if let Err(err) = transport.run(client, local, engine, links_tx, stop).await {
+                        tracing::error!("{err}: stopping");
+                        let _ = stop_tx.send(true);
+                    }
+                }
+            });
+            let peering_task = tokio::spawn(peering::run_with_transport(
+                local.clone(),
+                client.clone(),
+                engine.clone(),
+                peers.clone(),
+                engine_metrics.clone(),
+                transport,
+                links_rx,
+                stopped(),
+            ));
+            (Some(transport_task), peering_task)
+        }
+        None => (
+            None,
+            tokio::spawn(peering::run_as(
+                local.clone(),
+                client.clone(),
+                engine.clone(),
+                peers.clone(),
+                engine_metrics.clone(),
+                stopped(),
+            )),
+        ),
+    };
     let offloading_task = tokio::spawn(offloading::run(
         OffloadingContext {
             client,
@@ -325,6 +428,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     ));
     telemetry.set_ready(true);
 
+    if let Some(task) = transport_task {
+        let _ = task.await;
+    }
     let _ = tokio::join!(
         engine_task,
         peering_task,

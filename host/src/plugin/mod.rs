@@ -24,7 +24,10 @@ mod runtime;
 mod store;
 mod types;
 
-pub use capabilities::address::{AddressTranslator, CidrRemap, IdentityTranslation};
+pub use capabilities::address::{
+    AddressTranslator, CidrRemap, EndpointRef, GatewayTranslation, IdentityTranslation,
+    TranslatedEndpoint,
+};
 pub use capabilities::cache::{NoObjects, ObjectReader};
 pub use error::{LoadError, PluginError};
 pub use limits::PluginLimits;

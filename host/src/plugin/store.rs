@@ -151,4 +151,32 @@ impl wit_host::Host for StoreState {
             .ok_or_else(|| "translate-address is only available during reflect".to_string())?;
         scope.translator.translate(&address)
     }
+
+    fn translate_endpoint(
+        &mut self,
+        service_namespace: String,
+        service_name: String,
+        address: String,
+        port: u16,
+        protocol: String,
+    ) -> Result<wit_host::TranslatedEndpoint, String> {
+        let scope = self
+            .scope
+            .as_ref()
+            .ok_or_else(|| "translate-endpoint is only available during reflect".to_string())?;
+        let translated =
+            scope
+                .translator
+                .translate_endpoint(&capabilities::address::EndpointRef {
+                    namespace: &service_namespace,
+                    service: &service_name,
+                    address: &address,
+                    port,
+                    protocol: &protocol,
+                })?;
+        Ok(wit_host::TranslatedEndpoint {
+            address: translated.address,
+            port: translated.port,
+        })
+    }
 }

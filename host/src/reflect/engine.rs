@@ -171,6 +171,10 @@ pub(crate) struct PeerState {
     pub client: Client,
     pub services: CallServices,
     pub twins: RwLock<HashMap<String, Arc<TwinNamespace>>>,
+    /// Whether the data path to the peer carries traffic (always, without a gateway). While
+    /// it does not, reflected EndpointSlices say that no endpoint is ready: clients in the
+    /// peer must not be sent to a path that drops them.
+    pub data_path_up: std::sync::atomic::AtomicBool,
 }
 
 /// What the caller supplies to add a peer.
@@ -216,6 +220,11 @@ pub(crate) struct Inner {
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
+
+/// Kind key of Services (exported through the gateway).
+pub const SERVICE_KIND_KEY: &str = "/v1/Service";
+/// Kind key of EndpointSlices, the kind whose readiness follows the data path.
+pub(crate) const ENDPOINTSLICE_KIND_KEY: &str = "discovery.k8s.io/v1/EndpointSlice";
 
 pub(crate) fn kind_key(group: &str, version: &str, kind: &str) -> String {
     format!("{group}/{version}/{kind}")
@@ -762,6 +771,7 @@ impl Engine {
             identity: peer.identity,
             client: peer.client,
             twins: RwLock::default(),
+            data_path_up: std::sync::atomic::AtomicBool::new(true),
         });
         let id = state.identity.id.clone();
         self.inner
@@ -769,6 +779,51 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, state);
+    }
+
+    /// The namespaces offloaded to `peer_id`, as (local, remote) names.
+    pub fn twin_namespaces(&self, peer_id: &str) -> Vec<(String, String)> {
+        self.peer(peer_id)
+            .map(|peer| {
+                peer.twins
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|(local, twin)| (local.clone(), twin.remote.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Records whether the data path to `peer_id` carries traffic (the gateway link is up).
+    /// A change re-evaluates the peer's reflected EndpointSlices, whose endpoints are marked
+    /// not ready while the path is down. Unknown peers are ignored. Returns whether it changed.
+    pub fn set_data_path(&self, peer_id: &str, up: bool) -> bool {
+        let Some(peer) = self.peer(peer_id) else {
+            return false;
+        };
+        let was = peer
+            .data_path_up
+            .swap(up, std::sync::atomic::Ordering::SeqCst);
+        if was == up {
+            return false;
+        }
+        let slices: Arc<str> = Arc::from(ENDPOINTSLICE_KIND_KEY);
+        if !self.registry().slots.contains_key(&slices) {
+            return true;
+        }
+        let peer_key: Arc<str> = Arc::from(peer_id);
+        let namespaces: Vec<String> = peer
+            .twins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for ns in namespaces {
+            self.enqueue_namespace(&peer_key, &Arc::from(ns.as_str()), Some(&slices));
+        }
+        true
     }
 
     /// Removes a peer and stops its watches. Remote objects stay: unpeering removes the twin

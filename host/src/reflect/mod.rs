@@ -22,5 +22,7 @@ mod reads;
 mod reconcile;
 mod stores;
 
-pub use engine::{Engine, EngineConfig, FailureMode, InstallError, PeerHandle, Release};
+pub use engine::{
+    Engine, EngineConfig, FailureMode, InstallError, PeerHandle, Release, SERVICE_KIND_KEY,
+};
 pub use metrics::EngineMetrics;

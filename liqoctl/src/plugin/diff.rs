@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
-use liqo_host::api::foreign_cluster::{AddressTranslation, credential_kubeconfig};
+use liqo_host::api::foreign_cluster::credential_kubeconfig;
 use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig,
 };
@@ -28,8 +28,7 @@ use liqo_host::api::namespace_offloading::{
 use liqo_host::api::{ConditionStatus, ForeignCluster};
 use liqo_host::invariants::is_owned_by;
 use liqo_host::plugin::{
-    AddressTranslator, CallServices, CidrRemap, ClusterIdentity, IdentityTranslation, KindRef,
-    Outcome, PluginLimits, ReflectCall,
+    AddressTranslator, CallServices, ClusterIdentity, KindRef, Outcome, PluginLimits, ReflectCall,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -571,25 +570,10 @@ async fn peer_client(client: &Client, fc: &ForeignCluster) -> Result<Client> {
     Client::try_from(config).with_context(|| format!("creating a client for peer {name}"))
 }
 
-/// The peer's address translation, as the host configures it from the ForeignCluster.
+/// The peer's address translation, exactly as the host configures it from the ForeignCluster.
 fn translator(fc: &ForeignCluster) -> Result<Arc<dyn AddressTranslator>> {
-    let Some(net) = &fc.spec.networking else {
-        return Ok(Arc::new(IdentityTranslation));
-    };
-    match net.address_translation {
-        AddressTranslation::Identity => Ok(Arc::new(IdentityTranslation)),
-        AddressTranslation::CidrRemap => {
-            let rules = net
-                .remapping
-                .iter()
-                .map(|m| format!("{}={}", m.local_cidr, m.remote_cidr))
-                .collect::<Vec<_>>()
-                .join(",");
-            let remap = CidrRemap::parse(&rules)
-                .map_err(|e| anyhow!("ForeignCluster {}: spec.networking: {e}", fc.name_any()))?;
-            Ok(Arc::new(remap))
-        }
-    }
+    liqo_host::peering::translator(fc)
+        .map_err(|e| anyhow!("ForeignCluster {}: spec.networking: {e}", fc.name_any()))
 }
 
 /// Every object of `kind` in `namespace`, as JSON with `apiVersion` and `kind` set (list

@@ -38,6 +38,22 @@ impl sdk::HostApi for WitHost {
         host::translate_address(address)
     }
 
+    fn translate_endpoint(
+        &self,
+        service_namespace: &str,
+        service_name: &str,
+        address: &str,
+        port: u16,
+        protocol: &str,
+    ) -> Result<sdk::TranslatedEndpoint, String> {
+        let translated =
+            host::translate_endpoint(service_namespace, service_name, address, port, protocol)?;
+        Ok(sdk::TranslatedEndpoint {
+            address: translated.address,
+            port: translated.port,
+        })
+    }
+
     fn log(&self, level: sdk::LogLevel, message: &str, fields: &[(&str, &str)]) {
         let level = match level {
             sdk::LogLevel::Trace => host::LogLevel::Trace,

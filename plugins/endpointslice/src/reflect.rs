@@ -9,7 +9,7 @@ use liqo_plugin_sdk::{
 };
 use serde_json::{Map, Value};
 
-use crate::endpoints::{remote_endpoints, translates};
+use crate::endpoints::{ServiceRef, remote_endpoints_and_ports, translates};
 
 const API_VERSION: &str = "discovery.k8s.io/v1";
 const KIND: &str = "EndpointSlice";
@@ -22,10 +22,13 @@ const KIND: &str = "EndpointSlice";
 /// reflected into this cluster and must not be reflected on); its Service is not in the host
 /// cache; or its Service is not reflected (`default/kubernetes`, or the reflection policy skips
 /// it). Otherwise returns `{apiVersion, kind, metadata: {name, labels, annotations}, addressType,
-/// endpoints, ports}` with every address translated through `host.translate_address`.
+/// endpoints, ports}` with every IP endpoint translated through `host.translate_endpoint` (every
+/// address through `host.translate_address` when the slice has no numbered port); endpoints that
+/// translate to the same address are merged (see `plugins/README.md`).
 ///
 /// Errors: invalid config, not an EndpointSlice, no name or addressType, a failed Service read or
-/// address translation (the host retries with backoff).
+/// address translation, endpoints of one port translating to different ports (the host retries
+/// with backoff).
 pub fn reflect(
     host: &dyn HostApi,
     ctx: &ReflectContext,
@@ -113,22 +116,27 @@ fn reflect_owned(
         Some(Value::Object(labels)) => labels,
         _ => Map::new(),
     };
-    labels.insert(SERVICE_NAME_LABEL.to_owned(), Value::String(service_name));
+    labels.insert(
+        SERVICE_NAME_LABEL.to_owned(),
+        Value::String(service_name.clone()),
+    );
     labels.insert(
         ENDPOINTSLICE_MANAGED_BY_LABEL.to_owned(),
         Value::String(ENDPOINTSLICE_MANAGED_BY_REFLECTION.to_owned()),
     );
     metadata.insert("labels".to_owned(), Value::Object(labels));
 
-    let endpoints = remote_endpoints(
-        host,
-        object::take_at(&mut slice, &["endpoints"]),
-        translates(&address_type),
-    )?;
-    let ports = match object::take_at(&mut slice, &["ports"]) {
-        Value::Array(ports) => ports,
-        _ => Vec::new(),
+    let namespace = object::str_at(&slice, &["metadata", "namespace"])
+        .unwrap_or(&ctx.local_namespace)
+        .to_owned();
+    let service = ServiceRef {
+        namespace: &namespace,
+        name: &service_name,
     };
+    let endpoints = object::take_at(&mut slice, &["endpoints"]);
+    let ports = object::take_at(&mut slice, &["ports"]);
+    let (endpoints, ports) =
+        remote_endpoints_and_ports(host, &service, endpoints, ports, translates(&address_type))?;
 
     let mut remote = Map::new();
     remote.insert(

@@ -151,12 +151,275 @@ fn a_failed_translation_fails_the_slice() {
                 Ok(address.to_owned())
             }
         });
-    let local = slice(json!([{"addresses": ["10.200.0.1"]}, {"addresses": ["10.200.0.2"]}]));
+    let mut local = slice(json!([{"addresses": ["10.200.0.1"]}, {"addresses": ["10.200.0.2"]}]));
+    let error = reflect(&host, &context(json!({})), &local).unwrap_err();
+    assert_eq!(
+        error,
+        "endpoints[1]: cannot translate endpoint liqo-demo/flights 10.200.0.2:7999/TCP: no IP \
+         mapping for 10.200.0.2"
+    );
+    // Without ports the addresses go through translate_address.
+    local["ports"] = json!([]);
     let error = reflect(&host, &context(json!({})), &local).unwrap_err();
     assert_eq!(
         error,
         "cannot translate address 10.200.0.2 of endpoint 1: no IP mapping for 10.200.0.2"
     );
+}
+
+/// A host whose cache holds `liqo-demo/flights`, reaching this cluster through the gateway
+/// 10.96.0.50:7901.
+fn gateway_host() -> FakeHost {
+    FakeHost::new()
+        .with_object(service("liqo-demo", "flights", json!({})))
+        .with_gateway("10.96.0.50:7901")
+        .with_allowed_reads(manifest().reads)
+}
+
+/// (rule, local endpoints, expected remote endpoints) in gateway mode.
+fn gateway_rows() -> Vec<(&'static str, Value, Value)> {
+    vec![
+        (
+            "one pod: its endpoint at the gateway, per-pod fields as without a gateway",
+            json!([{"addresses": ["10.200.1.5"], "conditions": {"ready": true}, "hostname": "flights-0",
+                    "nodeName": "london-worker-1", "targetRef": {"kind": "Pod", "name": "flights-0"}}]),
+            json!([{"addresses": ["10.96.0.50"], "conditions": {"ready": true}, "hostname": "flights-0"}]),
+        ),
+        (
+            "two ready pods: one endpoint at the gateway, no per-pod fields",
+            json!([{"addresses": ["10.200.1.5"], "conditions": {"ready": true, "serving": true, "terminating": false},
+                    "nodeName": "london-worker-1", "zone": "eu-west-2a", "hostname": "a",
+                    "targetRef": {"kind": "Pod", "name": "flights-a"}},
+                   {"addresses": ["10.200.7.9"], "conditions": {"ready": true, "serving": true, "terminating": false},
+                    "nodeName": "london-worker-2", "zone": "eu-west-2b",
+                    "targetRef": {"kind": "Pod", "name": "flights-b"}}]),
+            json!([{"addresses": ["10.96.0.50"], "conditions": {"ready": true, "serving": true, "terminating": false}}]),
+        ),
+        (
+            "one ready, one not ready: ready",
+            json!([{"addresses": ["10.200.1.5"], "conditions": {"ready": false, "serving": false, "terminating": false}},
+                   {"addresses": ["10.200.7.9"], "conditions": {"ready": true, "serving": true, "terminating": false}}]),
+            json!([{"addresses": ["10.96.0.50"], "conditions": {"ready": true, "serving": true, "terminating": false}}]),
+        ),
+        (
+            "all not ready: not ready",
+            json!([{"addresses": ["10.200.1.5"], "conditions": {"ready": false, "serving": false}},
+                   {"addresses": ["10.200.7.9"], "conditions": {"ready": false, "serving": false}}]),
+            json!([{"addresses": ["10.96.0.50"], "conditions": {"ready": false, "serving": false, "terminating": false}}]),
+        ),
+        (
+            "absent conditions count as ready and serving, not terminating",
+            json!([{"addresses": ["10.200.1.5"], "conditions": {"ready": false, "serving": false, "terminating": true}},
+                   {"addresses": ["10.200.7.9"]}]),
+            json!([{"addresses": ["10.96.0.50"], "conditions": {"ready": true, "serving": true, "terminating": false}}]),
+        ),
+        (
+            "all terminating, one still serving: terminating and serving, not ready",
+            json!([{"addresses": ["10.200.1.5"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+                   {"addresses": ["10.200.7.9"], "conditions": {"ready": false, "serving": false, "terminating": true}}]),
+            json!([{"addresses": ["10.96.0.50"], "conditions": {"ready": false, "serving": true, "terminating": true}}]),
+        ),
+        ("null endpoints stay []", Value::Null, json!([])),
+    ]
+}
+
+#[test]
+fn gateway_rules() {
+    for (rule, local, expected) in gateway_rows() {
+        let remote = applied(reflect(&gateway_host(), &context(json!({})), &slice(local)).unwrap());
+        assert_eq!(remote["endpoints"], expected, "rule: {rule}");
+        let want_ports = if expected == json!([]) {
+            // No endpoint was translated: the ports are the local ones.
+            json!([{"name": "http", "port": 7999, "protocol": "TCP"}])
+        } else {
+            json!([{"name": "http", "port": 7901, "protocol": "TCP"}])
+        };
+        assert_eq!(remote["ports"], want_ports, "rule: {rule}: ports");
+    }
+}
+
+#[test]
+fn gateway_rewrites_every_port_and_passes_the_endpoint_to_the_host() {
+    let calls = std::sync::Mutex::new(Vec::new());
+    struct Recording<'a>(FakeHost, &'a std::sync::Mutex<Vec<String>>);
+    impl liqo_plugin_sdk::HostApi for Recording<'_> {
+        fn get_object(
+            &self,
+            kind: &liqo_plugin_sdk::KindRef,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<Value>, String> {
+            self.0.get_object(kind, namespace, name)
+        }
+        fn translate_address(&self, address: &str) -> Result<String, String> {
+            Err(format!(
+                "translate_address must not be called for {address}"
+            ))
+        }
+        fn translate_endpoint(
+            &self,
+            namespace: &str,
+            service: &str,
+            address: &str,
+            port: u16,
+            protocol: &str,
+        ) -> Result<liqo_plugin_sdk::TranslatedEndpoint, String> {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{namespace}/{service} {address}:{port}/{protocol}"));
+            self.0
+                .translate_endpoint(namespace, service, address, port, protocol)
+        }
+    }
+    let host = Recording(gateway_host(), &calls);
+    let mut local = slice(json!([{"addresses": ["10.200.1.5"]}, {"addresses": ["10.200.7.9"]}]));
+    local["ports"] = json!([{"name": "http", "port": 8080, "appProtocol": "http"},
+                            {"name": "dns", "port": 53, "protocol": "UDP"},
+                            {"name": "any"}]);
+    let remote = applied(reflect(&host, &context(json!({})), &local).unwrap());
+    assert_eq!(
+        remote["ports"],
+        json!([{"name": "http", "port": 7901, "appProtocol": "http"},
+               {"name": "dns", "port": 7901, "protocol": "UDP"},
+               {"name": "any"}]),
+        "numbered ports take the gateway port; other fields, and a port without number, unchanged"
+    );
+    assert_eq!(
+        remote["endpoints"],
+        json!([{"addresses": ["10.96.0.50"],
+        "conditions": {"ready": true, "serving": true, "terminating": false}}])
+    );
+    assert_eq!(
+        *calls.lock().unwrap(),
+        vec![
+            "liqo-demo/flights 10.200.1.5:8080/TCP",
+            "liqo-demo/flights 10.200.1.5:53/UDP",
+            "liqo-demo/flights 10.200.7.9:8080/TCP",
+            "liqo-demo/flights 10.200.7.9:53/UDP",
+        ],
+        "one call per (address, numbered port); protocol TCP when absent"
+    );
+}
+
+#[test]
+fn gateway_without_ports_translates_addresses_and_merges() {
+    let mut local = slice(
+        json!([{"addresses": ["10.200.1.5"], "conditions": {"ready": false}},
+                                 {"addresses": ["10.200.7.9"], "conditions": {"ready": true}}]),
+    );
+    local["ports"] = Value::Null;
+    let remote = applied(reflect(&gateway_host(), &context(json!({})), &local).unwrap());
+    assert_eq!(
+        remote["endpoints"],
+        json!([{"addresses": ["10.96.0.50"], "conditions": {"ready": true, "serving": true, "terminating": false}}])
+    );
+    assert_eq!(remote["ports"], json!([]));
+}
+
+#[test]
+fn gateway_leaves_fqdn_slices_alone() {
+    let mut local =
+        slice(json!([{"addresses": ["db-1.example.com"]}, {"addresses": ["db-2.example.com"]}]));
+    local["addressType"] = json!("FQDN");
+    let remote = applied(reflect(&gateway_host(), &context(json!({})), &local).unwrap());
+    assert_eq!(
+        remote["endpoints"],
+        json!([{"addresses": ["db-1.example.com"]}, {"addresses": ["db-2.example.com"]}])
+    );
+    assert_eq!(remote["ports"], local["ports"]);
+}
+
+#[test]
+fn distinct_addresses_are_never_merged() {
+    // CIDR remap: every pod keeps its own endpoint, the port is unchanged.
+    let local = slice(
+        json!([{"addresses": ["10.200.1.5"], "conditions": {"ready": false}},
+                             {"addresses": ["10.200.7.9"], "conditions": {"ready": true}}]),
+    );
+    let remote = applied(reflect(&host(), &context(json!({})), &local).unwrap());
+    assert_eq!(
+        remote["endpoints"],
+        json!([{"addresses": ["10.201.1.5"], "conditions": {"ready": false}},
+               {"addresses": ["10.201.7.9"], "conditions": {"ready": true}}])
+    );
+    assert_eq!(remote["ports"], local["ports"]);
+}
+
+/// A host translating per address: 10.200.0.1 → port 7001, others → 7002 (or another address
+/// for port 53), to provoke what a slice cannot express.
+fn per_address_host() -> impl liqo_plugin_sdk::HostApi {
+    struct PerAddress(FakeHost);
+    impl liqo_plugin_sdk::HostApi for PerAddress {
+        fn get_object(
+            &self,
+            kind: &liqo_plugin_sdk::KindRef,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<Value>, String> {
+            self.0.get_object(kind, namespace, name)
+        }
+        fn translate_address(&self, address: &str) -> Result<String, String> {
+            Ok(address.to_owned())
+        }
+        fn translate_endpoint(
+            &self,
+            _: &str,
+            _: &str,
+            address: &str,
+            port: u16,
+            _: &str,
+        ) -> Result<liqo_plugin_sdk::TranslatedEndpoint, String> {
+            let remote_port = if address == "10.200.0.1" { 7001 } else { 7002 };
+            let remote_address = if port == 53 {
+                "10.96.0.53"
+            } else {
+                "10.96.0.50"
+            };
+            Ok(liqo_plugin_sdk::TranslatedEndpoint {
+                address: remote_address.to_owned(),
+                port: remote_port,
+            })
+        }
+    }
+    PerAddress(FakeHost::new().with_object(service("liqo-demo", "flights", json!({}))))
+}
+
+#[test]
+fn a_slice_cannot_give_each_address_its_own_port_or_each_port_its_own_address() {
+    let local = slice(json!([{"addresses": ["10.200.0.1"]}, {"addresses": ["10.200.0.2"]}]));
+    let error = reflect(&per_address_host(), &context(json!({})), &local).unwrap_err();
+    assert!(error.contains("ports[0] \"http\" (7999/TCP)"), "{error}");
+    assert!(
+        error.contains("endpoints[0] (10.200.0.1) translates to port 7001")
+            && error.contains("endpoints[1] (10.200.0.2) to port 7002"),
+        "{error}"
+    );
+
+    let mut local = slice(json!([{"addresses": ["10.200.0.2"]}]));
+    local["ports"] = json!([{"name": "http", "port": 80, "protocol": "TCP"},
+                            {"name": "dns", "port": 53, "protocol": "UDP"}]);
+    let error = reflect(&per_address_host(), &context(json!({})), &local).unwrap_err();
+    assert!(
+        error.contains("endpoints[0] (10.200.0.2) translates to 10.96.0.50 for ports[0]")
+            && error.contains("but to 10.96.0.53 for ports[1] \"dns\" (53/UDP)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn gateway_errors_name_the_endpoint() {
+    let local = slice(json!([{"addresses": ["10.200.0.1"]}, {"addresses": ["not-an-ip"]}]));
+    let error = reflect(&gateway_host(), &context(json!({})), &local).unwrap_err();
+    assert_eq!(
+        error,
+        "endpoints[1]: cannot translate endpoint liqo-demo/flights not-an-ip:7999/TCP through \
+         the gateway 10.96.0.50:7901: \"not-an-ip\" is not an IP address"
+    );
+    let mut bad_port = slice(json!([{"addresses": ["10.200.0.1"]}]));
+    bad_port["ports"] = json!([{"name": "http", "port": 70000}]);
+    let error = reflect(&gateway_host(), &context(json!({})), &bad_port).unwrap_err();
+    assert_eq!(error, "ports[0].port 70000 is not a port number");
 }
 
 #[test]

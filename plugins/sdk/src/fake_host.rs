@@ -1,12 +1,13 @@
 //! An in-memory [`HostApi`] for native tests and benchmarks.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use serde_json::Value;
 
 use crate::cidr::CidrMap;
-use crate::host::{HostApi, LogLevel};
+use crate::host::{HostApi, LogLevel, TranslatedEndpoint, endpoint_label};
 use crate::object;
 use crate::types::KindRef;
 
@@ -16,7 +17,7 @@ type ObjectKey = (String, String, String, String);
 
 type TranslateFn = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
-/// How [`FakeHost`] answers `translate_address`.
+/// How [`FakeHost`] answers `translate_address` and `translate_endpoint`.
 enum Translation {
     /// Every address translates to itself.
     Identity,
@@ -24,6 +25,9 @@ enum Translation {
     Cidr(CidrMap),
     /// A test-provided function.
     Custom(TranslateFn),
+    /// Gateway mode: every IP address becomes the gateway's, every endpoint the gateway's
+    /// address and port (like the real host's `GatewayTranslation`).
+    Gateway(SocketAddr),
 }
 
 /// One line written through [`HostApi::log`], recorded by [`FakeHost`].
@@ -109,6 +113,23 @@ impl FakeHost {
         self
     }
 
+    /// Gateway mode: every address translates to the gateway's IP and every endpoint to the
+    /// gateway's IP and port, as the real host does when the peer reaches this cluster through
+    /// its gateway. `endpoint` is `IP:PORT` (`[IPv6]:PORT`); panics otherwise, which is a bug in
+    /// the test that builds it (see [`FakeHost::with_gateway_addr`]).
+    pub fn with_gateway(self, endpoint: &str) -> Self {
+        match endpoint.parse::<SocketAddr>() {
+            Ok(endpoint) => self.with_gateway_addr(endpoint),
+            Err(_) => panic!("FakeHost::with_gateway: {endpoint:?} is not IP:PORT"),
+        }
+    }
+
+    /// [`FakeHost::with_gateway`] with a parsed endpoint.
+    pub fn with_gateway_addr(mut self, endpoint: SocketAddr) -> Self {
+        self.translation = Translation::Gateway(endpoint);
+        self
+    }
+
     /// Refuses `get_object` for kinds other than these, as the real host does for kinds missing
     /// from the manifest's `reads`.
     pub fn with_allowed_reads(mut self, kinds: Vec<KindRef>) -> Self {
@@ -158,7 +179,44 @@ impl HostApi for FakeHost {
             Translation::Identity => Ok(address.to_owned()),
             Translation::Cidr(map) => map.translate(address),
             Translation::Custom(translate) => translate(address),
+            Translation::Gateway(gateway) => {
+                address
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("{address:?} is not an IP address"))?;
+                Ok(gateway.ip().to_string())
+            }
         }
+    }
+
+    fn translate_endpoint(
+        &self,
+        service_namespace: &str,
+        service_name: &str,
+        address: &str,
+        port: u16,
+        protocol: &str,
+    ) -> Result<TranslatedEndpoint, String> {
+        let Translation::Gateway(gateway) = &self.translation else {
+            return Ok(TranslatedEndpoint {
+                address: self.translate_address(address).map_err(|error| {
+                    let endpoint =
+                        endpoint_label(service_namespace, service_name, address, port, protocol);
+                    format!("cannot translate endpoint {endpoint}: {error}")
+                })?,
+                port,
+            });
+        };
+        // Same text as the real host's gateway translation, so golden cases agree through wasm.
+        if address.parse::<IpAddr>().is_err() {
+            let endpoint = endpoint_label(service_namespace, service_name, address, port, protocol);
+            return Err(format!(
+                "cannot translate endpoint {endpoint} through the gateway {gateway}: {address:?} is not an IP address"
+            ));
+        }
+        Ok(TranslatedEndpoint {
+            address: gateway.ip().to_string(),
+            port: gateway.port(),
+        })
     }
 
     fn log(&self, level: LogLevel, message: &str, fields: &[(&str, &str)]) {
@@ -230,6 +288,61 @@ mod tests {
             failing.translate_address("10.0.0.1").unwrap_err(),
             "no route for 10.0.0.1"
         );
+    }
+
+    #[test]
+    fn endpoint_translation_modes() {
+        let endpoint = |host: &FakeHost, address: &str, port: u16| {
+            host.translate_endpoint("liqo-demo", "flights", address, port, "TCP")
+        };
+        let at = |address: &str, port: u16| TranslatedEndpoint {
+            address: address.to_owned(),
+            port,
+        };
+        // Identity and CIDR: the address as translate_address gives it, the same port.
+        assert_eq!(
+            endpoint(&FakeHost::new(), "10.0.0.1", 8080).unwrap(),
+            at("10.0.0.1", 8080)
+        );
+        let cidr = FakeHost::new()
+            .with_cidr_map(CidrMap::from_pairs([("10.0.0.0/8", "11.0.0.0/8")]).unwrap());
+        assert_eq!(
+            endpoint(&cidr, "10.0.0.1", 8080).unwrap(),
+            at("11.0.0.1", 8080)
+        );
+        let failing =
+            FakeHost::new().with_translation(|address| Err(format!("no route for {address}")));
+        assert_eq!(
+            endpoint(&failing, "10.0.0.1", 8080).unwrap_err(),
+            "cannot translate endpoint liqo-demo/flights 10.0.0.1:8080/TCP: no route for 10.0.0.1"
+        );
+        // Gateway: every endpoint is the gateway's address and port.
+        let gateway = FakeHost::new().with_gateway("10.96.0.50:7901");
+        assert_eq!(
+            endpoint(&gateway, "10.0.0.1", 8080).unwrap(),
+            at("10.96.0.50", 7901)
+        );
+        assert_eq!(
+            endpoint(&gateway, "10.0.0.2", 9090).unwrap(),
+            at("10.96.0.50", 7901)
+        );
+        assert_eq!(gateway.translate_address("10.0.0.1").unwrap(), "10.96.0.50");
+        assert_eq!(
+            endpoint(&gateway, "pod-a", 8080).unwrap_err(),
+            "cannot translate endpoint liqo-demo/flights pod-a:8080/TCP through the gateway \
+             10.96.0.50:7901: \"pod-a\" is not an IP address"
+        );
+        let v6 = FakeHost::new().with_gateway("[fd00::50]:7901");
+        assert_eq!(
+            endpoint(&v6, "fd00:1::5", 80).unwrap(),
+            at("fd00::50", 7901)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "is not IP:PORT")]
+    fn gateway_must_be_ip_and_port() {
+        let _ = FakeHost::new().with_gateway("10.96.0.50");
     }
 
     #[test]

@@ -20,15 +20,19 @@
 //! }
 //! ```
 //!
+//! or, instead of `translate`, `"gateway": "10.96.0.50:7901"`: gateway mode, every address
+//! becomes the gateway's IP and every endpoint the gateway's IP and port.
+//!
 //! Defaults: `localNamespace` = the input's `metadata.namespace` (else `default`),
 //! `remoteNamespace` = `localNamespace`, clusters `london`/`newyork` (id = name), `config` `{}`
 //! (a JSON string is passed through verbatim, to test invalid config text), no cached objects,
-//! identity translation (addresses outside every CIDR are unchanged).
+//! identity translation (addresses outside every CIDR are unchanged), no gateway.
 //!
 //! Comparison is semantic (JSON value equality). With `UPDATE_GOLDEN=1` the expected files are
 //! rewritten from the actual output, pretty-printed with sorted keys and a final newline.
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -58,6 +62,9 @@ pub struct GoldenContext {
     pub objects: Vec<Value>,
     /// CIDR translation pairs `(from, to)`.
     pub translate: Vec<(String, String)>,
+    /// Gateway mode (`"gateway": "IP:PORT"`): every address and endpoint translates to this
+    /// gateway. Exclusive with `translate`.
+    pub gateway: Option<SocketAddr>,
 }
 
 /// One golden case.
@@ -126,6 +133,19 @@ impl GoldenContext {
                 );
             }
         };
+        let gateway = match context.get("gateway") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(endpoint)) => {
+                Some(endpoint.parse::<SocketAddr>().map_err(|_| {
+                    format!("context gateway {endpoint:?} must be IP:PORT (e.g. 10.96.0.50:7901)")
+                })?)
+            }
+            Some(_) => return Err("context gateway must be a string IP:PORT".to_owned()),
+        };
+        if gateway.is_some() && !translate.is_empty() {
+            // A peering has one translation policy: a case must not pretend to have two.
+            return Err("context gateway and translate cannot be combined".to_owned());
+        }
         Ok(Self {
             local_namespace,
             remote_namespace,
@@ -134,6 +154,7 @@ impl GoldenContext {
             config,
             objects,
             translate,
+            gateway,
         })
     }
 
@@ -157,12 +178,15 @@ impl GoldenContext {
         )
     }
 
-    /// A [`FakeHost`] holding the case's objects and translation, refusing reads of kinds not in
-    /// `reads` (pass the plugin manifest's `reads`).
+    /// A [`FakeHost`] holding the case's objects and translation (the gateway when set, else
+    /// the CIDR map), refusing reads of kinds not in `reads` (pass the plugin manifest's
+    /// `reads`).
     pub fn fake_host(&self, reads: Vec<KindRef>) -> Result<FakeHost, String> {
-        let mut host = FakeHost::new()
-            .with_cidr_map(self.cidr_map()?)
-            .with_allowed_reads(reads);
+        let host = match self.gateway {
+            Some(gateway) => FakeHost::new().with_gateway_addr(gateway),
+            None => FakeHost::new().with_cidr_map(self.cidr_map()?),
+        };
+        let mut host = host.with_allowed_reads(reads);
         for object in &self.objects {
             host.insert_object(object.clone())?;
         }
@@ -338,6 +362,7 @@ mod tests {
         );
         assert_eq!(context.config, "{}");
         assert!(context.objects.is_empty() && context.translate.is_empty());
+        assert_eq!(context.gateway, None);
         let no_namespace = GoldenContext::parse(&json!({}), &json!({})).unwrap();
         assert_eq!(no_namespace.local_namespace, "default");
     }
@@ -372,6 +397,32 @@ mod tests {
         // A string config is passed through verbatim (to test invalid config text).
         let raw = GoldenContext::parse(&json!({"config": "{oops"}), &json!({})).unwrap();
         assert_eq!(raw.config, "{oops");
+    }
+
+    #[test]
+    fn context_gateway() {
+        let context =
+            GoldenContext::parse(&json!({"gateway": "10.96.0.50:7901"}), &json!({})).unwrap();
+        assert_eq!(context.gateway, Some("10.96.0.50:7901".parse().unwrap()));
+        let host = context.fake_host(vec![]).unwrap();
+        assert_eq!(
+            host.translate_endpoint("a", "s", "10.1.2.3", 8080, "TCP")
+                .unwrap(),
+            crate::TranslatedEndpoint {
+                address: "10.96.0.50".into(),
+                port: 7901
+            }
+        );
+        for bad in [
+            json!({"gateway": "10.96.0.50"}),
+            json!({"gateway": 7901}),
+            json!({"gateway": "10.96.0.50:7901", "translate": {"10.0.0.0/8": "11.0.0.0/8"}}),
+        ] {
+            assert!(
+                GoldenContext::parse(&bad, &json!({})).is_err(),
+                "accepted {bad}"
+            );
+        }
     }
 
     #[test]

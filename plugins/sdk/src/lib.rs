@@ -33,7 +33,7 @@ pub use config::ReflectionConfig;
 pub use dns::{MAX_DNS1123_LABEL_LEN, is_dns1123_label, validate_dns1123_label};
 pub use fake_host::{FakeHost, LogRecord};
 pub use filter::{KeyFilter, glob_matches};
-pub use host::{HostApi, LogLevel};
+pub use host::{HostApi, LogLevel, TranslatedEndpoint};
 pub use policy::ReflectionPolicy;
 pub use types::{
     ClusterIdentity, Decision, DecisionJson, KindRef, Manifest, NamespaceMapping,

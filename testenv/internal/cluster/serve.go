@@ -125,6 +125,20 @@ func Serve(ctx context.Context, dir, name string) error {
 			etcd.Close()
 			return fmt.Errorf("forwarding the API server into namespace %s: %w", c.Netns, err)
 		}
+		// Peers reach this API server too (a consumer's host, running in its
+		// cluster's namespace, reflects into this cluster): the same address
+		// is forwarded into every other cluster's namespace, as the peer
+		// command names it. Only API servers are, never pods or Services.
+		for _, other := range st.Clusters {
+			if other.Name == c.Name || other.Netns == "" {
+				continue
+			}
+			if err := netns.Forward(ctx, other.Netns, apiAddr, apiAddr); err != nil {
+				cancel(err)
+				etcd.Close()
+				return fmt.Errorf("forwarding the API server into peer namespace %s: %w", other.Netns, err)
+			}
+		}
 		kl.enableNetwork(c.Netns, c.WANAddress, st.Network.PodBinaries, c.PodLogDir(), apiAddr)
 		go func() { proxyDone <- runKubeProxy(ctx, c) }()
 	}
