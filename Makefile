@@ -56,6 +56,17 @@ test: setup lint testenv ## Lint, then every test (unit, wasm runtime, real cont
 bench-plugins: setup ## Plugin call cost: wasm vs native, prints a table and writes target/bench/plugin_calls.json
 	BENCH_OUT=$(TARGET_DIR)/bench/plugin_calls.json $(CARGO) bench -p liqo-host --bench plugin_calls --locked
 
+# The cluster data path (testenv network mode: root) through both gateways vs the same
+# kube-proxy hop without them. Debug builds by default (what `make test` builds already; numbers
+# are pessimistic for the gateway); PROFILE=release for representative ones (a cold release
+# build takes about 15 minutes and several GB). Extra flags: TRANSPORT_ARGS="--requests 5000".
+TRANSPORT_PROFILE = $(if $(filter release,$(PROFILE)),release,debug)
+
+.PHONY: bench-transport
+bench-transport: setup testenv ## Gateway data path vs direct ClusterIP (root): round trips and 100 MiB; table and target/bench/transport.json (PROFILE=release)
+	$(CARGO) build --locked $(if $(filter release,$(TRANSPORT_PROFILE)),--release) -p liqo-host -p liqoctl -p liqo-bench
+	$(TARGET_DIR)/$(TRANSPORT_PROFILE)/liqo-bench-transport run $(TRANSPORT_ARGS)
+
 # `make bench` runs the plugin call benchmark, then the full reflection benchmark on release
 # builds (about 27 minutes on 2 cores, 18.5 of them measuring); `make bench BENCH=short` (or
 # `make bench-short`) the CI-sized one on debug builds (about 90 s once built). Extra liqo-bench flags: BENCH_ARGS="--phases floor,propagation".

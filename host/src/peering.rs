@@ -803,3 +803,64 @@ pub fn translator(fc: &ForeignCluster) -> Result<Arc<dyn AddressTranslator>, Str
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn foreign_cluster(networking: serde_json::Value) -> ForeignCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
+            "metadata": {"name": "newyork"},
+            "spec": {"clusterID": "newyork", "networking": networking},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn networking_column_without_a_local_gateway() {
+        let fp = "ab".repeat(32);
+        let cases = [
+            (json!(null), PeeringConditionStatus::None, "NoDataPath"),
+            (
+                json!({"addressTranslation": "Identity"}),
+                PeeringConditionStatus::None,
+                "NoDataPath",
+            ),
+            (
+                json!({"addressTranslation": "Gateway",
+                       "gateway": {"fingerprint": fp, "endpoint": "10.0.0.5:7901"}}),
+                PeeringConditionStatus::Error,
+                "NoLocalGateway",
+            ),
+            (
+                json!({"addressTranslation": "Gateway",
+                       "gateway": {"fingerprint": fp, "endpoint": "gateway:7901"}}),
+                PeeringConditionStatus::Error,
+                "InvalidGateway",
+            ),
+            (
+                json!({"addressTranslation": "Gateway"}),
+                PeeringConditionStatus::Error,
+                "InvalidGateway",
+            ),
+        ];
+        for (networking, status, reason) in cases {
+            let fc = foreign_cluster(networking.clone());
+            let condition = network_condition(&fc, None);
+            assert_eq!(condition.status, status, "{networking}");
+            assert_eq!(condition.reason, reason, "{networking}");
+        }
+    }
+
+    #[test]
+    fn gateway_translation_comes_from_the_spec() {
+        let fc = foreign_cluster(json!({"addressTranslation": "Gateway",
+            "gateway": {"fingerprint": "cd".repeat(32), "endpoint": "10.0.0.5:7901"}}));
+        let translated = translator(&fc).unwrap().translate("10.244.0.7").unwrap();
+        assert_eq!(translated, "10.0.0.5");
+        let broken = foreign_cluster(json!({"addressTranslation": "Gateway"}));
+        let err = translator(&broken).err().unwrap();
+        assert!(err.contains("spec.networking.gateway is missing"), "{err}");
+    }
+}

@@ -231,8 +231,9 @@ impl Transport {
         .reflect(writer)
         .applied_objects()
         .for_each(|_| futures::future::ready(()));
+        // Its own task: the index lives as long as the transport, whatever the loop below does.
+        let watch = AbortOnDrop(tokio::spawn(watch));
         tokio::pin!(shutdown);
-        tokio::pin!(watch);
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_exports = ExportTable::new();
@@ -241,7 +242,6 @@ impl Transport {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = &mut watch => {}
                 _ = tick.tick() => {}
             }
             let exports = self.compute_exports(&engine);
@@ -279,6 +279,7 @@ impl Transport {
                 }
             }
         }
+        drop(watch);
         Ok(())
     }
 
@@ -393,15 +394,14 @@ impl Transport {
     /// Whether traffic to `peer` should be sent: the link is up, or has been down for less
     /// than [`LINK_DOWN_GRACE`] (since it went down, or since this host started).
     pub fn data_path_up(&self, peer: &str) -> bool {
+        let mut down = lock(&self.inner.down_since);
         if self.link_state(peer).is_some_and(|s| s.is_up()) {
+            down.remove(peer);
             return true;
         }
-        let since = lock(&self.inner.down_since)
-            .get(peer)
-            .copied()
-            .unwrap_or(self.inner.started)
-            .max(self.inner.started);
-        since.elapsed() < LINK_DOWN_GRACE
+        // A peer first seen now (just configured) gets the whole grace to connect.
+        let since = *down.entry(peer.to_string()).or_insert_with(Instant::now);
+        since.max(self.inner.started).elapsed() < LINK_DOWN_GRACE
     }
 
     /// Exports: every Service with a ClusterIP in a namespace offloaded to a gateway-mode
@@ -452,6 +452,15 @@ impl Transport {
             }
         }
         table
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
