@@ -127,6 +127,12 @@ step kubectl apply -f "$APP" -n liqo-demo
 step liqoctl offload namespace liqo-demo --namespace-mapping-strategy EnforceSameName --pod-offloading-strategy Local
 
 bold "The Service in newyork: its own ClusterIP, no pods"
+# Reflection takes a moment (the provider grants the twin namespace first): wait for it.
+for _ in $(seq 1 60); do
+  kubectl get endpointslices -n liqo-demo --kubeconfig "$KUBECONFIG_NEWYORK" \
+    -l kubernetes.io/service-name=flights-service -o name 2>/dev/null | grep -q . && break
+  sleep 1
+done
 step kubectl get services --namespace liqo-demo
 step kubectl get services --namespace liqo-demo --kubeconfig '"$KUBECONFIG_NEWYORK"'
 step kubectl get pods --namespace liqo-demo --kubeconfig '"$KUBECONFIG_NEWYORK"'

@@ -538,6 +538,14 @@ fn network_condition(fc: &ForeignCluster, transport: Option<&Transport>) -> Peer
                 rtt.as_secs_f64() * 1000.0
             ),
         ),
+        // Within the grace a link is being set up (or redialed): endpoints are still served.
+        (Some(LinkState::Down { reason }), _) if transport.is_some_and(|t| t.data_path_up(id)) => {
+            condition(
+                PeeringConditionStatus::Pending,
+                "GatewayConnecting",
+                format!("the gateway link with {id} is not up yet: {reason}"),
+            )
+        }
         (Some(LinkState::Down { reason }), _) => condition(
             PeeringConditionStatus::Error,
             "GatewayLinkDown",
@@ -557,8 +565,8 @@ fn network_condition(fc: &ForeignCluster, transport: Option<&Transport>) -> Peer
             ),
         ),
         (None, Ok(Some(_))) => condition(
-            PeeringConditionStatus::Error,
-            "GatewayLinkDown",
+            PeeringConditionStatus::Pending,
+            "GatewayConnecting",
             format!("waiting for the gateway of {id} to connect"),
         ),
         (None, Ok(None)) => condition(
