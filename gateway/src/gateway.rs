@@ -214,6 +214,9 @@ struct Inner {
     pins: PinSet,
     peers: Mutex<HashMap<String, Peer>>,
     exports: RwLock<Arc<ExportTable>>,
+    /// Exports for one peer only, by peer name (looked up with the name the link was
+    /// authenticated as, after the shared table).
+    peer_exports: RwLock<Arc<HashMap<String, ExportTable>>>,
     imports: tokio::sync::Mutex<HashMap<SocketAddr, ImportListener>>,
     services: tokio::sync::Mutex<Option<ServiceListener>>,
     server: Mutex<Option<Task>>,
@@ -278,6 +281,7 @@ impl Gateway {
                 pins: PinSet::default(),
                 peers: Mutex::new(HashMap::new()),
                 exports: RwLock::new(Arc::new(ExportTable::new())),
+                peer_exports: RwLock::new(Arc::new(HashMap::new())),
                 imports: tokio::sync::Mutex::new(HashMap::new()),
                 services: tokio::sync::Mutex::new(None),
                 server: Mutex::new(None),
@@ -407,7 +411,19 @@ impl Gateway {
         Ok(())
     }
 
-    /// Atomically replaces the export table. Streams already open are not affected.
+    /// Atomically replaces the per-peer export tables: a target in `exports[peer]` can be
+    /// reached by `peer` only (a host exports to each provider the Services offloaded to it,
+    /// under that provider's names). Streams already open are not affected.
+    pub fn set_peer_exports(&self, exports: HashMap<String, ExportTable>) {
+        *self
+            .inner
+            .peer_exports
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(exports);
+    }
+
+    /// Atomically replaces the export table shared by every peer. Streams already open are not
+    /// affected.
     pub fn set_exports(&self, exports: ExportTable) {
         *self
             .inner
@@ -786,12 +802,21 @@ async fn serve_export(
             return refuse_stream(respond, StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let addr = inner
+    let shared = inner
         .exports
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&target)
         .copied();
+    let addr = shared.or_else(|| {
+        inner
+            .peer_exports
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(peer)
+            .and_then(|table| table.get(&target))
+            .copied()
+    });
     let Some(addr) = addr else {
         metrics.refused(peer, "export", "not_exported");
         tracing::info!(%peer, %target, "refused a stream: target not exported");

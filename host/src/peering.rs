@@ -530,13 +530,12 @@ fn network_condition(fc: &ForeignCluster, transport: Option<&Transport>) -> Peer
     };
     let gateway = gateway_of(fc);
     match (transport.and_then(|t| t.link_state(id)), &gateway) {
-        (Some(LinkState::Up { rtt }), _) => condition(
+        // No RTT here: it changes at every PING, and the status would be rewritten at every
+        // reconcile (the liqo_gateway link RTT metric has it).
+        (Some(LinkState::Up { .. }), _) => condition(
             PeeringConditionStatus::Established,
             "GatewayLinkUp",
-            format!(
-                "the gateway link with {id} is up (round trip {:.1} ms)",
-                rtt.as_secs_f64() * 1000.0
-            ),
+            format!("the gateway link with {id} is up"),
         ),
         // Within the grace a link is being set up (or redialed): endpoints are still served.
         (Some(LinkState::Down { reason }), _) if transport.is_some_and(|t| t.data_path_up(id)) => {
@@ -615,14 +614,32 @@ async fn keep_lease(
     };
     let name = fc.name_any();
     let id = fc.spec.cluster_id.clone();
-    tenant::renew_lease_announcing(
+    // Only a gateway-mode peering announces this cluster's gateway: the provider would dial
+    // it, and gate endpoints while a link this cluster never accepts is down.
+    let announce = ctx
+        .transport
+        .as_ref()
+        .filter(|_| matches!(gateway_of(fc), Ok(Some(_))));
+    let renewed = tenant::renew_lease_announcing(
         peer,
         &cred.namespace,
         &local.id,
-        crate::transport::lease_annotations(ctx.transport.as_ref()),
+        crate::transport::lease_annotations(announce),
     )
-    .await
-    .map_err(|err| {
+    .await;
+    let renewed = match renewed {
+        // A provider whose tenant policy predates gateway announcements refuses them: keep
+        // the peering alive without one (its NETWORKING stays down, with the reason in logs).
+        Err(kube::Error::Api(s)) if announce.is_some() && (s.code == 422 || s.code == 403) => {
+            tracing::warn!(peer = %id, reason = %s.message,
+                "the provider refused this cluster's gateway announcement on the peering Lease \
+                 (its tenant policy may predate gateways: run liqoctl generate peer-command on it \
+                 to update the policy); renewing without it");
+            tenant::renew_lease(peer, &cred.namespace, &local.id).await
+        }
+        other => other,
+    };
+    renewed.map_err(|err| {
         format!(
             "{name} refused to renew this cluster's peering Lease in {}: {err}; the identity \
                  may have been revoked: generate a new peer command on {name} and peer again",

@@ -320,21 +320,32 @@ async fn provider_pass(
         .collect();
     // Consumers whose gateway this cluster dials: announced on their fresh Leases.
     let mut gateways = BTreeMap::new();
-    for lease in &leases.items {
-        let (Some(tenant), LeaseState::Fresh { consumer }) =
-            (lease.namespace(), lease_state(lease, now, grace))
-        else {
+    // A consumer id is claimed by its first Lease holder; two tenants claiming the same id with
+    // gateways would let one receive the other's traffic: neither is dialed then.
+    let mut contested = std::collections::BTreeSet::new();
+    for lease in leases.items.iter().filter(|l| l.name_any() == LEASE_NAME) {
+        let (Some(tenant), LeaseState::Fresh { consumer }) = (
+            lease
+                .namespace()
+                .filter(|ns| ns.starts_with(TENANT_NAMESPACE_PREFIX)),
+            lease_state(lease, now, grace),
+        ) else {
             continue;
         };
         match crate::transport::import_peer_of(lease.annotations()) {
             Some(Ok(peer)) => {
-                gateways.insert(consumer, peer);
+                let previous = gateways.insert(consumer.clone(), peer);
+                contested.extend(previous.map(|_| consumer));
             }
             Some(Err(reason)) => {
                 tracing::debug!(%tenant, %consumer, %reason, "unusable gateway announcement")
             }
             None => {}
         }
+    }
+    for consumer in contested {
+        tracing::warn!(%consumer, "several tenants claim this consumer id and announce a gateway: none is dialed");
+        gateways.remove(&consumer);
     }
     if let Some(transport) = transport {
         transport.set_import_peers(gateways.clone());

@@ -236,7 +236,7 @@ impl Transport {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_exports = ExportTable::new();
+        let mut last_exports: HashMap<String, ExportTable> = HashMap::new();
         let mut last_paths: HashMap<String, bool> = HashMap::new();
         let mut last_states: HashMap<String, bool> = HashMap::new();
         loop {
@@ -246,8 +246,9 @@ impl Transport {
             }
             let exports = self.compute_exports(&engine);
             if exports != last_exports {
-                tracing::info!(services = exports.len(), "gateway exports updated");
-                self.inner.gateway.set_exports(exports.clone());
+                let targets: usize = exports.values().map(HashMap::len).sum();
+                tracing::info!(peers = exports.len(), targets, "gateway exports updated");
+                self.inner.gateway.set_peer_exports(exports.clone());
                 last_exports = exports;
             }
             for (peer, state) in self.inner.gateway.link_states() {
@@ -271,11 +272,15 @@ impl Transport {
                     }
                     let _ = link_changes.send(peer.clone());
                 }
+                let path = self.data_path_up(&peer);
                 if lock(&self.inner.export_peers).contains_key(&peer) {
-                    let path = self.data_path_up(&peer);
-                    if last_paths.insert(peer.clone(), path) != Some(path) {
-                        engine.set_data_path(&peer, path);
-                    }
+                    // Every tick (it is idempotent): a peer re-registered with the engine (a
+                    // new token) starts over as up, and must not stay so while the link is down.
+                    engine.set_data_path(&peer, path);
+                }
+                // The end of the grace changes NETWORKING (Pending -> Error) too.
+                if last_paths.insert(peer.clone(), path) != Some(path) {
+                    let _ = link_changes.send(peer.clone());
                 }
             }
         }
@@ -356,7 +361,8 @@ impl Transport {
                 },
             );
         }
-        // A peer that is both provider and consumer of this cluster: one link, dialed by us.
+        // A peer that is both provider and consumer of this cluster: the link we dial is the
+        // one our imports use; it also accepts the link the peer dials (same pin).
         for (name, p) in imports {
             configs.insert(
                 name.clone(),
@@ -367,11 +373,26 @@ impl Transport {
                 },
             );
         }
-        if let Err(err) = self
-            .inner
-            .gateway
-            .set_peers(configs.into_values().collect())
-        {
+        // A fingerprint is public: a consumer announcing another peer's must not take over
+        // (or freeze) the others. Its entry is dropped; providers' pins win, then names' order.
+        let mut owners: HashMap<Fingerprint, String> = HashMap::new();
+        let mut peers = Vec::with_capacity(configs.len());
+        let exported: Vec<String> = lock(&self.inner.export_peers).keys().cloned().collect();
+        let (first, rest): (Vec<_>, Vec<_>) = configs
+            .into_values()
+            .partition(|c| exported.contains(&c.name));
+        for config in first.into_iter().chain(rest) {
+            if let Some(owner) = owners.get(&config.fingerprint) {
+                tracing::warn!(peer = %config.name, %owner,
+                    "gateway fingerprint already pinned for another peer: this peer's gateway is ignored");
+                continue;
+            }
+            owners.insert(config.fingerprint, config.name.clone());
+            peers.push(config);
+        }
+        let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
+        lock(&self.inner.down_since).retain(|peer, _| names.contains(peer));
+        if let Err(err) = self.inner.gateway.set_peers(peers) {
             tracing::warn!(%err, "gateway peers not updated");
         }
     }
@@ -404,21 +425,22 @@ impl Transport {
         since.max(self.inner.started).elapsed() < LINK_DOWN_GRACE
     }
 
-    /// Exports: every Service with a ClusterIP in a namespace offloaded to a gateway-mode
-    /// provider, under its name there.
-    fn compute_exports(&self, engine: &Engine) -> ExportTable {
+    /// Exports, per gateway-mode provider: every Service with a ClusterIP in a namespace
+    /// offloaded to it, under its name there. A provider reaches only what was offloaded to it.
+    fn compute_exports(&self, engine: &Engine) -> HashMap<String, ExportTable> {
         let peers: Vec<String> = lock(&self.inner.export_peers).keys().cloned().collect();
-        let mut table = ExportTable::new();
+        let mut tables: HashMap<String, ExportTable> = HashMap::new();
         if peers.is_empty() {
-            return table;
+            return tables;
         }
         let Some(cache) = engine.local_cache(crate::reflect::SERVICE_KIND_KEY) else {
-            return table;
+            return tables;
         };
-        let mut twins: HashMap<String, Vec<String>> = HashMap::new();
+        // Local namespace -> (provider, remote namespace) for each provider it is offloaded to.
+        let mut twins: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for peer in &peers {
             for (local, remote) in engine.twin_namespaces(peer) {
-                twins.entry(local).or_default().push(remote);
+                twins.entry(local).or_default().push((peer.clone(), remote));
             }
         }
         for service in cache.store.state() {
@@ -444,14 +466,17 @@ impl Transport {
                 let Some(number) = port["port"].as_u64().and_then(|p| u16::try_from(p).ok()) else {
                     continue;
                 };
-                for remote in remotes {
+                for (peer, remote) in remotes {
                     if let Ok(target) = Target::new(remote.clone(), service.name_any(), number) {
-                        table.insert(target, SocketAddr::new(ip, number));
+                        tables
+                            .entry(peer.clone())
+                            .or_default()
+                            .insert(target, SocketAddr::new(ip, number));
                     }
                 }
             }
         }
-        table
+        tables
     }
 }
 
@@ -526,14 +551,35 @@ pub fn import_peer_of(
             "annotation {LEASE_FINGERPRINT_ANNOTATION} is missing"
         )));
     };
-    Some(
+    let checked = SocketAddr::from_str(address)
+        .map_err(|_| format!("gateway address {address:?} is not IP:PORT"))
+        .and_then(|addr| {
+            let ip = addr.ip();
+            let refused = ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || addr.port() == 0
+                || match ip {
+                    IpAddr::V4(v4) => v4.is_link_local() || v4.is_broadcast(),
+                    IpAddr::V6(v6) => v6.is_unicast_link_local(),
+                };
+            if refused {
+                Err(format!(
+                    "gateway address {address} is not one a peer can be dialed at (loopback, \
+                     link-local, multicast, unspecified or port 0)"
+                ))
+            } else {
+                Ok(addr)
+            }
+        });
+    Some(checked.and_then(|addr| {
         Fingerprint::from_str(fingerprint)
             .map_err(|e| e.to_string())
             .map(|fingerprint| ImportPeer {
                 fingerprint,
-                address: address.clone(),
-            }),
-    )
+                address: addr.to_string(),
+            })
+    }))
 }
 
 #[cfg(test)]
@@ -550,6 +596,19 @@ mod tests {
             "172.30.0.10:7900".into(),
         );
         assert!(import_peer_of(&annotations).unwrap().is_err());
+        for bad in [
+            "gateway:7900",
+            "127.0.0.1:7900",
+            "169.254.169.254:80",
+            "0.0.0.0:7900",
+            "[::1]:7900",
+            "172.30.0.10:0",
+        ] {
+            let mut a = annotations.clone();
+            a.insert(LEASE_ADDRESS_ANNOTATION.to_string(), bad.into());
+            a.insert(LEASE_FINGERPRINT_ANNOTATION.to_string(), fp.clone());
+            assert!(import_peer_of(&a).unwrap().is_err(), "{bad} accepted");
+        }
         annotations.insert(LEASE_FINGERPRINT_ANNOTATION.to_string(), "xyz".into());
         assert!(
             import_peer_of(&annotations)

@@ -627,6 +627,62 @@ async fn peer_secure_and_unpeer() {
         "already claimed",
         "change the Lease's consumer",
     );
+    // Its Lease's labels and annotations are the provider's, but for its gateway announcement
+    // (two keys, short values).
+    let leases = Api::<Lease>::namespaced(peer.clone(), &tenant_ns);
+    let annotate = |annotations: serde_json::Value| {
+        let leases = leases.clone();
+        async move {
+            leases
+                .patch(
+                    tenant::LEASE_NAME,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+                )
+                .await
+        }
+    };
+    for (annotations, what) in [
+        (json!({"example.com/note": "x"}), "add an annotation"),
+        (
+            json!({tenant::TOKEN_EXPIRATION_ANNOTATION: null}),
+            "remove the provider's annotation",
+        ),
+        (
+            json!({"gateway.liqo.io/other": "x"}),
+            "add another gateway.liqo.io/ key",
+        ),
+        (
+            json!({"gateway.liqo.io/address": "1".repeat(129)}),
+            "announce a 129-character address",
+        ),
+    ] {
+        forbidden(annotate(annotations).await, "belong to the provider", what);
+    }
+    forbidden(
+        leases
+            .patch(
+                tenant::LEASE_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"example.com/x": "y"}}})),
+            )
+            .await,
+        "belong to the provider",
+        "label its Lease",
+    );
+    let announced = annotate(json!({"gateway.liqo.io/address": "172.30.0.10:7900"}))
+        .await
+        .expect("the consumer may announce its gateway");
+    assert_eq!(
+        announced
+            .annotations()
+            .get("gateway.liqo.io/address")
+            .map(String::as_str),
+        Some("172.30.0.10:7900")
+    );
+    annotate(json!({"gateway.liqo.io/address": null}))
+        .await
+        .expect("the consumer may withdraw its gateway");
     let long_token: TokenRequest = serde_json::from_value(
         json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 864000}}),
     )
