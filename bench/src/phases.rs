@@ -1,5 +1,6 @@
 //! The measurements: floor, propagation, throughput, endpoints via pods, scale.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -244,6 +245,9 @@ pub struct ScaleReport {
     pub host_idle: Option<Usage>,
     /// API writes of the host during the idle period.
     pub idle_writes: f64,
+    /// Those writes by `CLUSTER/VERB` (which cluster, and apply, delete, status, event...), to
+    /// tell where writes at rest come from.
+    pub idle_writes_by: BTreeMap<String, f64>,
     /// Reflection passes during the idle period.
     pub idle_passes: f64,
     /// Services updated after the sync to measure fan-out.
@@ -1045,6 +1049,11 @@ pub async fn scale(
         procstat::sum(m, "liqo_reflection_passes_total", &[("kind", kind)])
     };
     let idle_writes = writes(&m1) - writes(&m0);
+    let idle_writes_by: BTreeMap<String, f64> =
+        procstat::delta(&procstat::host_counters(&m0), &procstat::host_counters(&m1))
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("writes ")?.to_string(), v)))
+            .collect();
     let idle_passes = passes(&m1, "Service") + passes(&m1, "EndpointSlice")
         - passes(&m0, "Service")
         - passes(&m0, "EndpointSlice");
@@ -1088,6 +1097,7 @@ pub async fn scale(
         host_during_sync,
         host_idle,
         idle_writes,
+        idle_writes_by,
         idle_passes,
         probe_updates: probes,
         slice_passes_per_service_update: slice_passes / probes.max(1) as f64,

@@ -501,6 +501,19 @@ pub fn table(report: &Report) -> String {
             o,
             "  (cpu in cores; eps/upd: EndpointSlice reflection passes caused by one Service update)"
         );
+        for s in r.scale.iter().filter(|s| !s.idle_writes_by.is_empty()) {
+            let by: Vec<String> = s
+                .idle_writes_by
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.0}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "  {} Services: writes while idle by cluster/verb: {}",
+                s.services,
+                by.join(", ")
+            );
+        }
         for s in &r.scale {
             if let Some(p) = s.provider_host {
                 let _ = writeln!(
