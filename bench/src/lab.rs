@@ -227,33 +227,9 @@ impl Lab {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Runs a command line with bash, liqoctl and kubectl on PATH and KUBECONFIG=london.
+    /// Runs a command line as london's user (see [`crate::common::shell_london`]).
     fn shell_london(&self, line: &str) -> Result<()> {
-        let dirs = [
-            self.bins.liqoctl.parent().map(Path::to_path_buf),
-            self.env.kubectl_bin().parent().map(Path::to_path_buf),
-        ];
-        let mut path: Vec<PathBuf> = dirs.into_iter().flatten().collect();
-        path.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(line)
-            .env("PATH", std::env::join_paths(path).context("PATH")?)
-            .env("KUBECONFIG", self.env.kubeconfig_path("london"))
-            .stdin(Stdio::null())
-            .output()
-            .context("running bash")?;
-        if !out.status.success() {
-            bail!(
-                "`{line}` failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        crate::common::shell_london(&self.env, &self.bins.liqoctl, line)
     }
 
     /// Starts `liqo-host run` for `cluster` (no leader election: one replica).

@@ -5,6 +5,7 @@
 //! benchmark). Output: a table on stdout, `OUT/reflection.json`, `OUT/latency.svg`, host logs
 //! in `OUT/logs/`. BENCHMARKS.md describes the method.
 
+mod common;
 mod lab;
 mod phases;
 mod procstat;
@@ -104,22 +105,9 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         tokio::select! {
             result = run(args) => result,
-            _ = interrupted() => bail!("interrupted: hosts and clusters stopped"),
+            _ = common::interrupted() => bail!("interrupted: hosts and clusters stopped"),
         }
     })
-}
-
-/// SIGINT or SIGTERM. Returning drops the hosts (killed) and the environments (`testenv
-/// down`).
-async fn interrupted() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// Measures one phase's CPU and memory, by process, and the london host's counters.

@@ -14,6 +14,8 @@
 
 #[path = "../transport/cluster.rs"]
 mod cluster;
+#[path = "../common.rs"]
+mod common;
 #[path = "../transport/echo.rs"]
 mod echo;
 #[path = "../transport/report.rs"]
@@ -218,7 +220,7 @@ fn run(args: RunArgs) -> Result<()> {
     let clusters = runtime.block_on(async {
         tokio::select! {
             c = Clusters::up(&bins, &log_dir) => c,
-            _ = interrupted() => bail!("interrupted during setup: hosts and clusters stopped"),
+            _ = common::interrupted() => bail!("interrupted during setup: hosts and clusters stopped"),
         }
     })?;
 
@@ -370,18 +372,6 @@ fn measure(clusters: &Clusters, bench: &Path, args: &RunArgs) -> Result<Measured
         gateway: BulkRuns::of(gateway),
     };
     Ok((kept, new_connection, bulk))
-}
-
-/// SIGINT or SIGTERM.
-async fn interrupted() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 fn cpu_model() -> String {

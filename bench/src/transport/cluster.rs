@@ -165,34 +165,9 @@ fn liqoctl(env: &TestEnv, bins: &Bins, cluster: &str, args: &[&str]) -> Result<S
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Runs a command line (the peer command) with bash, liqoctl and kubectl on PATH and
-/// KUBECONFIG set to london, as the tutorial's user has it.
+/// Runs a command line (the peer command) as london's user, see [`crate::common::shell_london`].
 fn shell_london(env: &TestEnv, bins: &Bins, line: &str) -> Result<()> {
-    let mut path: Vec<PathBuf> = [bins.liqoctl.parent(), env.kubectl_bin().parent()]
-        .into_iter()
-        .flatten()
-        .map(Path::to_path_buf)
-        .collect();
-    path.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(line)
-        .env("PATH", std::env::join_paths(path).context("PATH")?)
-        .env("KUBECONFIG", env.kubeconfig_path("london"))
-        .stdin(Stdio::null())
-        .output()
-        .context("running bash")?;
-    if !out.status.success() {
-        bail!(
-            "`{line}` failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    crate::common::shell_london(env, &bins.liqoctl, line)
 }
 
 /// Starts `cluster`'s host inside its network namespace with its gateway on the cluster's WAN
