@@ -6,6 +6,7 @@
 //! in `OUT/logs/`. BENCHMARKS.md describes the method.
 
 mod common;
+mod copier;
 mod lab;
 mod phases;
 mod procstat;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
 
+use crate::copier::{CopierStats, CopierWrites};
 use crate::lab::{Bins, HostSettings, Lab};
 use crate::phases::{PhaseUsage, Plan, Results};
 use crate::procstat::Sampler;
@@ -45,6 +47,10 @@ enum Phase {
     Propagation,
     /// Highest sustained rate.
     Throughput,
+    /// The propagation workload through a native copier (the whole-path floor).
+    CopierPropagation,
+    /// The throughput search through a native copier (the whole-path floor).
+    CopierThroughput,
     /// Endpoints via pods.
     Pods,
     /// Initial sync, memory and idle CPU with many Services.
@@ -83,6 +89,10 @@ struct Args {
     /// shows the restarted host waiting for its 5-minute offloading requeue.
     #[arg(long)]
     no_nudge: bool,
+    /// How the whole-path floor's copier writes: `replace` (create, then replace: the cheapest
+    /// writes) or `apply` (server-side apply, as the host writes: shows what apply costs).
+    #[arg(long, value_enum, default_value_t = CopierWrites::Replace)]
+    copier_writes: CopierWrites,
 }
 
 fn default_out() -> Result<PathBuf> {
@@ -137,6 +147,11 @@ impl<'a> PhaseClock<'a> {
     }
 
     fn stop(self, results: &mut Results) {
+        self.stop_with(results, None);
+    }
+
+    /// Stops, recording what the native copier did over the phase.
+    fn stop_with(self, results: &mut Results, copier: Option<CopierStats>) {
         let to = Instant::now();
         let secs = to.duration_since(self.from).as_secs_f64();
         let busy = procstat::machine_busy_seconds().unwrap_or(0.0) - self.busy;
@@ -145,6 +160,7 @@ impl<'a> PhaseClock<'a> {
             "newyork-host",
             "london-cluster",
             "newyork-cluster",
+            "bench",
         ]
         .iter()
         .filter_map(|n| Some((n.to_string(), self.sampler.usage(n, self.from, to)?)))
@@ -159,6 +175,7 @@ impl<'a> PhaseClock<'a> {
             machine_cores: if secs > 0.0 { busy / secs } else { 0.0 },
             processes,
             host_counters,
+            copier,
         });
     }
 }
@@ -191,11 +208,14 @@ async fn run(args: Args) -> Result<()> {
         plan.rates = args.rates.clone();
     }
     plan.nudge = !args.no_nudge;
+    plan.copier_writes = args.copier_writes;
     let phases = if args.phases.is_empty() {
         vec![
             Phase::Floor,
             Phase::Propagation,
             Phase::Throughput,
+            Phase::CopierPropagation,
+            Phase::CopierThroughput,
             Phase::Pods,
             Phase::Scale,
         ]
@@ -223,6 +243,8 @@ async fn run(args: Args) -> Result<()> {
     );
 
     let sampler = Sampler::start(Duration::from_millis(200));
+    // The load generator, the watches and, in the copier phases, the native copier.
+    sampler.watch("bench", std::process::id());
     let mut results = Results::default();
     let mut setup: Vec<(String, f64)> = Vec::new();
 
@@ -230,6 +252,8 @@ async fn run(args: Args) -> Result<()> {
         Phase::Floor,
         Phase::Propagation,
         Phase::Throughput,
+        Phase::CopierPropagation,
+        Phase::CopierThroughput,
         Phase::Pods,
     ];
     if phases.iter().any(|p| reflection_phases.contains(p)) {
@@ -262,8 +286,32 @@ async fn run(args: Args) -> Result<()> {
         if phases.contains(&Phase::Throughput) {
             let floor_rate = results.floor.as_ref().map_or(250.0, |f| f.max.rate);
             let clock = PhaseClock::start(&sampler, "throughput", metrics);
-            results.throughput = Some(phases::throughput(&lab, &book, &plan, floor_rate).await?);
+            let report = phases::throughput(&lab, &book, &plan, floor_rate).await?;
             clock.stop(&mut results);
+            setup.push((
+                "latency env: throughput cleanup between steps".into(),
+                report.cleanup_seconds,
+            ));
+            results.throughput = Some(report);
+        }
+        if phases.contains(&Phase::CopierPropagation) {
+            let clock = PhaseClock::start(&sampler, "copier-propagation", metrics);
+            let (rates, stats) = phases::copier_propagation(&lab, &book, &plan).await?;
+            clock.stop_with(&mut results, Some(stats));
+            results.copier_propagation = rates;
+        }
+        if phases.contains(&Phase::CopierThroughput) {
+            let floor_rate = results.floor.as_ref().map_or(250.0, |f| f.max.rate);
+            let clock = PhaseClock::start(&sampler, "copier-throughput", metrics);
+            let (report, copier) =
+                phases::copier_throughput(&lab, &book, &plan, floor_rate).await?;
+            clock.stop_with(&mut results, Some(copier.stats()));
+            setup.push((
+                "latency env: copier throughput cleanup between steps".into(),
+                report.cleanup_seconds,
+            ));
+            drop(copier);
+            results.copier_throughput = Some(report);
         }
         if phases.contains(&Phase::Pods) {
             let clock = PhaseClock::start(&sampler, "pods", metrics);
@@ -343,6 +391,7 @@ async fn run(args: Args) -> Result<()> {
 
     machine.load_after = report::load_average();
     let targets = report::targets(&results);
+    let whole_path = report::whole_path_targets(&results);
     let report = Report {
         version: 1,
         started_unix,
@@ -353,6 +402,7 @@ async fn run(args: Args) -> Result<()> {
         results,
         plugins,
         targets,
+        whole_path,
     };
     print!("{}", report::table(&report));
     let json_path = out.join("reflection.json");
@@ -362,7 +412,10 @@ async fn run(args: Args) -> Result<()> {
     )
     .with_context(|| format!("writing {}", json_path.display()))?;
     let svg_path = out.join("latency.svg");
-    if report.results.propagation.is_empty() && report.results.floor.is_none() {
+    if report.results.propagation.is_empty()
+        && report.results.copier_propagation.is_empty()
+        && report.results.floor.is_none()
+    {
         println!("\nwrote {}", json_path.display());
     } else {
         report::chart(&report, &svg_path)?;
@@ -372,6 +425,8 @@ async fn run(args: Args) -> Result<()> {
     if r.floor.is_none()
         && r.propagation.is_empty()
         && r.throughput.is_none()
+        && r.copier_propagation.is_empty()
+        && r.copier_throughput.is_none()
         && r.pods.is_none()
         && r.scale.is_empty()
     {

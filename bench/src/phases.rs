@@ -1,6 +1,8 @@
-//! The measurements: floor, propagation, throughput, endpoints via pods, scale.
+//! The measurements: floor, propagation, throughput, the same two through a native copier
+//! (the whole-path floor), endpoints via pods, scale.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -9,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use kube::Client;
 use serde::Serialize;
 
+use crate::copier::{Copier, CopierStats, CopierWrites};
 use crate::lab::Lab;
 use crate::procstat::{self, Sampler, Usage};
 use crate::stats::{self, Summary};
@@ -52,6 +55,8 @@ pub struct Plan {
     /// Whether to touch the ForeignCluster once the restarted host has its peer, so that it
     /// re-evaluates the NamespaceOffloadings at once instead of after its 5-minute requeue.
     pub nudge: bool,
+    /// How the whole-path floor's copier writes newyork's copies.
+    pub copier_writes: CopierWrites,
 }
 
 impl Plan {
@@ -72,6 +77,7 @@ impl Plan {
             scale_namespaces: 10,
             idle_seconds: 3.0,
             nudge: true,
+            copier_writes: CopierWrites::Replace,
         }
     }
 
@@ -92,6 +98,7 @@ impl Plan {
             scale_namespaces: 100,
             idle_seconds: 20.0,
             nudge: true,
+            copier_writes: CopierWrites::Replace,
         }
     }
 }
@@ -187,6 +194,8 @@ pub struct ThroughputReport {
     pub sustained_rate: f64,
     /// True if that rate was limited by london accepting writes, not by the host.
     pub writer_bound: bool,
+    /// Seconds spent between steps deleting each step's Services (not measured).
+    pub cleanup_seconds: f64,
 }
 
 /// Latency split of endpoint changes driven by pods.
@@ -269,6 +278,11 @@ pub struct Results {
     pub propagation: Vec<RateResult>,
     /// Throughput search.
     pub throughput: Option<ThroughputReport>,
+    /// The whole-path floor: the propagation workload through the native copier
+    /// ([`crate::copier`]) instead of the host, at the same rates.
+    pub copier_propagation: Vec<RateResult>,
+    /// The whole-path floor: the throughput search through the native copier.
+    pub copier_throughput: Option<ThroughputReport>,
     /// Endpoints via pods.
     pub pods: Option<PodsReport>,
     /// Scale.
@@ -291,6 +305,9 @@ pub struct PhaseUsage {
     /// london host's counters over the phase: `writes CLUSTER/VERB`, `passes KIND/RESULT`
     /// (empty when the host restarted during the phase).
     pub host_counters: std::collections::BTreeMap<String, f64>,
+    /// Copier phases: what the native copier did, and the CPU time of its threads (part of the
+    /// `bench` process's).
+    pub copier: Option<CopierStats>,
 }
 
 /// Latencies of `batch`'s successful writes against the arrivals in `book` under
@@ -572,21 +589,45 @@ pub async fn propagation(lab: &Lab, book: &Book, plan: &Plan) -> Result<Vec<Rate
     Ok(out)
 }
 
+/// Where a throughput step reads the reflector's backlog (`queue max`).
+#[derive(Clone)]
+pub enum QueueDepth {
+    /// `liqo_reflection_queue_depth` scraped from the host's `/metrics` every 500 ms.
+    Host(SocketAddr),
+    /// The native copier's work queue, read every 100 ms.
+    Copier(Arc<AtomicUsize>),
+    /// Not available.
+    None,
+}
+
+/// Name of the `i`th Service of throughput step `index`.
+fn step_object(index: usize, i: usize) -> String {
+    format!("t{index}-{i}")
+}
+
+/// Services of a throughput step at `rate` for `seconds`.
+fn step_objects(rate: f64, seconds: f64) -> usize {
+    (rate * seconds).round() as usize
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn throughput_step(
     lab: &Lab,
     book: &Arc<Book>,
     ns: &str,
+    phase: &str,
+    depth: &QueueDepth,
     index: usize,
     rate: f64,
     seconds: f64,
 ) -> Step {
-    let n = (rate * seconds).round() as usize;
+    let n = step_objects(rate, seconds);
     let actions: Vec<Action> = (0..n)
         .map(|i| Action::CreateService {
             ns: ns.into(),
-            name: format!("t{index}-{i}"),
+            name: step_object(index, i),
             seq: 1,
-            phase: "throughput".into(),
+            phase: phase.into(),
             selector: None,
         })
         .collect();
@@ -599,7 +640,7 @@ async fn throughput_step(
     let started = Instant::now();
     let monitor = {
         let (book, written, stop, keys) = (book.clone(), written.clone(), stop.clone(), keys);
-        let metrics = lab.london_host.as_ref().map(|h| h.metrics);
+        let depth = depth.clone();
         tokio::spawn(async move {
             let mut samples: Vec<(f64, f64)> = Vec::new();
             let mut max_depth: f64 = 0.0;
@@ -608,13 +649,24 @@ async fn throughput_step(
                 let w = written.load(Ordering::Relaxed);
                 let (a, _) = book.arrived(&keys);
                 samples.push((started.elapsed().as_secs_f64(), w.saturating_sub(a) as f64));
-                if tick.is_multiple_of(5)
-                    && let Some(addr) = metrics
-                    && let Ok(Ok(m)) =
-                        tokio::task::spawn_blocking(move || procstat::scrape(addr)).await
-                {
-                    max_depth =
-                        max_depth.max(procstat::sum(&m, "liqo_reflection_queue_depth", &[]));
+                match &depth {
+                    QueueDepth::Host(addr) => {
+                        let addr = *addr;
+                        if tick.is_multiple_of(5)
+                            && let Ok(Ok(m)) =
+                                tokio::task::spawn_blocking(move || procstat::scrape(addr)).await
+                        {
+                            max_depth = max_depth.max(procstat::sum(
+                                &m,
+                                "liqo_reflection_queue_depth",
+                                &[],
+                            ));
+                        }
+                    }
+                    QueueDepth::Copier(gauge) => {
+                        max_depth = max_depth.max(gauge.load(Ordering::Relaxed) as f64);
+                    }
+                    QueueDepth::None => {}
                 }
                 tick += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -685,7 +737,7 @@ async fn throughput_step(
         note: notes.join("; "),
     };
     eprintln!(
-        "liqo-bench: throughput step {rate:.0}/s: writes {write_rate:.0}/s arrivals {arrival_rate:.0}/s \
+        "liqo-bench: {phase} step {rate:.0}/s: writes {write_rate:.0}/s arrivals {arrival_rate:.0}/s \
          backlog slope {slope:.1}/s drain {drain_seconds:.2}s -> {}",
         if step.sustained {
             "sustained"
@@ -705,15 +757,43 @@ pub async fn throughput(
     plan: &Plan,
     floor_rate: f64,
 ) -> Result<ThroughputReport> {
-    let ns = "tput";
+    let ns = THROUGHPUT_NS;
     offloaded_namespace(lab, book, ns).await?;
+    let depth = lab
+        .london_host
+        .as_ref()
+        .map_or(QueueDepth::None, |h| QueueDepth::Host(h.metrics));
+    Ok(throughput_search(lab, book, plan, floor_rate, ns, "throughput", &depth).await)
+}
+
+/// london namespace of the throughput search through the host.
+pub const THROUGHPUT_NS: &str = "tput";
+/// london (and newyork) namespace of the throughput search through the copier.
+pub const COPIER_THROUGHPUT_NS: &str = "copy-tput";
+
+/// The step search of [`throughput`], writing in london's `ns` (already reflected by
+/// something), objects labelled `phase`, the backlog read from `depth`.
+async fn throughput_search(
+    lab: &Lab,
+    book: &Arc<Book>,
+    plan: &Plan,
+    floor_rate: f64,
+    ns: &str,
+    phase: &str,
+    depth: &QueueDepth,
+) -> ThroughputReport {
     let round = |r: f64| ((r / 10.0).round() * 10.0).max(10.0);
     let mut rate = round(floor_rate * 0.4);
     let mut steps: Vec<Step> = Vec::new();
     let mut best: Option<Step> = None;
     let mut lowest_failed: Option<f64> = None;
+    let mut cleanup_seconds = 0.0;
     for i in 0..plan.max_steps {
-        let step = throughput_step(lab, book, ns, i, rate, plan.step_seconds).await;
+        let step = throughput_step(lab, book, ns, phase, depth, i, rate, plan.step_seconds).await;
+        // Every step starts from the same clusters: the API server's cost per Service grows
+        // with the Services it holds, which would otherwise charge earlier steps' objects to
+        // later (higher) rates.
+        cleanup_seconds += clean_steps(lab, book, ns, &[(i, rate)], plan.step_seconds).await;
         let writer_bound = step.write_rate < 0.9 * rate;
         steps.push(step.clone());
         if step.sustained {
@@ -745,11 +825,146 @@ pub async fn throughput(
         }
         rate = next;
     }
-    Ok(ThroughputReport {
+    ThroughputReport {
         sustained_rate: best.as_ref().map_or(0.0, |b| b.write_rate.min(b.rate)),
         writer_bound: best.as_ref().is_some_and(|b| b.write_rate < 0.9 * b.rate),
         steps,
+        cleanup_seconds,
+    }
+}
+
+/// Deletes the Services of throughput steps `(index, rate)` in london's `ns` and waits (at most
+/// 10 min) until their deletion reached newyork. Not part of any measurement. Returns the
+/// seconds it took.
+async fn clean_steps(
+    lab: &Lab,
+    book: &Book,
+    ns: &str,
+    steps: &[(usize, f64)],
+    step_seconds: f64,
+) -> f64 {
+    let started = Instant::now();
+    let deletes: Vec<Action> = steps
+        .iter()
+        .flat_map(|&(index, rate)| {
+            (0..step_objects(rate, step_seconds)).map(move |i| Action::DeleteService {
+                ns: ns.into(),
+                name: step_object(index, i),
+            })
+        })
+        .collect();
+    let batch = workload::run(
+        &lab.london,
+        deletes,
+        Pace {
+            rate: None,
+            in_flight: LOAD_IN_FLIGHT,
+        },
+        None,
+    )
+    .await;
+    // Deletes of objects whose create failed fail too (404): `drain` waits for the others.
+    drain(&batch, book, "newyork", Duration::from_secs(600)).await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "liqo-bench: removed {} throughput Services of {ns} in {secs:.1}s (not measured)",
+        batch.timed.len() - batch.failed
+    );
+    secs
+}
+
+/// Creates namespace `ns` in both clusters (not offloaded: the host leaves it alone), starts a
+/// copier on it with `workers` writers, and waits until a first Service crossed, so that
+/// connections are open before anything is measured (as [`offloaded_namespace`] does for the
+/// host).
+pub async fn copied_namespace(
+    lab: &Lab,
+    book: &Book,
+    ns: &str,
+    workers: usize,
+    writes: CopierWrites,
+) -> Result<Copier> {
+    lab.create_namespace("london", ns).await?;
+    lab.create_namespace("newyork", ns).await?;
+    let (london, newyork, owned) = (
+        lab.london_config.clone(),
+        lab.newyork_config.clone(),
+        ns.to_string(),
+    );
+    let copier = tokio::task::spawn_blocking(move || {
+        Copier::start(london, newyork, &owned, workers, writes)
     })
+    .await
+    .context("copier start task")??;
+    let warm = Action::CreateService {
+        ns: ns.into(),
+        name: "warm-up".into(),
+        seq: 1,
+        phase: "warm-up".into(),
+        selector: None,
+    };
+    warm.perform(&lab.london)
+        .await
+        .with_context(|| format!("creating the warm-up Service in {ns}"))?;
+    let key = format!("newyork:{}", warm.arrival_key());
+    let (n, _) = wait_keys(book, std::slice::from_ref(&key), Duration::from_secs(60)).await;
+    if n == 0 {
+        bail!("the warm-up Service of {ns} did not reach newyork through the copier within 60 s");
+    }
+    Ok(copier)
+}
+
+/// The propagation workload at the fixed rates through the native copier (namespaces
+/// `copy-RATE`), with what the copiers did over the phase.
+pub async fn copier_propagation(
+    lab: &Lab,
+    book: &Book,
+    plan: &Plan,
+) -> Result<(Vec<RateResult>, CopierStats)> {
+    let mut out = Vec::new();
+    let mut stats = CopierStats::default();
+    for &rate in &plan.rates {
+        let ns = format!("copy-{}", rate as u64);
+        let copier = copied_namespace(lab, book, &ns, plan.workers, plan.copier_writes).await?;
+        let n = (rate * plan.op_seconds).round() as usize;
+        let r = ops_at_rate(
+            &lab.london,
+            book,
+            "newyork",
+            &ns,
+            "copier-propagation",
+            rate,
+            n,
+            LOAD_IN_FLIGHT,
+            false,
+        )
+        .await;
+        stats.add(&copier.stop());
+        eprintln!(
+            "liqo-bench: copier propagation at {rate}/s: p50 {:.1} ms p99 {:.1} ms",
+            r.all.map_or(f64::NAN, |s| s.p50_ms),
+            r.all.map_or(f64::NAN, |s| s.p99_ms)
+        );
+        out.push(r);
+    }
+    Ok((out, stats))
+}
+
+/// The throughput search through the native copier (namespace `copy-tput`). Returns the
+/// copier still running: the caller reads its stats, then removes the objects with
+/// [`clean_throughput`] (the copier reflects the deletes), then drops it.
+pub async fn copier_throughput(
+    lab: &Lab,
+    book: &Arc<Book>,
+    plan: &Plan,
+    floor_rate: f64,
+) -> Result<(ThroughputReport, Copier)> {
+    let ns = COPIER_THROUGHPUT_NS;
+    let copier = copied_namespace(lab, book, ns, plan.workers, plan.copier_writes).await?;
+    let depth = QueueDepth::Copier(copier.depth_gauge());
+    let report =
+        throughput_search(lab, book, plan, floor_rate, ns, "copier-throughput", &depth).await;
+    Ok((report, copier))
 }
 
 /// Endpoints via pods: Services with selectors, pods created then deleted at `pod_rate`; the

@@ -38,6 +38,13 @@ pub fn read_proc(pid: u32) -> Result<ProcSample> {
     })
 }
 
+/// CPU time (user + system) of thread `tid` of this process, seconds.
+pub fn thread_cpu_seconds(tid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .with_context(|| format!("reading /proc/self/task/{tid}/stat"))?;
+    Ok(parse_stat_cpu(&stat)? / CLK_TCK)
+}
+
 /// utime + stime in clock ticks. The command name (field 2) may contain spaces and parentheses,
 /// so fields are counted after its closing parenthesis.
 fn parse_stat_cpu(stat: &str) -> Result<f64> {

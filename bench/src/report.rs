@@ -8,7 +8,8 @@ use plotters::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::phases::{Plan, RateResult, Results};
+use crate::copier::CopierWrites;
+use crate::phases::{Plan, RateResult, Results, ThroughputReport};
 use crate::stats::Summary;
 
 /// The machine and the build the numbers come from.
@@ -117,6 +118,9 @@ pub struct Report {
     pub plugins: Option<Value>,
     /// Targets, checked.
     pub targets: Vec<Target>,
+    /// A second comparison, not the issue's targets: the same latency and throughput
+    /// thresholds against the whole-path floor (the native copier) instead of direct writes.
+    pub whole_path: Vec<Target>,
 }
 
 fn at_rate(rates: &[RateResult], rate: f64) -> Option<&RateResult> {
@@ -250,6 +254,75 @@ pub fn targets(results: &Results) -> Vec<Target> {
     out
 }
 
+/// The issue's latency and throughput thresholds, applied against the whole-path floor (the
+/// native copier: same path, cheapest code) instead of the direct floor. Informational: it
+/// separates what the host adds from what the rig costs a reflected object.
+pub fn whole_path_targets(results: &Results) -> Vec<Target> {
+    let mut out = Vec::new();
+    let copier = &results.copier_propagation;
+    let rate = [200.0, 50.0]
+        .into_iter()
+        .find(|r| at_rate(copier, *r).is_some() && at_rate(&results.propagation, *r).is_some());
+    let pair = rate.and_then(|r| {
+        Some((
+            r,
+            at_rate(copier, r)?.all?,
+            at_rate(&results.propagation, r)?.all?,
+        ))
+    });
+    for (label, bound, pick) in [
+        ("p50", 1.5, (|s: &Summary| s.p50_ms) as fn(&Summary) -> f64),
+        ("p99", 2.0, |s: &Summary| s.p99_ms),
+    ] {
+        let (measured, met) = match pair {
+            Some((r, c, p)) => {
+                let ratio = pick(&p) / pick(&c);
+                (
+                    format!(
+                        "{:.1} ms vs copier {:.1} ms at {r}/s: {ratio:.2}x",
+                        pick(&p),
+                        pick(&c)
+                    ),
+                    Some(ratio <= bound),
+                )
+            }
+            None => ("not measured".into(), None),
+        };
+        out.push(Target {
+            name: format!("propagation {label}"),
+            target: format!("<= {bound}x the copier's {label} at 200 objects/s"),
+            measured,
+            met,
+        });
+    }
+    let (measured, met) = match (&results.throughput, &results.copier_throughput) {
+        (Some(t), Some(c)) if c.sustained_rate > 0.0 => {
+            let ratio = t.sustained_rate / c.sustained_rate;
+            (
+                format!(
+                    "{:.0}/s vs copier {:.0}/s: {ratio:.2}x{}",
+                    t.sustained_rate,
+                    c.sustained_rate,
+                    if c.writer_bound {
+                        " (the copier's limited by london accepting writes)"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(ratio >= 0.8),
+            )
+        }
+        _ => ("not measured".into(), None),
+    };
+    out.push(Target {
+        name: "throughput".into(),
+        target: ">= 0.8x the copier's sustained create rate".into(),
+        measured,
+        met,
+    });
+    out
+}
+
 fn ms(s: Option<Summary>) -> [String; 4] {
     match s {
         Some(s) => [
@@ -305,113 +378,26 @@ pub fn table(report: &Report) -> String {
             ms(f.max.latency)[2]
         );
     }
+    let floor_rates: &[RateResult] = r.floor.as_ref().map_or(&[], |f| &f.rates);
+    let copier_rates = (!r.copier_propagation.is_empty()).then_some(&r.copier_propagation[..]);
     if !r.propagation.is_empty() {
         let _ = writeln!(
             o,
-            "\n2. Propagation: london write returned -> change on a newyork watch [ms]"
-        );
-        let _ = writeln!(
-            o,
-            "{:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>12}",
-            "rate/s",
-            "op",
-            "achieved",
-            "p50",
-            "p90",
-            "p99",
-            "max",
-            "p50/floor",
-            "p99/floor",
-            "ldn watch p50"
-        );
-        for rr in &r.propagation {
-            let floor = r.floor.as_ref().and_then(|f| at_rate(&f.rates, rr.rate));
-            for (i, op) in rr.ops.iter().enumerate() {
-                let fl = floor.and_then(|f| f.ops.get(i)).and_then(|x| x.latency);
-                let [p50, p90, p99, max] = ms(op.latency);
-                let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-                    _ => "-".into(),
-                };
-                let _ = writeln!(
-                    o,
-                    "{:>8} {:>7} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>12}{}",
-                    rr.rate,
-                    op.op,
-                    op.achieved_rate,
-                    p50,
-                    p90,
-                    p99,
-                    max,
-                    ratio(op.latency.map(|s| s.p50_ms), fl.map(|s| s.p50_ms)),
-                    ratio(op.latency.map(|s| s.p99_ms), fl.map(|s| s.p99_ms)),
-                    op.london_watch
-                        .map_or("-".into(), |s| format!("{:.1}", s.p50_ms)),
-                    missing_note(op.missing, op.failed)
-                );
+            "\n2. Propagation: london write returned -> change on a newyork watch [ms]{}",
+            if copier_rates.is_some() {
+                "; x/copier: against the whole-path floor below"
+            } else {
+                ""
             }
-            let [p50, p90, p99, max] = ms(rr.all);
-            let fa = floor.and_then(|f| f.all);
-            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-                _ => "-".into(),
-            };
-            let _ = writeln!(
-                o,
-                "{:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
-                rr.rate,
-                "all",
-                "",
-                p50,
-                p90,
-                p99,
-                max,
-                ratio(rr.all.map(|s| s.p50_ms), fa.map(|s| s.p50_ms)),
-                ratio(rr.all.map(|s| s.p99_ms), fa.map(|s| s.p99_ms)),
-            );
-        }
+        );
+        propagation_rows(&mut o, &r.propagation, floor_rates, copier_rates);
     }
     if let Some(t) = &r.throughput {
         let _ = writeln!(
             o,
             "\n3. Throughput: Service creates in london at increasing rates"
         );
-        let _ = writeln!(
-            o,
-            "{:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8}  verdict",
-            "rate/s",
-            "writes/s",
-            "arrive/s",
-            "backlog/s",
-            "max bl",
-            "drain s",
-            "queue max",
-            "p99 ms"
-        );
-        for s in &t.steps {
-            let _ = writeln!(
-                o,
-                "{:>8.0} {:>8.0} {:>9.0} {:>9.1} {:>8} {:>8.2} {:>9.0} {:>8}  {}{}",
-                s.rate,
-                s.write_rate,
-                s.arrival_rate,
-                s.backlog_slope,
-                s.max_backlog,
-                s.drain_seconds,
-                s.max_queue_depth,
-                ms(s.latency)[2],
-                if s.sustained {
-                    "sustained"
-                } else {
-                    "NOT sustained"
-                },
-                if s.note.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", s.note)
-                }
-            );
-        }
+        step_rows(&mut o, t);
         let floor_rate = r.floor.as_ref().map_or(f64::NAN, |f| f.max.rate);
         let _ = writeln!(
             o,
@@ -425,6 +411,88 @@ pub fn table(report: &Report) -> String {
                 ""
             }
         );
+        if let Some(c) = &r.copier_throughput {
+            let _ = writeln!(
+                o,
+                "  against the whole-path floor: {:.0}/s = {:.2}x the native copier's {:.0}/s{}",
+                t.sustained_rate,
+                t.sustained_rate / c.sustained_rate,
+                c.sustained_rate,
+                if c.writer_bound {
+                    " (the copier's limited by london accepting the writes)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if !r.copier_propagation.is_empty() || r.copier_throughput.is_some() {
+        let _ = writeln!(
+            o,
+            "\n3w. Whole-path floor: a native copier (watch london, write newyork, same {} workers)",
+            report.plan.workers
+        );
+        let writes = match report.plan.copier_writes {
+            CopierWrites::Replace => {
+                "create/replace/delete with the admin client; no plugin, no apply"
+            }
+            CopierWrites::Apply => {
+                "server-side apply (force)/delete with the admin client; no plugin"
+            }
+        };
+        let _ = writeln!(
+            o,
+            "   in-process: one watch, a coalescing queue, {writes}, no Events"
+        );
+        if !r.copier_propagation.is_empty() {
+            let _ = writeln!(
+                o,
+                "   london write returned -> change on a newyork watch [ms]; x/floor: against the direct floor"
+            );
+            propagation_rows(&mut o, &r.copier_propagation, floor_rates, None);
+        }
+        if let Some(c) = &r.copier_throughput {
+            let _ = writeln!(
+                o,
+                "   Service creates in london at increasing rates, through the copier (queue max: its work queue)"
+            );
+            step_rows(&mut o, c);
+            let floor_rate = r.floor.as_ref().map_or(f64::NAN, |f| f.max.rate);
+            let _ = writeln!(
+                o,
+                "  highest sustained through the copier: {:.0}/s = {:.2}x the floor's {:.0}/s{}",
+                c.sustained_rate,
+                c.sustained_rate / floor_rate,
+                floor_rate,
+                if c.writer_bound {
+                    " (limited by london accepting the writes)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for u in r.usage.iter() {
+            if let Some(c) = &u.copier {
+                let _ = writeln!(
+                    o,
+                    "  {}: copier wrote {} creates, {} replaces, {} deletes ({} unchanged, {} conflicts redone, {} errors retried, {} events coalesced); its threads {:.2} s CPU = {:.3} cores",
+                    u.phase,
+                    c.creates,
+                    c.replaces,
+                    c.deletes,
+                    c.unchanged,
+                    c.conflicts,
+                    c.errors,
+                    c.coalesced,
+                    c.cpu_seconds,
+                    if u.seconds > 0.0 {
+                        c.cpu_seconds / u.seconds
+                    } else {
+                        0.0
+                    }
+                );
+            }
+        }
     }
     if let Some(p) = &r.pods {
         let _ = writeln!(
@@ -565,9 +633,19 @@ pub fn table(report: &Report) -> String {
                 .iter()
                 .map(|(n, x)| format!("{n} {:.2}", x.cpu_cores))
                 .collect();
+            let copier = u.copier.map_or(String::new(), |c| {
+                format!(
+                    " (copier threads {:.2})",
+                    if u.seconds > 0.0 {
+                        c.cpu_seconds / u.seconds
+                    } else {
+                        0.0
+                    }
+                )
+            });
             let _ = writeln!(
                 o,
-                "  {:<22} {:>6.1}s  machine {:.2}  {}",
+                "  {:<22} {:>6.1}s  machine {:.2}  {}{copier}",
                 u.phase,
                 u.seconds,
                 u.machine_cores,
@@ -613,6 +691,26 @@ pub fn table(report: &Report) -> String {
             t.measured
         );
     }
+    if report.whole_path.iter().any(|t| t.met.is_some()) {
+        let _ = writeln!(
+            o,
+            "\nHost vs whole-path floor (a second comparison, not the issue's targets: the same thresholds against the native copier)"
+        );
+        for t in &report.whole_path {
+            let _ = writeln!(
+                o,
+                "  [{}] {:<18} {:<58} {}",
+                match t.met {
+                    Some(true) => "within",
+                    Some(false) => " over ",
+                    None => "  --  ",
+                },
+                t.name,
+                t.target,
+                t.measured
+            );
+        }
+    }
     o
 }
 
@@ -647,8 +745,151 @@ fn rate_rows(o: &mut String, rr: &RateResult) {
     );
 }
 
-/// Draws latency percentiles (all operations) by offered rate, through the host and for the
-/// floor, with a logarithmic latency axis.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    }
+}
+
+/// One line of a propagation table.
+struct Row {
+    op: String,
+    achieved: String,
+    latency: Option<Summary>,
+    floor: Option<Summary>,
+    copier: Option<Summary>,
+    london_watch: String,
+    note: String,
+}
+
+/// Rows of a propagation table: per operation and all together at each rate, with the ratios
+/// to the direct floor and, when `copier` is given, to the whole-path floor at the same rate.
+fn propagation_rows(
+    o: &mut String,
+    rates: &[RateResult],
+    floor: &[RateResult],
+    copier: Option<&[RateResult]>,
+) {
+    let _ = write!(
+        o,
+        "{:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>13}",
+        "rate/s",
+        "op",
+        "achieved",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "p50/floor",
+        "p99/floor",
+        "ldn watch p50"
+    );
+    if copier.is_some() {
+        let _ = write!(o, " {:>11} {:>11}", "p50/copier", "p99/copier");
+    }
+    let _ = writeln!(o);
+    let p50 = |s: Option<Summary>| s.map(|s| s.p50_ms);
+    let p99 = |s: Option<Summary>| s.map(|s| s.p99_ms);
+    for rr in rates {
+        let fl = at_rate(floor, rr.rate);
+        let cp = copier.and_then(|c| at_rate(c, rr.rate));
+        let mut rows: Vec<Row> = Vec::new();
+        for (i, op) in rr.ops.iter().enumerate() {
+            rows.push(Row {
+                op: op.op.clone(),
+                achieved: format!("{:.0}", op.achieved_rate),
+                latency: op.latency,
+                floor: fl.and_then(|f| f.ops.get(i)).and_then(|x| x.latency),
+                copier: cp.and_then(|c| c.ops.get(i)).and_then(|x| x.latency),
+                london_watch: op
+                    .london_watch
+                    .map_or("-".into(), |s| format!("{:.1}", s.p50_ms)),
+                note: missing_note(op.missing, op.failed),
+            });
+        }
+        rows.push(Row {
+            op: "all".into(),
+            achieved: String::new(),
+            latency: rr.all,
+            floor: fl.and_then(|f| f.all),
+            copier: cp.and_then(|c| c.all),
+            london_watch: String::new(),
+            note: String::new(),
+        });
+        for Row {
+            op,
+            achieved,
+            latency: lat,
+            floor: f,
+            copier: c,
+            london_watch: ldn,
+            note,
+        } in rows
+        {
+            let [a, b, cc, d] = ms(lat);
+            let _ = write!(
+                o,
+                "{:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>13}",
+                rr.rate,
+                op,
+                achieved,
+                a,
+                b,
+                cc,
+                d,
+                ratio(p50(lat), p50(f)),
+                ratio(p99(lat), p99(f)),
+                ldn
+            );
+            if copier.is_some() {
+                let _ = write!(
+                    o,
+                    " {:>11} {:>11}",
+                    ratio(p50(lat), p50(c)),
+                    ratio(p99(lat), p99(c))
+                );
+            }
+            let _ = writeln!(o, "{note}");
+        }
+    }
+}
+
+/// Rows of a throughput search.
+fn step_rows(o: &mut String, t: &ThroughputReport) {
+    let _ = writeln!(
+        o,
+        "{:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8}  verdict",
+        "rate/s", "writes/s", "arrive/s", "backlog/s", "max bl", "drain s", "queue max", "p99 ms"
+    );
+    for s in &t.steps {
+        let _ = writeln!(
+            o,
+            "{:>8.0} {:>8.0} {:>9.0} {:>9.1} {:>8} {:>8.2} {:>9.0} {:>8}  {}{}",
+            s.rate,
+            s.write_rate,
+            s.arrival_rate,
+            s.backlog_slope,
+            s.max_backlog,
+            s.drain_seconds,
+            s.max_queue_depth,
+            ms(s.latency)[2],
+            if s.sustained {
+                "sustained"
+            } else {
+                "NOT sustained"
+            },
+            if s.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", s.note)
+            }
+        );
+    }
+}
+
+/// Draws latency percentiles (all operations) by offered rate, through the host, through the
+/// native copier and for the floor, with a logarithmic latency axis.
 pub fn chart(report: &Report, path: &Path) -> Result<()> {
     let r = &report.results;
     let series = |rates: &[RateResult], pick: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
@@ -669,6 +910,7 @@ pub fn chart(report: &Report, path: &Path) -> Result<()> {
         .flat_map(|(_, p, _)| {
             let mut v = series(&r.propagation, *p);
             v.extend(series(floor_rates, *p));
+            v.extend(series(&r.copier_propagation, *p));
             v
         })
         .collect();
@@ -707,7 +949,7 @@ pub fn chart(report: &Report, path: &Path) -> Result<()> {
                 format!("{y:.1}")
             }
         })
-        .x_desc("offered rate (objects/s); solid: through the host (london write returned -> newyork watch), dashed: floor (direct write in newyork, call -> watch)")
+        .x_desc("offered rate (objects/s); solid: host, dotted: native copier (london write returned -> newyork watch); dashed: floor (direct write, call -> watch)")
         .y_desc("latency (ms, log scale)")
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -742,6 +984,37 @@ pub fn chart(report: &Report, path: &Path) -> Result<()> {
         chart
             .draw_series(fl.iter().map(|p| Cross::new(*p, 4, color.stroke_width(1))))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cp = series(&r.copier_propagation, pick);
+        if !cp.is_empty() {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    cp.clone(),
+                    2,
+                    3,
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .label(format!("native copier (whole-path floor), {name}"))
+                .legend(move |(x, y)| {
+                    PathElement::new(
+                        vec![
+                            (x, y),
+                            (x + 2, y),
+                            (x + 5, y),
+                            (x + 7, y),
+                            (x + 10, y),
+                            (x + 12, y),
+                        ],
+                        color.stroke_width(2),
+                    )
+                });
+            chart
+                .draw_series(
+                    cp.iter()
+                        .map(|p| TriangleMarker::new(*p, 4, color.stroke_width(1))),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
     }
     chart
         .configure_series_labels()
@@ -753,4 +1026,132 @@ pub fn chart(report: &Report, path: &Path) -> Result<()> {
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phases::{OpResult, Step};
+
+    fn summary(p50: f64, p99: f64) -> Summary {
+        Summary {
+            count: 10,
+            p50_ms: p50,
+            p90_ms: p99,
+            p99_ms: p99,
+            max_ms: p99,
+            mean_ms: p50,
+        }
+    }
+
+    fn at(rate: f64, p50: f64, p99: f64) -> RateResult {
+        RateResult {
+            rate,
+            measured_from: "return".into(),
+            ops: vec![OpResult {
+                op: "create".into(),
+                writes: 10,
+                failed: 0,
+                missing: 0,
+                achieved_rate: rate,
+                latency: Some(summary(p50, p99)),
+                latency_from_call: None,
+                london_watch: None,
+            }],
+            all: Some(summary(p50, p99)),
+        }
+    }
+
+    fn search(sustained_rate: f64) -> ThroughputReport {
+        ThroughputReport {
+            steps: vec![Step {
+                rate: sustained_rate,
+                write_rate: sustained_rate,
+                arrival_rate: sustained_rate,
+                backlog_slope: 0.0,
+                max_backlog: 1,
+                drain_seconds: 0.1,
+                max_queue_depth: 1.0,
+                latency: Some(summary(5.0, 9.0)),
+                sustained: true,
+                note: String::new(),
+            }],
+            sustained_rate,
+            writer_bound: false,
+            cleanup_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn whole_path_comparison_uses_the_copier_and_the_issue_thresholds() {
+        // (case, host p50/p99 at 200/s, copier p50/p99 at 200/s, host and copier rates,
+        //  expected verdicts p50, p99, throughput)
+        let cases = [
+            (
+                "within all",
+                (12.0, 30.0),
+                (10.0, 20.0),
+                (80.0, 90.0),
+                [true, true, true],
+            ),
+            (
+                "p50 over 1.5x",
+                (16.0, 30.0),
+                (10.0, 20.0),
+                (80.0, 90.0),
+                [false, true, true],
+            ),
+            (
+                "p99 over 2x",
+                (12.0, 41.0),
+                (10.0, 20.0),
+                (80.0, 90.0),
+                [true, false, true],
+            ),
+            (
+                "throughput under 0.8x",
+                (12.0, 30.0),
+                (10.0, 20.0),
+                (70.0, 90.0),
+                [true, true, false],
+            ),
+        ];
+        for (case, host, copier, rates, want) in cases {
+            let results = Results {
+                propagation: vec![at(200.0, host.0, host.1)],
+                copier_propagation: vec![at(200.0, copier.0, copier.1)],
+                throughput: Some(search(rates.0)),
+                copier_throughput: Some(search(rates.1)),
+                ..Results::default()
+            };
+            let got: Vec<Option<bool>> =
+                whole_path_targets(&results).iter().map(|t| t.met).collect();
+            assert_eq!(got, want.map(Some), "{case}");
+        }
+        let none = whole_path_targets(&Results::default());
+        assert!(none.iter().all(|t| t.met.is_none()), "nothing measured");
+    }
+
+    #[test]
+    fn propagation_rows_show_the_copier_ratio_only_with_a_copier() {
+        let mut with = String::new();
+        propagation_rows(
+            &mut with,
+            &[at(50.0, 20.0, 60.0)],
+            &[at(50.0, 5.0, 10.0)],
+            Some(&[at(50.0, 10.0, 20.0)]),
+        );
+        assert!(with.contains("p50/copier"), "{with}");
+        // create row and all row: p50 4x the floor, 2x the copier; p99 6x, 3x.
+        let create = with.lines().find(|l| l.contains("create")).unwrap();
+        let cells: Vec<&str> = create.split_whitespace().collect();
+        assert_eq!(
+            &cells[cells.len() - 5..],
+            ["4.00x", "6.00x", "-", "2.00x", "3.00x"],
+            "{create}"
+        );
+        let mut without = String::new();
+        propagation_rows(&mut without, &[at(50.0, 20.0, 60.0)], &[], None);
+        assert!(!without.contains("copier"), "{without}");
+    }
 }

@@ -237,6 +237,7 @@ impl Transport {
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_exports: HashMap<String, ExportTable> = HashMap::new();
+        let mut export_inputs = ExportInputs::default();
         let mut last_paths: HashMap<String, bool> = HashMap::new();
         let mut last_states: HashMap<String, bool> = HashMap::new();
         loop {
@@ -244,8 +245,9 @@ impl Transport {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
             }
-            let exports = self.compute_exports(&engine);
-            if exports != last_exports {
+            if let Some(exports) = self.compute_exports(&engine, &mut export_inputs)
+                && exports != last_exports
+            {
                 let targets: usize = exports.values().map(HashMap::len).sum();
                 tracing::info!(peers = exports.len(), targets, "gateway exports updated");
                 self.inner.gateway.set_peer_exports(exports.clone());
@@ -427,32 +429,48 @@ impl Transport {
 
     /// Exports, per gateway-mode provider: every Service with a ClusterIP in a namespace
     /// offloaded to it, under its name there. A provider reaches only what was offloaded to it.
-    fn compute_exports(&self, engine: &Engine) -> HashMap<String, ExportTable> {
+    /// None when nothing they derive from changed since `inputs` was recorded: the tables are
+    /// rebuilt only after a change of the Service cache or of the offloaded namespaces, not on
+    /// every tick.
+    fn compute_exports(
+        &self,
+        engine: &Engine,
+        inputs: &mut ExportInputs,
+    ) -> Option<HashMap<String, ExportTable>> {
         let peers: Vec<String> = lock(&self.inner.export_peers).keys().cloned().collect();
-        let mut tables: HashMap<String, ExportTable> = HashMap::new();
-        if peers.is_empty() {
-            return tables;
-        }
-        let Some(cache) = engine.local_cache(crate::reflect::SERVICE_KIND_KEY) else {
-            return tables;
-        };
-        // Local namespace -> (provider, remote namespace) for each provider it is offloaded to.
-        let mut twins: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let cache = engine.local_cache(crate::reflect::SERVICE_KIND_KEY);
+        let mut offloaded: Vec<(String, String, String)> = Vec::new();
         for peer in &peers {
             for (local, remote) in engine.twin_namespaces(peer) {
-                twins.entry(local).or_default().push((peer.clone(), remote));
+                offloaded.push((local, peer.clone(), remote));
             }
         }
+        offloaded.sort();
+        let now = ExportInputs {
+            cache: cache
+                .as_ref()
+                .map(|c| (Arc::as_ptr(c) as usize, c.changes())),
+            offloaded,
+        };
+        if *inputs == now && inputs.cache.is_some() {
+            return None;
+        }
+        let mut tables: HashMap<String, ExportTable> = HashMap::new();
+        let Some(cache) = cache else {
+            *inputs = now;
+            return Some(tables);
+        };
+        // Local namespace -> (provider, remote namespace) for each provider it is offloaded to.
+        let mut twins: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+        for (local, peer, remote) in &now.offloaded {
+            twins.entry(local).or_default().push((peer, remote));
+        }
+        let resource = cache.store_resource();
         for service in cache.store.state() {
-            let Some(remotes) = service
-                .metadata
-                .namespace
-                .as_deref()
-                .and_then(|ns| twins.get(ns))
-            else {
+            let Some(remotes) = service.namespace().and_then(|ns| twins.get(ns)) else {
                 continue;
             };
-            let spec = &service.data["spec"];
+            let spec = &service.value(&resource)["spec"];
             let Some(ip) = spec["clusterIP"]
                 .as_str()
                 .and_then(|s| IpAddr::from_str(s).ok())
@@ -467,17 +485,27 @@ impl Transport {
                     continue;
                 };
                 for (peer, remote) in remotes {
-                    if let Ok(target) = Target::new(remote.clone(), service.name_any(), number) {
+                    if let Ok(target) = Target::new(remote.to_string(), service.name(), number) {
                         tables
-                            .entry(peer.clone())
+                            .entry(peer.to_string())
                             .or_default()
                             .insert(target, SocketAddr::new(ip, number));
                     }
                 }
             }
         }
-        tables
+        *inputs = now;
+        Some(tables)
     }
+}
+
+/// What the export tables are derived from: the local Service cache (which one, and its
+/// change counter) and the offloaded namespaces of gateway-mode providers (local namespace,
+/// provider, remote namespace; sorted).
+#[derive(Debug, Default, PartialEq)]
+struct ExportInputs {
+    cache: Option<(usize, u64)>,
+    offloaded: Vec<(String, String, String)>,
 }
 
 /// Aborts the task when dropped.

@@ -4,12 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use kube::Client;
+use kube::api::Api;
 use kube::api::GroupVersionKind;
-use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
+use super::cached::CachedObject;
 use super::event_budget::EventBudget;
 use super::metrics::EngineMetrics;
 use super::queue::{Backoff, WorkQueue};
@@ -254,10 +255,7 @@ impl ObjectReader for LocalReader {
             .ok_or_else(|| format!("the host does not cache {kind}"))?;
         let resource = cache.store_resource();
         let reference = ObjectRef::new_with(name, resource.clone()).within(namespace);
-        Ok(cache
-            .store
-            .get(&reference)
-            .map(|o| reconcile::object_json(&o, &resource).to_string()))
+        Ok(cache.store.get(&reference).map(|o| o.json(&resource)))
     }
 }
 
@@ -356,7 +354,7 @@ impl Engine {
                 continue;
             }
             let resource = api_resource(&kind);
-            let api = Api::<DynamicObject>::all_with(self.inner.local_client.clone(), &resource);
+            let api = Api::<CachedObject>::all_with(self.inner.local_client.clone(), &resource);
             let weak = Arc::downgrade(&self.inner);
             let key_for_cb = key.clone();
             let cache = WatchedCache::start(api, resource, format!("local {key}"), move |signal| {
@@ -566,11 +564,12 @@ impl Engine {
                     count += 1;
                     continue;
                 }
+                let resource = cache.store_resource();
                 count += cache
                     .store
                     .state()
                     .iter()
-                    .filter(|o| reconcile::is_owned(o, &local_id, &peer.identity.id))
+                    .filter(|o| o.is_owned(&resource, &local_id, &peer.identity.id))
                     .count();
             }
         }
@@ -622,7 +621,7 @@ impl Engine {
             if caches.contains_key(&slot.key) {
                 continue;
             }
-            let api = Api::<DynamicObject>::namespaced_with(
+            let api = Api::<CachedObject>::namespaced_with(
                 peer.client.clone(),
                 &twin.remote,
                 &slot.resource,
@@ -910,18 +909,12 @@ impl Engine {
                         .store
                         .state()
                         .iter()
-                        .filter(|o| o.metadata.namespace.as_deref() == Some(namespace.as_ref()))
-                        .filter_map(|o| o.metadata.name.clone()),
+                        .filter(|o| o.namespace() == Some(namespace.as_ref()))
+                        .map(|o| o.name().to_owned()),
                 );
             }
             if let Some(cache) = twin.as_ref().and_then(|t| t.cache(&kind)) {
-                names.extend(
-                    cache
-                        .store
-                        .state()
-                        .iter()
-                        .filter_map(|o| o.metadata.name.clone()),
-                );
+                names.extend(cache.store.state().iter().map(|o| o.name().to_owned()));
             }
             for name in names {
                 self.inner.queue.add(ReflectKey {

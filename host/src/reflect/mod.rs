@@ -13,6 +13,7 @@
 //!   ([`intent`]); deletion with a UID precondition when the local object is gone or skipped;
 //!   objects that are not ours are never touched.
 
+pub(crate) mod cached;
 pub mod engine;
 mod event_budget;
 pub mod intent;

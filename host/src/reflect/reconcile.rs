@@ -10,6 +10,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
+use super::cached::CachedObject;
 use super::engine::{Engine, FailureMode, KindSlot, PeerState, ReflectKey};
 use super::intent;
 use super::reads::TrackingReader;
@@ -55,38 +56,6 @@ impl PassResult {
             Self::Error => "error",
         }
     }
-}
-
-/// The JSON of a cached object with `apiVersion`/`kind` filled in (list responses omit them).
-pub(crate) fn object_json(object: &DynamicObject, resource: &ApiResource) -> Value {
-    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
-    if let Some(map) = value.as_object_mut() {
-        map.insert(
-            "apiVersion".into(),
-            Value::String(resource.api_version.clone()),
-        );
-        map.insert("kind".into(), Value::String(resource.kind.clone()));
-    }
-    value
-}
-
-/// Liqo's ownership test: both reflection labels with this peering's values. EndpointSlices
-/// need one more proof, because the remote EndpointSlice controller copies a Service's labels
-/// (ours included) onto the slices it manages: only slices marked as managed by reflection are
-/// ours.
-pub(crate) fn is_owned(object: &DynamicObject, local: &str, peer: &str) -> bool {
-    let labels = object.metadata.labels.as_ref();
-    let get = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
-    let reflected = get(labels::ORIGIN) == Some(local) && get(labels::DESTINATION) == Some(peer);
-    let is_slice = object
-        .types
-        .as_ref()
-        .is_some_and(|t| t.kind == "EndpointSlice")
-        || get(labels::ENDPOINTSLICE_MANAGED_BY).is_some();
-    reflected
-        && (!is_slice
-            || get(labels::ENDPOINTSLICE_MANAGED_BY)
-                == Some(labels::ENDPOINTSLICE_MANAGED_BY_REFLECTION))
 }
 
 /// Runs one pass and schedules a retry when it fails.
@@ -199,10 +168,10 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
         .get(&ObjectRef::new_with(&key.name, slot.resource.clone()).within(&twin.remote));
     let local_id = engine.inner.config.local.id.as_str();
     let peer_id = peer.identity.id.as_str();
-    let live_local = local.filter(|o| o.metadata.deletion_timestamp.is_none());
+    let live_local = local.filter(|o| !o.is_deleting());
 
     if let Some(remote) = &remote
-        && !is_owned(remote, local_id, peer_id)
+        && !remote.is_owned(&slot.resource, local_id, peer_id)
     {
         if let Some(local) = &live_local {
             let note = format!(
@@ -233,7 +202,7 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
         return delete_remote(engine, &peer, slot, &twin.remote, remote.as_deref(), None).await;
     };
 
-    let object = object_json(&local, &slot.resource);
+    let object = local.json(&slot.resource);
     let services = if plugin.manifest().reads.is_empty() {
         peer.services.clone()
     } else {
@@ -260,7 +229,7 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
     };
     // Plugin calls are short (tens of microseconds) and bounded by their CPU limit, so they run
     // on the worker task instead of paying a thread hop per call.
-    let outcome = plugin.reflect_json(&call, &object_ref, &object.to_string());
+    let outcome = plugin.reflect_json(&call, &object_ref, &object);
     let mut desired = match outcome {
         Err(err) if slot.failure == FailureMode::Skip => {
             // failurePolicy Ignore: the object is skipped as if the plugin had said so.
@@ -348,7 +317,7 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
     }
     intent::stamp(&mut desired);
     if let Some(remote) = &remote {
-        let remote_json = object_json(remote, &slot.resource);
+        let remote_json = remote.value(&slot.resource);
         if intent::up_to_date(&desired, &remote_json) {
             return Ok(PassResult::Unchanged);
         }
@@ -374,8 +343,8 @@ async fn apply_remote(
     namespace: &str,
     name: &str,
     desired: &Value,
-    remote: Option<&DynamicObject>,
-    local: &DynamicObject,
+    remote: Option<&CachedObject>,
+    local: &CachedObject,
 ) -> Result<PassResult, String> {
     let api = Api::<DynamicObject>::namespaced_with(peer.client.clone(), namespace, &slot.resource);
     let params = PatchParams::apply(labels::FIELD_MANAGER).force();
@@ -389,7 +358,7 @@ async fn apply_remote(
             // A change the API server refuses in place (ClusterIP <-> headless, for example):
             // the remote copy is ours, so it is replaced. Clients in the peer see a new
             // ClusterIP, exactly as they would if the Service had been re-created locally.
-            let uid = remote.and_then(|r| r.metadata.uid.clone());
+            let uid = remote.and_then(|r| r.uid().map(str::to_owned));
             engine.inner.metrics.write(&peer.identity.id, "delete");
             api.delete(
                 name,
@@ -432,7 +401,7 @@ async fn apply_remote(
             return Err(note);
         }
     };
-    let changed = remote.and_then(|r| r.metadata.resource_version.as_deref())
+    let changed = remote.and_then(CachedObject::resource_version)
         != applied.metadata.resource_version.as_deref();
     if changed {
         let note = format!(
@@ -467,24 +436,28 @@ async fn delete_remote(
     peer: &Arc<PeerState>,
     slot: &KindSlot,
     namespace: &str,
-    remote: Option<&DynamicObject>,
-    local: Option<&DynamicObject>,
+    remote: Option<&CachedObject>,
+    local: Option<&CachedObject>,
 ) -> Result<PassResult, String> {
     let Some(remote) = remote else {
         return Ok(PassResult::Unchanged);
     };
-    if !is_owned(remote, &engine.inner.config.local.id, &peer.identity.id) {
+    if !remote.is_owned(
+        &slot.resource,
+        &engine.inner.config.local.id,
+        &peer.identity.id,
+    ) {
         // Not ours: never deleted.
         return Ok(PassResult::Unchanged);
     }
-    if remote.metadata.deletion_timestamp.is_some() {
+    if remote.is_deleting() {
         return Ok(PassResult::Unchanged);
     }
-    let name = remote.metadata.name.clone().unwrap_or_default();
+    let name = remote.name().to_owned();
     let api = Api::<DynamicObject>::namespaced_with(peer.client.clone(), namespace, &slot.resource);
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: remote.metadata.uid.clone(),
+            uid: remote.uid().map(str::to_owned),
             resource_version: None,
         }),
         ..DeleteParams::default()
@@ -519,7 +492,7 @@ async fn delete_remote(
 
 async fn publish(
     engine: &Engine,
-    object: &DynamicObject,
+    object: &CachedObject,
     resource: &ApiResource,
     type_: EventType,
     reason: &str,
@@ -533,7 +506,7 @@ async fn publish(
 /// object needs its own action.
 async fn publish_action(
     engine: &Engine,
-    object: &DynamicObject,
+    object: &CachedObject,
     resource: &ApiResource,
     type_: EventType,
     reason: &str,
@@ -543,10 +516,10 @@ async fn publish_action(
     let reference = ObjectReference {
         api_version: Some(resource.api_version.clone()),
         kind: Some(resource.kind.clone()),
-        name: object.metadata.name.clone(),
-        namespace: object.metadata.namespace.clone(),
-        uid: object.metadata.uid.clone(),
-        resource_version: object.metadata.resource_version.clone(),
+        name: Some(object.name().to_owned()),
+        namespace: object.namespace().map(str::to_owned),
+        uid: object.uid().map(str::to_owned),
+        resource_version: object.resource_version().map(str::to_owned),
         field_path: None,
     };
     let event = Event {

@@ -3,15 +3,17 @@
 //! list: an unsynced local cache would look like "every object was deleted".
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
+use kube::api::Api;
 use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use tokio::task::AbortHandle;
+
+use super::cached::CachedObject;
 
 /// What a watch reports to the engine.
 #[derive(Debug, Clone)]
@@ -30,9 +32,12 @@ pub(crate) enum Signal<'a> {
 
 /// A cache kept current by a background watch; dropping it stops the watch.
 pub(crate) struct WatchedCache {
-    pub store: Store<DynamicObject>,
+    pub store: Store<CachedObject>,
     resource: ApiResource,
     ready: Arc<AtomicBool>,
+    /// Bumped on every change the watch reports, so that readers deriving something from the
+    /// whole cache can tell whether it may have changed without scanning it.
+    changes: Arc<AtomicU64>,
     /// Since when the watch has been failing (no successful (re)list since), and its last
     /// error.
     last_error: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
@@ -48,7 +53,7 @@ impl Drop for WatchedCache {
 impl WatchedCache {
     /// Starts watching `api` (objects of `resource`), calling `on_signal` for every change.
     pub fn start(
-        api: Api<DynamicObject>,
+        api: Api<CachedObject>,
         resource: ApiResource,
         label: String,
         on_signal: impl Fn(Signal<'_>) + Send + Sync + 'static,
@@ -57,24 +62,27 @@ impl WatchedCache {
         let store = writer.as_reader();
         let ready = Arc::new(AtomicBool::new(false));
         let ready_flag = ready.clone();
+        let changes = Arc::new(AtomicU64::new(0));
+        let change_counter = changes.clone();
         let last_error: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>> =
             Arc::default();
         let error_slot = last_error.clone();
-        // managedFields are most of an object's size and nothing here reads them (plugins get
-        // objects without them, the drift check compares the intent only).
+        // Objects arrive in their compact cached form (no managedFields, body as JSON text):
+        // see `cached`.
         let stream = reflector::reflector(
             writer,
-            watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None),
+            watcher::watcher(api, watcher::Config::default()).default_backoff(),
         );
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
+                if event.is_ok() {
+                    change_counter.fetch_add(1, Ordering::Release);
+                }
                 match event {
                     Ok(Event::Apply(o) | Event::Delete(o)) => {
-                        let namespace = o.metadata.namespace.as_deref().unwrap_or("");
-                        let name = o.metadata.name.as_deref().unwrap_or("");
+                        let namespace = o.namespace().unwrap_or("");
+                        let name = o.name();
                         on_signal(Signal::Object {
                             namespace,
                             name,
@@ -82,8 +90,8 @@ impl WatchedCache {
                         });
                     }
                     Ok(Event::InitApply(o)) => {
-                        let namespace = o.metadata.namespace.as_deref().unwrap_or("");
-                        let name = o.metadata.name.as_deref().unwrap_or("");
+                        let namespace = o.namespace().unwrap_or("");
+                        let name = o.name();
                         on_signal(Signal::Object {
                             namespace,
                             name,
@@ -112,6 +120,7 @@ impl WatchedCache {
             store,
             resource,
             ready,
+            changes,
             last_error,
             task,
         }
@@ -131,6 +140,11 @@ impl WatchedCache {
             .as_ref()
             .filter(|(since, _)| since.elapsed() >= min)
             .map(|(_, error)| error.clone())
+    }
+
+    /// A counter that moves whenever the cache may have changed (it never moves otherwise).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// True once the first list completed.
