@@ -68,8 +68,8 @@ bench-transport: setup testenv ## Gateway data path vs direct ClusterIP (root): 
 	$(TARGET_DIR)/$(TRANSPORT_PROFILE)/liqo-bench-transport run $(TRANSPORT_ARGS)
 
 # `make bench` runs the plugin call benchmark, then the full reflection benchmark on release
-# builds (about 27 minutes on 2 cores, 18.5 of them measuring); `make bench BENCH=short` (or
-# `make bench-short`) the CI-sized one on debug builds (about 90 s once built). Extra liqo-bench flags: BENCH_ARGS="--phases floor,propagation".
+# builds (about 15 minutes on 2 cores once built, 12-15 of them measuring); `make bench BENCH=short` (or
+# `make bench-short`) the CI-sized one on debug builds (about 110 s once built). Extra liqo-bench flags: BENCH_ARGS="--phases floor,propagation".
 BENCH ?= full
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 

@@ -797,7 +797,10 @@ async fn throughput_search(
         let writer_bound = step.write_rate < 0.9 * rate;
         steps.push(step.clone());
         if step.sustained {
-            if best.as_ref().is_none_or(|b| b.rate < step.rate) {
+            // Compared by what was achieved: a step london could not feed at its nominal rate
+            // does not beat a lower one that was fully sustained.
+            let achieved = |s: &Step| s.write_rate.min(s.rate);
+            if best.as_ref().is_none_or(|b| achieved(b) < achieved(&step)) {
                 best = Some(step);
             }
             if writer_bound {
