@@ -446,10 +446,12 @@ impl Transport {
             }
         }
         offloaded.sort();
+        if cache.as_ref().is_some_and(|c| !c.is_ready()) {
+            // A cache still listing looks empty: keep the current exports until it is whole.
+            return None;
+        }
         let now = ExportInputs {
-            cache: cache
-                .as_ref()
-                .map(|c| (Arc::as_ptr(c) as usize, c.changes())),
+            cache: cache.as_ref().map(|c| (c.id(), c.changes())),
             offloaded,
         };
         if *inputs == now && inputs.cache.is_some() {
@@ -465,23 +467,33 @@ impl Transport {
         for (local, peer, remote) in &now.offloaded {
             twins.entry(local).or_default().push((peer, remote));
         }
-        let resource = cache.store_resource();
         for service in cache.store.state() {
             let Some(remotes) = service.namespace().and_then(|ns| twins.get(ns)) else {
                 continue;
             };
-            let spec = &service.value(&resource)["spec"];
-            let Some(ip) = spec["clusterIP"]
-                .as_str()
+            // Only the ClusterIP and ports are read: serde skips the rest of the text without
+            // building it.
+            let Ok(exported) = serde_json::from_str::<ExportedService>(service.text()) else {
+                continue;
+            };
+            let Some(ip) = exported
+                .spec
+                .cluster_ip
+                .as_deref()
                 .and_then(|s| IpAddr::from_str(s).ok())
             else {
                 continue;
             };
-            for port in spec["ports"].as_array().into_iter().flatten() {
-                if port["protocol"].as_str().unwrap_or("TCP") != "TCP" {
+            for port in &exported.spec.ports {
+                if port.protocol.as_deref().unwrap_or("TCP") != "TCP" {
                     continue;
                 }
-                let Some(number) = port["port"].as_u64().and_then(|p| u16::try_from(p).ok()) else {
+                let Some(number) = port
+                    .port
+                    .as_ref()
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|p| u16::try_from(p).ok())
+                else {
                     continue;
                 };
                 for (peer, remote) in remotes {
@@ -499,12 +511,33 @@ impl Transport {
     }
 }
 
-/// What the export tables are derived from: the local Service cache (which one, and its
-/// change counter) and the offloaded namespaces of gateway-mode providers (local namespace,
+/// The fields of a cached Service the export tables read.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ExportedService {
+    #[serde(default)]
+    spec: ExportedSpec,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ExportedSpec {
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    #[serde(default)]
+    ports: Vec<ExportedPort>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ExportedPort {
+    port: Option<serde_json::Value>,
+    protocol: Option<String>,
+}
+
+/// What the export tables are derived from: the local Service cache (its process-unique id,
+/// and its change counter) and the offloaded namespaces of gateway-mode providers (local namespace,
 /// provider, remote namespace; sorted).
 #[derive(Debug, Default, PartialEq)]
 struct ExportInputs {
-    cache: Option<(usize, u64)>,
+    cache: Option<(u64, u64)>,
     offloaded: Vec<(String, String, String)>,
 }
 

@@ -51,6 +51,10 @@ impl CachedObject {
             .ok_or("no metadata")?;
         meta.remove("managedFields");
         let text_field = |key: &str| meta.get(key).and_then(Value::as_str).map(str::to_owned);
+        // The store indexes by name (kube-runtime panics on an object without one).
+        if text_field("name").is_none_or(|n| n.is_empty()) {
+            return Err("no metadata.name".into());
+        }
         let deletion_timestamp = match meta.get("deletionTimestamp") {
             None | Some(Value::Null) => None,
             Some(v) => Some(
@@ -132,15 +136,23 @@ impl CachedObject {
             Value::String(resource.api_version.clone()),
             Value::String(resource.kind.clone())
         );
-        // `text` is a serialized JSON object with at least `metadata`, so it is `{` + fields.
-        let fields = &self.text[1..];
+        // `text` is a serialized JSON object that always has `metadata` (`from_value` refuses
+        // objects without it), so it is `{` followed by at least one field.
+        debug_assert!(
+            self.text.starts_with("{\""),
+            "cached text is not a JSON object"
+        );
         let mut out = String::with_capacity(head.len() + self.text.len() + 1);
         out.push_str(&head);
-        if fields != "}" {
-            out.push(',');
-        }
-        out.push_str(fields);
+        out.push(',');
+        out.push_str(&self.text[1..]);
         out
+    }
+
+    /// The object as JSON text without `apiVersion` and `kind`, for readers that pick a few
+    /// fields out of it without building the whole tree.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The whole object as a JSON value, with the `apiVersion` and `kind` of `resource`.
@@ -320,5 +332,6 @@ mod tests {
     fn refuses_what_is_not_an_object_with_metadata() {
         assert!(CachedObject::from_value(json!([1])).is_err());
         assert!(CachedObject::from_value(json!({"spec": {}})).is_err());
+        assert!(CachedObject::from_value(json!({"metadata": {"namespace": "n"}})).is_err());
     }
 }

@@ -30,8 +30,14 @@ pub(crate) enum Signal<'a> {
     Synced,
 }
 
+/// Source of [`WatchedCache::id`].
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
 /// A cache kept current by a background watch; dropping it stops the watch.
 pub(crate) struct WatchedCache {
+    /// Unique for the life of the process, so that a reader can tell a new cache from the one it
+    /// saw before (an address could be reused).
+    id: u64,
     pub store: Store<CachedObject>,
     resource: ApiResource,
     ready: Arc<AtomicBool>,
@@ -117,6 +123,7 @@ impl WatchedCache {
         })
         .abort_handle();
         Self {
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             store,
             resource,
             ready,
@@ -140,6 +147,11 @@ impl WatchedCache {
             .as_ref()
             .filter(|(since, _)| since.elapsed() >= min)
             .map(|(_, error)| error.clone())
+    }
+
+    /// This cache's process-unique id.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// A counter that moves whenever the cache may have changed (it never moves otherwise).
