@@ -551,23 +551,7 @@ async fn write(shared: &Shared, target: &Api<Service>, key: &str) -> bool {
     if shared.writes == CopierWrites::Apply {
         let params = PatchParams::apply(COPIER_MANAGER).force();
         return match target.patch(key, &params, &Patch::Apply(&remote)).await {
-            Ok(written) => {
-                bump(if known.is_none() {
-                    &c.creates
-                } else {
-                    &c.replaces
-                });
-                if let Ok(mut w) = shared.written.lock() {
-                    w.insert(
-                        key.to_string(),
-                        Written {
-                            resource_version: written.metadata.resource_version,
-                            object: remote,
-                        },
-                    );
-                }
-                true
-            }
+            Ok(written) => wrote(shared, key, written, remote, known.is_none()),
             Err(e) => failed(shared, key, &e),
         };
     }
@@ -598,21 +582,25 @@ async fn write(shared: &Shared, target: &Api<Service>, key: &str) -> bool {
         Err(e) => Err(e),
     };
     match result {
-        Ok((written, created)) => {
-            bump(if created { &c.creates } else { &c.replaces });
-            if let Ok(mut w) = shared.written.lock() {
-                w.insert(
-                    key.to_string(),
-                    Written {
-                        resource_version: written.metadata.resource_version,
-                        object: remote,
-                    },
-                );
-            }
-            true
-        }
+        Ok((written, created)) => wrote(shared, key, written, remote, created),
         Err(e) => failed(shared, key, &e),
     }
+}
+
+/// Counts a successful write of `key` and remembers what newyork now holds.
+fn wrote(shared: &Shared, key: &str, written: Service, remote: Service, created: bool) -> bool {
+    let c = &shared.counters;
+    bump(if created { &c.creates } else { &c.replaces });
+    if let Ok(mut w) = shared.written.lock() {
+        w.insert(
+            key.to_string(),
+            Written {
+                resource_version: written.metadata.resource_version,
+                object: remote,
+            },
+        );
+    }
+    true
 }
 
 fn failed(shared: &Shared, key: &str, e: &kube::Error) -> bool {

@@ -457,6 +457,13 @@ pub async fn ops_at_rate(
 pub async fn offloaded_namespace(lab: &Lab, book: &Book, ns: &str) -> Result<()> {
     lab.create_namespace("london", ns).await?;
     lab.offload(ns)?;
+    warm_up(lab, book, ns, "").await
+}
+
+/// Creates a first Service in london's `ns` and waits (at most 60 s) until it reaches newyork,
+/// so that whatever reflects `ns` (`through`, for the error) has its connections and grants in
+/// place before anything is measured.
+async fn warm_up(lab: &Lab, book: &Book, ns: &str, through: &str) -> Result<()> {
     let warm = Action::CreateService {
         ns: ns.into(),
         name: "warm-up".into(),
@@ -470,7 +477,7 @@ pub async fn offloaded_namespace(lab: &Lab, book: &Book, ns: &str) -> Result<()>
     let key = format!("newyork:{}", warm.arrival_key());
     let (n, _) = wait_keys(book, std::slice::from_ref(&key), Duration::from_secs(60)).await;
     if n == 0 {
-        bail!("the warm-up Service of {ns} did not reach newyork within 60 s");
+        bail!("the warm-up Service of {ns} did not reach newyork{through} within 60 s");
     }
     Ok(())
 }
@@ -899,21 +906,7 @@ pub async fn copied_namespace(
     })
     .await
     .context("copier start task")??;
-    let warm = Action::CreateService {
-        ns: ns.into(),
-        name: "warm-up".into(),
-        seq: 1,
-        phase: "warm-up".into(),
-        selector: None,
-    };
-    warm.perform(&lab.london)
-        .await
-        .with_context(|| format!("creating the warm-up Service in {ns}"))?;
-    let key = format!("newyork:{}", warm.arrival_key());
-    let (n, _) = wait_keys(book, std::slice::from_ref(&key), Duration::from_secs(60)).await;
-    if n == 0 {
-        bail!("the warm-up Service of {ns} did not reach newyork through the copier within 60 s");
-    }
+    warm_up(lab, book, ns, " through the copier").await?;
     Ok(copier)
 }
 

@@ -127,34 +127,31 @@ fn at_rate(rates: &[RateResult], rate: f64) -> Option<&RateResult> {
     rates.iter().find(|r| (r.rate - rate).abs() < 1e-9)
 }
 
-/// Checks the targets against `results`.
-pub fn targets(results: &Results) -> Vec<Target> {
-    let mut out = Vec::new();
-    let floor = results.floor.as_ref();
-    // Latency at 200/s, or at the highest rate measured below it.
-    let rate = [200.0, 50.0].into_iter().find(|r| {
-        floor.and_then(|f| at_rate(&f.rates, *r)).is_some()
-            && at_rate(&results.propagation, *r).is_some()
-    });
-    let pair = rate.and_then(|r| {
-        Some((
-            r,
-            at_rate(&floor?.rates, r)?.all?,
-            at_rate(&results.propagation, r)?.all?,
-        ))
-    });
+/// The latency thresholds (p50 ≤ 1.5×, p99 ≤ 2×) of `propagation` against `baseline` (named
+/// `name`), at 200/s, or at 50/s when 200/s was not measured in both.
+fn latency_targets(
+    out: &mut Vec<Target>,
+    baseline: &[RateResult],
+    name: &str,
+    propagation: &[RateResult],
+) {
+    let rate = [200.0, 50.0]
+        .into_iter()
+        .find(|r| at_rate(baseline, *r).is_some() && at_rate(propagation, *r).is_some());
+    let pair =
+        rate.and_then(|r| Some((r, at_rate(baseline, r)?.all?, at_rate(propagation, r)?.all?)));
     for (label, bound, pick) in [
         ("p50", 1.5, (|s: &Summary| s.p50_ms) as fn(&Summary) -> f64),
         ("p99", 2.0, |s: &Summary| s.p99_ms),
     ] {
         let (measured, met) = match pair {
-            Some((r, f, p)) => {
-                let ratio = pick(&p) / pick(&f);
+            Some((r, b, p)) => {
+                let ratio = pick(&p) / pick(&b);
                 (
                     format!(
-                        "{:.1} ms vs floor {:.1} ms at {r}/s: {ratio:.2}x",
+                        "{:.1} ms vs {name} {:.1} ms at {r}/s: {ratio:.2}x",
                         pick(&p),
-                        pick(&f)
+                        pick(&b)
                     ),
                     Some(ratio <= bound),
                 )
@@ -163,11 +160,19 @@ pub fn targets(results: &Results) -> Vec<Target> {
         };
         out.push(Target {
             name: format!("propagation {label}"),
-            target: format!("<= {bound}x the floor's {label} at 200 objects/s"),
+            target: format!("<= {bound}x the {name}'s {label} at 200 objects/s"),
             measured,
             met,
         });
     }
+}
+
+/// Checks the targets against `results`.
+pub fn targets(results: &Results) -> Vec<Target> {
+    let mut out = Vec::new();
+    let floor = results.floor.as_ref();
+    let floor_rates = floor.map_or(&[][..], |f| f.rates.as_slice());
+    latency_targets(&mut out, floor_rates, "floor", &results.propagation);
     let (measured, met) = match (floor, &results.throughput) {
         (Some(f), Some(t)) => {
             let ratio = t.sustained_rate / f.max.rate;
@@ -259,42 +264,12 @@ pub fn targets(results: &Results) -> Vec<Target> {
 /// separates what the host adds from what the rig costs a reflected object.
 pub fn whole_path_targets(results: &Results) -> Vec<Target> {
     let mut out = Vec::new();
-    let copier = &results.copier_propagation;
-    let rate = [200.0, 50.0]
-        .into_iter()
-        .find(|r| at_rate(copier, *r).is_some() && at_rate(&results.propagation, *r).is_some());
-    let pair = rate.and_then(|r| {
-        Some((
-            r,
-            at_rate(copier, r)?.all?,
-            at_rate(&results.propagation, r)?.all?,
-        ))
-    });
-    for (label, bound, pick) in [
-        ("p50", 1.5, (|s: &Summary| s.p50_ms) as fn(&Summary) -> f64),
-        ("p99", 2.0, |s: &Summary| s.p99_ms),
-    ] {
-        let (measured, met) = match pair {
-            Some((r, c, p)) => {
-                let ratio = pick(&p) / pick(&c);
-                (
-                    format!(
-                        "{:.1} ms vs copier {:.1} ms at {r}/s: {ratio:.2}x",
-                        pick(&p),
-                        pick(&c)
-                    ),
-                    Some(ratio <= bound),
-                )
-            }
-            None => ("not measured".into(), None),
-        };
-        out.push(Target {
-            name: format!("propagation {label}"),
-            target: format!("<= {bound}x the copier's {label} at 200 objects/s"),
-            measured,
-            met,
-        });
-    }
+    latency_targets(
+        &mut out,
+        &results.copier_propagation,
+        "copier",
+        &results.propagation,
+    );
     let (measured, met) = match (&results.throughput, &results.copier_throughput) {
         (Some(t), Some(c)) if c.sustained_rate > 0.0 => {
             let ratio = t.sustained_rate / c.sustained_rate;
