@@ -27,9 +27,8 @@ import (
 )
 
 const (
-	defaultPodCIDR = "10.200.0.0/16"
-	maxClusters    = 16
-	stopGrace      = 15 * time.Second
+	maxClusters = 16
+	stopGrace   = 15 * time.Second
 )
 
 // newFlags returns a flag set for one command whose --help prints synopsis
@@ -75,7 +74,7 @@ func cmdUp(args []string) error {
 prints their URLs and export lines for their kubeconfigs (eval-able).`)
 	dir := fs.String("dir", "", "environment `directory` (created if missing; must not hold a running environment)")
 	names := fs.String("clusters", "london,newyork", "comma-separated cluster `names` (DNS labels)")
-	podCIDRs := fs.String("pod-cidr", "", "per-cluster pod CIDRs, `NAME=CIDR,...` (default "+defaultPodCIDR+" for every cluster)")
+	podCIDRs := fs.String("pod-cidr", "", "per-cluster pod CIDRs, `NAME=CIDR,...` (default 10.(200+i).0.0/16 for the i-th cluster)")
 	svcCIDRs := fs.String("service-cidr", "", "per-cluster Service CIDRs, `NAME=CIDR,...` (default 10.(96+i).0.0/16 for the i-th cluster)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the clusters to become ready")
 	owner := fs.Int("owner-pid", 0, "if set, the clusters stop and delete their data when this `pid` exits (for test harnesses)")
@@ -155,7 +154,7 @@ prints their URLs and export lines for their kubeconfigs (eval-able).`)
 	for i, name := range clusterNames {
 		podCIDR := pods[name]
 		if podCIDR == "" {
-			podCIDR = defaultPodCIDR
+			podCIDR = fmt.Sprintf("10.%d.0.0/16", 200+i)
 		}
 		svcCIDR := services[name]
 		if svcCIDR == "" {

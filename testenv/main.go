@@ -58,8 +58,9 @@ an executable in --pod-binaries run as processes in their own namespaces with
 their pod IPs. See README.md.
 
 Defaults: cluster i (from 0, in --clusters order) gets the Service CIDR
-10.(96+i).0.0/16 (london 10.96.0.0/16, newyork 10.97.0.0/16); every cluster
-gets the pod CIDR 10.200.0.0/16, as independent real clusters often do.
+10.(96+i).0.0/16 (london 10.96.0.0/16, newyork 10.97.0.0/16) and the pod
+CIDR 10.(200+i).0.0/16 (london 10.200.0.0/16, newyork 10.201.0.0/16), as
+clusters whose networks are connected must; --pod-cidr gives overlapping ones.
 
 DIR afterwards holds:
   DIR/NAME.kubeconfig   admin kubeconfig; context, cluster and user "NAME"

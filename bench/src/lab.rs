@@ -185,9 +185,22 @@ impl Lab {
             "london",
             &["install", "--cluster-id", "london", "--skip-deployment"],
         )?;
+        // The provider's bounds on its consumer are lifted: the scale phase offloads up to 100
+        // namespaces and the throughput search writes thousands of Services into one, and a
+        // ResourceQuota adds a status write per created object that the floor and the copier
+        // (writing into namespaces without quota) would not pay.
         lab.liqoctl(
             "newyork",
-            &["install", "--cluster-id", "newyork", "--skip-deployment"],
+            &[
+                "install",
+                "--cluster-id",
+                "newyork",
+                "--skip-deployment",
+                "--peer-namespace-limit",
+                "100000",
+                "--peer-quota",
+                "none",
+            ],
         )?;
         lab.setup
             .push(("liqoctl install (x2)".to_string(), t.elapsed()));

@@ -29,4 +29,5 @@ pub mod reflect;
 pub mod telemetry;
 pub mod tenant;
 pub mod transport;
+pub mod twins;
 pub mod user_plugins;

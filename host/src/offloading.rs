@@ -230,9 +230,15 @@ async fn apply(
                 },
                 Ok(mapping) => {
                     remote_name = Some(mapping.remote_name.clone());
-                    let outcome =
-                        ensure_twin(&peer, &mapping.remote_name, &mapping.namespace_object, ctx)
-                            .await;
+                    let outcome = match &peer.tenant {
+                        Some(tenant) => {
+                            request_twin(&peer, tenant, &namespace, &mapping.remote_name, ctx).await
+                        }
+                        None => {
+                            ensure_twin(&peer, &mapping.remote_name, &mapping.namespace_object, ctx)
+                                .await
+                        }
+                    };
                     if outcome.ready {
                         ctx.engine.offload(&id, &namespace, &mapping.remote_name);
                     } else {
@@ -311,10 +317,18 @@ async fn apply(
         .filter(|(_, o)| !o.ready)
         .map(|(id, o)| format!("{id}: {}", o.message))
         .collect();
+    // Twin namespaces the providers are still creating (they answer within a second) are
+    // progress, not failure: liqoctl offload keeps waiting while the phase is InProgress.
+    let in_progress = outcomes
+        .values()
+        .filter(|o| !o.ready)
+        .all(|o| o.reason == conditions::REASON_CREATING);
     status.offloading_phase = Some(if selected == 0 {
         OffloadingPhase::NoClusterSelected
     } else if ready == selected {
         OffloadingPhase::Ready
+    } else if in_progress {
+        OffloadingPhase::InProgress
     } else if ready == 0 && failed.len() == selected {
         if selected == 1 {
             OffloadingPhase::SomeFailed
@@ -330,13 +344,84 @@ async fn apply(
     } else {
         Some(failed.join("; "))
     };
+    let creating = outcomes
+        .values()
+        .any(|o| !o.ready && o.reason == conditions::REASON_CREATING);
     write_status(o, status, ctx).await?;
-    // Failures are retried until they clear (for example a foreign namespace is removed).
+    // Failures are retried until they clear (for example a foreign namespace is removed); a
+    // twin namespace the provider is creating is looked at again soon (it answers at once).
     Ok(if failed.is_empty() {
         Action::requeue(Duration::from_secs(300))
+    } else if creating {
+        Action::requeue(Duration::from_millis(300))
     } else {
         Action::requeue(Duration::from_secs(2))
     })
+}
+
+/// Asks the provider for the twin namespace through the tenant's NamespaceMap (the peering
+/// identity cannot create namespaces): ready once the provider reports it `Accepted`, which it
+/// does only after binding the identity inside it.
+async fn request_twin(
+    peer: &Peer,
+    tenant: &str,
+    local_name: &str,
+    remote_name: &str,
+    ctx: &OffloadingContext,
+) -> PeerOutcome {
+    use crate::api::namespace_map::MappingPhase;
+    ctx.metrics.write(&peer.identity.id, "apply");
+    match crate::tenant::request_twin(&peer.client, tenant, local_name, remote_name).await {
+        Err(err) => PeerOutcome {
+            ready: false,
+            reason: conditions::REASON_CREATION_LOOP_BACKOFF,
+            message: format!(
+                "cannot ask {} for namespace {remote_name} (NamespaceMap in {tenant}): {err}",
+                peer.identity.name
+            ),
+        },
+        Ok(None) => PeerOutcome {
+            ready: false,
+            reason: conditions::REASON_CREATING,
+            message: format!(
+                "namespace {remote_name} is being created in {}",
+                peer.identity.name
+            ),
+        },
+        Ok(Some(answer)) => match answer.phase {
+            MappingPhase::Accepted => PeerOutcome {
+                ready: true,
+                reason: conditions::REASON_NAMESPACE_CREATED,
+                message: format!("namespace {remote_name} is ready in {}", peer.identity.name),
+            },
+            MappingPhase::Terminating => PeerOutcome {
+                ready: false,
+                reason: conditions::REASON_CREATING,
+                message: format!(
+                    "namespace {remote_name} in {} is still terminating",
+                    peer.identity.name
+                ),
+            },
+            // The provider's conflict message names the namespace, the owner and the fix.
+            MappingPhase::CreationLoopBackOff
+                if answer.reason == crate::api::namespace_map::reasons::CONFLICT =>
+            {
+                PeerOutcome {
+                    ready: false,
+                    reason: REASON_NAMESPACE_CONFLICT,
+                    message: answer.message,
+                }
+            }
+            MappingPhase::CreationLoopBackOff => PeerOutcome {
+                ready: false,
+                reason: conditions::REASON_CREATION_LOOP_BACKOFF,
+                message: format!(
+                    "{} refused namespace {remote_name} ({}): {}",
+                    peer.identity.name, answer.reason, answer.message
+                ),
+            },
+        },
+    }
 }
 
 /// Creates the twin namespace in `peer` unless it exists; never adopts one that is not ours.
@@ -519,6 +604,20 @@ async fn cleanup(
         let Some(remote_name) = status.remote_namespace_name.clone() else {
             continue;
         };
+        if let Some(tenant) = &peer.tenant {
+            ctx.metrics.write(&peer.identity.id, "delete");
+            match crate::tenant::withdraw_twin(&peer.client, tenant, &namespace).await {
+                Ok(false) => {}
+                Ok(true) => terminating.push(format!("{remote_name} in {}", peer.identity.name)),
+                Err(source) => {
+                    return Err(OffloadingError::Kube {
+                        namespace: namespace.clone(),
+                        source,
+                    });
+                }
+            }
+            continue;
+        }
         let api: Api<Namespace> = Api::all(peer.client.clone());
         let Ok(Some(existing)) = api.get_opt(&remote_name).await else {
             continue;

@@ -61,6 +61,10 @@ pub struct Peer {
     pub labels: BTreeMap<String, String>,
     /// Name of the ForeignCluster.
     pub foreign_cluster: String,
+    /// The tenant namespace of this cluster's peering identity on the peer, when the credential
+    /// is one (`liqoctl peer`): twin namespaces are then asked for through its NamespaceMap.
+    /// `None` for a credential that may create namespaces itself (an admin's kubeconfig).
+    pub tenant: Option<String>,
 }
 
 /// The established peers, shared by the peering and offloading controllers.
@@ -385,6 +389,7 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                                 client,
                                 labels: fc.labels().clone(),
                                 foreign_cluster: name.clone(),
+                                tenant: tenant.as_ref().map(|t| t.namespace.clone()),
                             },
                             fingerprint,
                         );

@@ -19,7 +19,7 @@
 //! The bound token of the peer command expires (`--ttl`); the consumer's host replaces it with a
 //! fresh token before it does ([`request_token`]), so a peering lives as long as its Lease.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -57,12 +57,18 @@ pub const PROVIDER_ID_LABEL: &str = "liqo.io/provider-cluster-id";
 /// Annotation on a peering Lease: when the peer command's token expires (RFC 3339). An
 /// identity nobody claimed is revoked then.
 pub const TOKEN_EXPIRATION_ANNOTATION: &str = "liqo.io/peer-command-expiration";
-/// The ClusterRole bound to every consumer (`deploy/peering/clusterrole.yaml`).
-pub const CLUSTER_ROLE: &str = "liqo-peering-consumer";
-/// The policy narrowing reflection writes to the consumer's own objects
-/// (`deploy/peering/policies.yaml`); bound once per tenant with the Lease as parameter.
+/// Label on a tenant namespace: the consumer cluster id bound to it, set by `liqoctl generate
+/// peer-command --consumer` or by the provider's host when it first sees the claim. The
+/// `liqo-peering-claims` admission policy refuses a claim of an id another tenant namespace
+/// carries. Namespaces are cluster-scoped: neither a peer nor a namespace admin can set it.
+pub const CONSUMER_ID_LABEL: &str = "liqo.io/consumer-id";
+/// Annotation on a tenant namespace: the gateway endpoint the peer command announced (set by
+/// `liqoctl generate peer-command`); reflected endpoints of a gateway peering may point there.
+pub const GATEWAY_ENDPOINT_ANNOTATION: &str = "liqo.io/gateway-endpoint";
+/// The admission policy narrowing every write of a peering identity outside its tenant
+/// namespace to the twin namespaces of its tenant (`deploy/peering/policies.yaml`).
 pub const REFLECTION_POLICY: &str = "liqo-peering-reflection";
-/// The policy guarding the Lease and token requests (bound once, cluster-wide).
+/// The policy guarding the Lease, the NamespaceMap and token requests.
 pub const TENANT_POLICY: &str = "liqo-peering-tenant";
 /// How long a renewal keeps the Lease fresh; the consumer renews every 30 seconds.
 pub const LEASE_DURATION_SECONDS: i32 = 90;
@@ -78,6 +84,15 @@ pub const FIELD_MANAGER: &str = "peering.liqo.io";
 /// The user name of the consumer's ServiceAccount in `tenant`.
 pub fn consumer_username(tenant: &str) -> String {
     format!("system:serviceaccount:{tenant}:{CONSUMER_SERVICE_ACCOUNT}")
+}
+
+/// Whether `ns` is a tenant namespace made by `liqoctl generate peer-command`: its name has
+/// [`TENANT_NAMESPACE_PREFIX`] and it carries [`TENANT_NAMESPACE_LABEL`]. A namespace admin can
+/// create neither (namespaces are cluster-scoped), nor can a peer (it has no namespace rights),
+/// so only these namespaces' Leases and NamespaceMaps are trusted.
+pub fn is_tenant_namespace(ns: &Namespace) -> bool {
+    ns.name_any().starts_with(TENANT_NAMESPACE_PREFIX)
+        && ns.labels().get(TENANT_NAMESPACE_LABEL).map(String::as_str) == Some("true")
 }
 
 /// The tenant namespace of a user name, when it is a consumer ServiceAccount.
@@ -194,6 +209,221 @@ pub async fn request_token(client: &Client, tenant: &str, seconds: i64) -> kube:
     Ok(answer.status.map(|s| s.token).unwrap_or_default())
 }
 
+/// A peering identity made by [`provision`].
+#[derive(Debug)]
+pub struct Provisioned {
+    /// The tenant namespace.
+    pub tenant: String,
+    /// The consumer's bound token (a secret: print it only in the peer command).
+    pub token: String,
+}
+
+/// Makes, on the provider `client` (an admin), the peering identity of a future consumer:
+/// a tenant namespace [`TENANT_NAMESPACE_PREFIX`]`*` (labelled [`TENANT_NAMESPACE_LABEL`], and
+/// [`CONSUMER_ID_LABEL`] when `consumer` binds the id now), its Lease, the ServiceAccount
+/// [`CONSUMER_SERVICE_ACCOUNT`], the empty NamespaceMap through which the consumer asks for
+/// twin namespaces, and a Role that lets the identity renew the Lease, write the NamespaceMap's
+/// spec and replace its own token, nothing else. Returns the tenant and a token valid `ttl`.
+/// On failure nothing is left: everything lives in the tenant namespace, which is deleted.
+/// (The cluster-wide ClusterRole and admission policies of `deploy/peering/` are applied by
+/// liqoctl before this.)
+pub async fn provision(
+    client: &Client,
+    provider_id: &str,
+    consumer: Option<&str>,
+    ttl: Duration,
+    gateway_endpoint: Option<&str>,
+) -> Result<Provisioned, TenantError> {
+    let mut ns_labels = BTreeMap::from([
+        (TENANT_NAMESPACE_LABEL.to_string(), "true".to_string()),
+        (PROVIDER_ID_LABEL.to_string(), provider_id.to_string()),
+    ]);
+    if let Some(id) = consumer {
+        ns_labels.insert(CONSUMER_ID_LABEL.to_string(), id.to_string());
+    }
+    let mut ns = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"generateName": TENANT_NAMESPACE_PREFIX, "labels": ns_labels},
+    });
+    if let Some(endpoint) = gateway_endpoint {
+        ns["metadata"]["annotations"] = json!({GATEWAY_ENDPOINT_ANNOTATION: endpoint});
+    }
+    let ns: Namespace = serde_json::from_value(ns).map_err(|e| TenantError::Kube {
+        tenant: TENANT_NAMESPACE_PREFIX.into(),
+        action: "building the tenant namespace".into(),
+        source: kube::Error::SerdeError(e),
+    })?;
+    let created = Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .map_err(|source| TenantError::Kube {
+            tenant: TENANT_NAMESPACE_PREFIX.into(),
+            action: "creating the tenant namespace (this needs cluster-admin on the provider)"
+                .into(),
+            source,
+        })?;
+    let tenant = created.name_any();
+    match provision_inside(client, &tenant, provider_id, consumer, ttl).await {
+        Ok(token) => Ok(Provisioned { tenant, token }),
+        Err(err) => {
+            if let Err(cleanup) = gone(
+                Api::<Namespace>::all(client.clone())
+                    .delete(&tenant, &DeleteParams::default())
+                    .await,
+            ) {
+                tracing::warn!(%tenant, %cleanup, "could not roll back the tenant namespace");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn provision_inside(
+    client: &Client,
+    tenant: &str,
+    provider_id: &str,
+    consumer: Option<&str>,
+    ttl: Duration,
+) -> Result<String, TenantError> {
+    use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let err = |action: &str| {
+        let action = action.to_string();
+        move |source| TenantError::Kube {
+            tenant: tenant.to_string(),
+            action,
+            source,
+        }
+    };
+    let serde = |e: serde_json::Error| TenantError::Kube {
+        tenant: tenant.to_string(),
+        action: "building the tenant's objects".into(),
+        source: kube::Error::SerdeError(e),
+    };
+    let pp = PostParams::default();
+    let expires =
+        Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(ttl.as_secs() as i64);
+    let labels = tenant_labels(tenant);
+    let lease: Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {
+            "name": LEASE_NAME,
+            "labels": {PEERING_LEASE_LABEL: "true", PROVIDER_ID_LABEL: provider_id},
+            "annotations": {TOKEN_EXPIRATION_ANNOTATION: expires.to_string()},
+        },
+        "spec": {"holderIdentity": consumer, "leaseDurationSeconds": LEASE_DURATION_SECONDS},
+    }))
+    .map_err(serde)?;
+    Api::<Lease>::namespaced(client.clone(), tenant)
+        .create(&pp, &lease)
+        .await
+        .map_err(err("creating the peering Lease"))?;
+    let map: NamespaceMap = serde_json::from_value(json!({
+        "apiVersion": "virtualkubelet.liqo.io/v1beta1", "kind": "NamespaceMap",
+        "metadata": {"name": NAMESPACE_MAP_NAME, "labels": labels},
+        "spec": {"desiredMapping": {}},
+    }))
+    .map_err(serde)?;
+    Api::<NamespaceMap>::namespaced(client.clone(), tenant)
+        .create(&pp, &map)
+        .await
+        .map_err(err(
+            "creating the NamespaceMap (are the liqo CRDs installed? run liqoctl install)",
+        ))?;
+    let sa: ServiceAccount = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
+    }))
+    .map_err(serde)?;
+    Api::<ServiceAccount>::namespaced(client.clone(), tenant)
+        .create(&pp, &sa)
+        .await
+        .map_err(err("creating the consumer ServiceAccount"))?;
+    // Everything the identity may do outside its twin namespaces, by name.
+    let role: Role = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
+        "rules": [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": [LEASE_NAME], "verbs": ["get", "update", "patch"]},
+            {"apiGroups": ["virtualkubelet.liqo.io"], "resources": ["namespacemaps"],
+             "resourceNames": [NAMESPACE_MAP_NAME], "verbs": ["get", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["serviceaccounts/token"],
+             "resourceNames": [CONSUMER_SERVICE_ACCOUNT], "verbs": ["create"]},
+        ],
+    }))
+    .map_err(serde)?;
+    Api::<Role>::namespaced(client.clone(), tenant)
+        .create(&pp, &role)
+        .await
+        .map_err(err("creating the tenant Role"))?;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": CONSUMER_SERVICE_ACCOUNT},
+        "subjects": [{"kind": "ServiceAccount", "name": CONSUMER_SERVICE_ACCOUNT,
+                      "namespace": tenant}],
+    }))
+    .map_err(serde)?;
+    Api::<RoleBinding>::namespaced(client.clone(), tenant)
+        .create(&pp, &binding)
+        .await
+        .map_err(err("creating the tenant RoleBinding"))?;
+    request_token(client, tenant, ttl.as_secs() as i64)
+        .await
+        .map_err(err("requesting the consumer's token (TokenRequest)"))
+}
+
+/// Asks the provider (through the peering `peer` client) for the twin namespace `remote` of
+/// the local namespace `local`: adds the entry to the tenant's NamespaceMap. Returns the
+/// provider's answer so far (`None`: not looked at yet).
+pub async fn request_twin(
+    peer: &Client,
+    tenant: &str,
+    local: &str,
+    remote: &str,
+) -> kube::Result<Option<crate::api::namespace_map::RemoteNamespaceStatus>> {
+    use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
+    let api = Api::<NamespaceMap>::namespaced(peer.clone(), tenant);
+    let map = api.get(NAMESPACE_MAP_NAME).await?;
+    let map = if map.spec.desired_mapping.get(local).map(String::as_str) == Some(remote) {
+        map
+    } else {
+        api.patch(
+            NAMESPACE_MAP_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"desiredMapping": {local: remote}}})),
+        )
+        .await?
+    };
+    Ok(map
+        .status
+        .and_then(|s| s.current_mapping.get(local).cloned())
+        .filter(|s| s.remote_namespace == remote))
+}
+
+/// Withdraws the request of [`request_twin`]; returns whether the provider still reports the
+/// twin namespace (it is deleted, then its entry goes).
+pub async fn withdraw_twin(peer: &Client, tenant: &str, local: &str) -> kube::Result<bool> {
+    use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
+    let api = Api::<NamespaceMap>::namespaced(peer.clone(), tenant);
+    let map = api.get(NAMESPACE_MAP_NAME).await?;
+    let map = if map.spec.desired_mapping.contains_key(local) {
+        api.patch(
+            NAMESPACE_MAP_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"desiredMapping": {local: null}}})),
+        )
+        .await?
+    } else {
+        map
+    };
+    Ok(map
+        .status
+        .is_some_and(|s| s.current_mapping.contains_key(local)))
+}
+
 /// The state of one peering Lease, as the provider sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseState {
@@ -216,8 +446,39 @@ pub enum LeaseState {
     },
 }
 
-/// Classifies `lease` at `now` (seconds since the epoch) with revocation grace `grace`.
-pub fn lease_state(lease: &Lease, now: i64, grace: Duration) -> LeaseState {
+/// When the provider saw each tenant's Lease renewed, by its own clock: a consumer writes the
+/// renew time, so a renew time in the future (or one that never changes) must not keep a
+/// Lease fresh. A renewal counts from when a new renew time was first seen here, or from the
+/// renew time itself when that is earlier (after a restart of this host, a Lease renewed
+/// before is not taken as renewed now).
+#[derive(Debug, Default)]
+pub struct RenewalClock {
+    seen: std::collections::HashMap<String, (Option<i64>, i64)>,
+}
+
+impl RenewalClock {
+    /// The time (seconds) `tenant`'s Lease counts as renewed at, given its renew time now.
+    pub fn renewed_at(&mut self, tenant: &str, renew_time: Option<i64>, now: i64) -> i64 {
+        let first_seen = match self.seen.get(tenant) {
+            Some((value, at)) if *value == renew_time => *at,
+            _ => {
+                self.seen.insert(tenant.to_string(), (renew_time, now));
+                now
+            }
+        };
+        renew_time.map_or(0, |t| t.min(first_seen))
+    }
+
+    /// Forgets tenants that are gone.
+    pub fn retain(&mut self, tenants: &HashSet<String>) {
+        self.seen.retain(|t, _| tenants.contains(t));
+    }
+}
+
+/// Classifies `lease` at `now` (seconds since the epoch) with revocation grace `grace`, the
+/// Lease counting as renewed at `renewed` (see [`RenewalClock`]). The duration is always
+/// [`LEASE_DURATION_SECONDS`]: the consumer cannot lengthen it.
+pub fn lease_state(lease: &Lease, renewed: i64, now: i64, grace: Duration) -> LeaseState {
     let spec = lease.spec.clone().unwrap_or_default();
     let consumer = spec.holder_identity.unwrap_or_default();
     if consumer.is_empty() {
@@ -228,16 +489,7 @@ pub fn lease_state(lease: &Lease, now: i64, grace: Duration) -> LeaseState {
             .is_some_and(|t| t.as_second() <= now);
         return LeaseState::Unclaimed { expired };
     }
-    let renewed = spec
-        .renew_time
-        .map(|t| t.0.as_second())
-        .or_else(|| spec.acquire_time.map(|t| t.0.as_second()))
-        .unwrap_or(0);
-    let valid_until = renewed
-        + i64::from(
-            spec.lease_duration_seconds
-                .unwrap_or(LEASE_DURATION_SECONDS),
-        );
+    let valid_until = renewed + i64::from(LEASE_DURATION_SECONDS);
     if now < valid_until {
         LeaseState::Fresh { consumer }
     } else {
@@ -266,10 +518,11 @@ pub enum TenantError {
 /// How often the provider looks at the peering Leases.
 const PROVIDER_INTERVAL: Duration = Duration::from_secs(3);
 
-/// Runs the provider side until `shutdown` resolves: every few seconds, for each peering Lease,
-/// reports the incoming peering on the consumer's ForeignCluster (creating it, role Consumer)
-/// and revokes identities that expired (grace `grace` after the Lease), were released, or were
-/// never claimed before the peer command expired.
+/// Runs the provider side until `shutdown` resolves: every few seconds, for each peering Lease
+/// of a tenant namespace this cluster made, reports the incoming peering on the consumer's
+/// ForeignCluster (creating it, role Consumer), binds each claimed consumer id to one tenant,
+/// and revokes identities that expired (grace `grace` after the Lease), were released, claimed
+/// an id another tenant holds, or were never claimed before the peer command expired.
 pub async fn run_provider(
     client: Client,
     local: ClusterIdentity,
@@ -279,15 +532,43 @@ pub async fn run_provider(
 ) {
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(PROVIDER_INTERVAL);
+    let mut clock = RenewalClock::default();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        if let Err(err) = provider_pass(&client, &local, grace, transport.as_ref()).await {
+        if let Err(err) =
+            provider_pass(&client, &local, grace, transport.as_ref(), &mut clock).await
+        {
             tracing::warn!("{err}");
         }
     }
+}
+
+/// The consumer ids claimed by more than one tenant that has not been bound to it: each such
+/// tenant is revoked (a tenant already bound keeps its id). `claims` is (tenant, claimed id,
+/// bound id) per tenant.
+pub fn contested_claims(claims: &[(String, String, Option<String>)]) -> BTreeSet<String> {
+    let mut contested = BTreeSet::new();
+    for (tenant, id, bound) in claims {
+        if bound.as_deref() == Some(id.as_str()) {
+            continue;
+        }
+        if bound.is_some() {
+            // Bound to another id than the Lease says: the policy forbids it; never trust it.
+            contested.insert(tenant.clone());
+            continue;
+        }
+        let others = claims
+            .iter()
+            .filter(|(t, i, b)| t != tenant && (i == id || b.as_deref() == Some(id.as_str())))
+            .count();
+        if others > 0 {
+            contested.insert(tenant.clone());
+        }
+    }
+    contested
 }
 
 async fn provider_pass(
@@ -295,21 +576,96 @@ async fn provider_pass(
     local: &ClusterIdentity,
     grace: Duration,
     transport: Option<&crate::transport::Transport>,
+    clock: &mut RenewalClock,
 ) -> Result<(), TenantError> {
-    let leases = Api::<Lease>::all(client.clone())
+    let err = |action: &str| {
+        let action = action.to_string();
+        move |source| TenantError::Kube {
+            tenant: "*".into(),
+            action,
+            source,
+        }
+    };
+    // Only namespaces this cluster made are tenants; a Lease anywhere else is ignored.
+    let tenant_namespaces: BTreeMap<String, Namespace> = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{TENANT_NAMESPACE_LABEL}=true")))
+        .await
+        .map_err(err("listing tenant namespaces"))?
+        .items
+        .into_iter()
+        .filter(is_tenant_namespace)
+        .map(|ns| (ns.name_any(), ns))
+        .collect();
+    let leases: Vec<Lease> = Api::<Lease>::all(client.clone())
         .list(&ListParams::default().labels(&format!("{PEERING_LEASE_LABEL}=true")))
         .await
-        .map_err(|source| TenantError::Kube {
-            tenant: "*".into(),
-            action: "listing peering Leases".into(),
-            source,
-        })?;
-    let now = Timestamp::now().as_second();
-    let states: Vec<(String, LeaseState)> = leases
+        .map_err(err("listing peering Leases"))?
         .items
-        .iter()
+        .into_iter()
         .filter(|l| l.name_any() == LEASE_NAME)
-        .filter_map(|l| Some((l.namespace()?, lease_state(l, now, grace))))
+        .filter(|l| {
+            l.namespace()
+                .is_some_and(|ns| tenant_namespaces.contains_key(&ns))
+        })
+        .collect();
+    let now = Timestamp::now().as_second();
+    let alive: HashSet<String> = leases.iter().filter_map(|l| l.namespace()).collect();
+    clock.retain(&alive);
+
+    // One consumer id, one tenant: bind each new claim to its tenant namespace, or revoke the
+    // tenants that contest an id.
+    let claims: Vec<(String, String, Option<String>)> = leases
+        .iter()
+        .filter_map(|l| {
+            let tenant = l.namespace()?;
+            let id = l
+                .spec
+                .as_ref()?
+                .holder_identity
+                .clone()
+                .filter(|h| !h.is_empty())?;
+            let bound = tenant_namespaces[&tenant]
+                .labels()
+                .get(CONSUMER_ID_LABEL)
+                .cloned();
+            Some((tenant, id, bound))
+        })
+        .collect();
+    let contested = contested_claims(&claims);
+    for (tenant, id, bound) in &claims {
+        if contested.contains(tenant) {
+            tracing::warn!(%tenant, consumer = %id, "peering identity revoked: it claims a consumer id another tenant holds or claims");
+            if let Err(e) = revoke(client, tenant, None).await {
+                tracing::warn!("{e}");
+            }
+        } else if bound.is_none()
+            && let Err(e) = Api::<Namespace>::all(client.clone())
+                .patch(
+                    tenant,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"labels": {CONSUMER_ID_LABEL: id}}})),
+                )
+                .await
+        {
+            tracing::warn!(%tenant, %e, "cannot bind the claimed consumer id to its tenant");
+        }
+    }
+
+    let states: Vec<(String, LeaseState)> = leases
+        .iter()
+        .filter_map(|l| {
+            let tenant = l.namespace()?;
+            if contested.contains(&tenant) {
+                return None;
+            }
+            let renew = l
+                .spec
+                .as_ref()
+                .and_then(|s| s.renew_time.as_ref())
+                .map(|t| t.0.as_second());
+            let renewed = clock.renewed_at(&tenant, renew, now);
+            Some((tenant, lease_state(l, renewed, now, grace)))
+        })
         .collect();
     let fresh: HashSet<&str> = states
         .iter()
@@ -320,32 +676,25 @@ async fn provider_pass(
         .collect();
     // Consumers whose gateway this cluster dials: announced on their fresh Leases.
     let mut gateways = BTreeMap::new();
-    // A consumer id is claimed by its first Lease holder; two tenants claiming the same id with
-    // gateways would let one receive the other's traffic: neither is dialed then.
-    let mut contested = std::collections::BTreeSet::new();
-    for lease in leases.items.iter().filter(|l| l.name_any() == LEASE_NAME) {
-        let (Some(tenant), LeaseState::Fresh { consumer }) = (
-            lease
-                .namespace()
-                .filter(|ns| ns.starts_with(TENANT_NAMESPACE_PREFIX)),
-            lease_state(lease, now, grace),
-        ) else {
+    for (tenant, state) in &states {
+        let LeaseState::Fresh { consumer } = state else {
+            continue;
+        };
+        let Some(lease) = leases
+            .iter()
+            .find(|l| l.namespace().as_deref() == Some(tenant))
+        else {
             continue;
         };
         match crate::transport::import_peer_of(lease.annotations()) {
             Some(Ok(peer)) => {
-                let previous = gateways.insert(consumer.clone(), peer);
-                contested.extend(previous.map(|_| consumer));
+                gateways.insert(consumer.clone(), peer);
             }
             Some(Err(reason)) => {
                 tracing::debug!(%tenant, %consumer, %reason, "unusable gateway announcement")
             }
             None => {}
         }
-    }
-    for consumer in contested {
-        tracing::warn!(%consumer, "several tenants claim this consumer id and announce a gateway: none is dialed");
-        gateways.remove(&consumer);
     }
     if let Some(transport) = transport {
         transport.set_import_peers(gateways.clone());
@@ -365,15 +714,13 @@ async fn provider_pass(
                 {
                     tracing::warn!("{err}");
                 }
-                let bound = bind_twin_namespaces(client, tenant, consumer, &local.id).await;
-                let marked = incoming(
+                incoming(
                     client,
                     tenant,
                     consumer,
                     PeeringConditionStatus::Established,
                 )
-                .await;
-                bound.and(marked)
+                .await
             }
             LeaseState::Stale {
                 consumer,
@@ -399,17 +746,11 @@ async fn provider_pass(
                 consumer,
                 revoke: true,
             } => {
-                // A consumer that peered again through another tenant keeps its namespaces.
+                // The ForeignCluster stays while the consumer peers again through another tenant.
                 let only = !fresh.contains(consumer.as_str());
-                revoke(
-                    client,
-                    tenant,
-                    Some(consumer.as_str()).filter(|_| only),
-                    local,
-                )
-                .await
+                revoke(client, tenant, Some(consumer.as_str()).filter(|_| only)).await
             }
-            LeaseState::Unclaimed { expired: true } => revoke(client, tenant, None, local).await,
+            LeaseState::Unclaimed { expired: true } => revoke(client, tenant, None).await,
             LeaseState::Unclaimed { expired: false } => Ok(()),
         };
         if let Err(err) = result {
@@ -448,12 +789,19 @@ pub async fn gate_endpoints(
         labels::ENDPOINTSLICE_MANAGED_BY,
         labels::ENDPOINTSLICE_MANAGED_BY_REFLECTION
     );
+    let twins = twin_namespaces(client, tenant)
+        .await
+        .map_err(err("listing twin namespaces".into()))?;
     let slices = Api::<EndpointSlice>::all(client.clone())
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(err("listing the consumer's EndpointSlices".into()))?;
     let mut gated = 0;
-    for slice in slices {
+    // Only slices in this tenant's own twin namespaces (the labels are the consumer's to write).
+    for slice in slices
+        .into_iter()
+        .filter(|s| s.namespace().is_some_and(|ns| twins.contains(&ns)))
+    {
         let intent = slice
             .annotations()
             .contains_key(crate::reflect::intent::INTENT_HASH_ANNOTATION);
@@ -518,79 +866,6 @@ pub enum GateReason {
     LeaseExpired,
     /// The gateway link to it is down (its host may still be alive).
     LinkDown,
-}
-
-/// ClusterRole granting the reflected kinds, bound inside each twin namespace of a consumer.
-pub const REFLECTED_KINDS_CLUSTER_ROLE: &str = "liqo-peering-reflected-kinds";
-
-/// Gives the tenant's identity the reflected kinds in each namespace its consumer created here
-/// (labelled origin = consumer, destination = this cluster), and nowhere else: RBAC cannot
-/// follow labels, so the host adds one RoleBinding per twin namespace. Only missing bindings
-/// are created, so a steady state makes no writes. Twin namespaces take their bindings with
-/// them when deleted.
-async fn bind_twin_namespaces(
-    client: &Client,
-    tenant: &str,
-    consumer: &str,
-    local_id: &str,
-) -> Result<(), TenantError> {
-    use k8s_openapi::api::rbac::v1::RoleBinding;
-    let err = |action: String| {
-        move |source| TenantError::Kube {
-            tenant: tenant.to_string(),
-            action,
-            source,
-        }
-    };
-    let selector = format!(
-        "{}={consumer},{}={local_id}",
-        crate::labels::ORIGIN,
-        crate::labels::DESTINATION
-    );
-    let twins = Api::<Namespace>::all(client.clone())
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(err("listing twin namespaces".into()))?;
-    let existing = Api::<RoleBinding>::all(client.clone())
-        .list(&ListParams::default().labels(&format!("{TENANT_LABEL}={tenant}")))
-        .await
-        .map_err(err("listing RoleBindings".into()))?;
-    for ns in twins.items {
-        let namespace = ns.name_any();
-        if ns.metadata.deletion_timestamp.is_some()
-            || existing
-                .items
-                .iter()
-                .any(|rb| rb.namespace().as_deref() == Some(namespace.as_str()))
-        {
-            continue;
-        }
-        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": tenant, "namespace": namespace, "labels": tenant_labels(tenant)},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": REFLECTED_KINDS_CLUSTER_ROLE},
-            "subjects": [{"kind": "ServiceAccount", "name": CONSUMER_SERVICE_ACCOUNT,
-                          "namespace": tenant}],
-        }))
-        .map_err(|e| TenantError::Kube {
-            tenant: tenant.to_string(),
-            action: "building a RoleBinding".into(),
-            source: kube::Error::SerdeError(e),
-        })?;
-        match Api::<RoleBinding>::namespaced(client.clone(), &namespace)
-            .create(&PostParams::default(), &binding)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(%tenant, %namespace, "reflected kinds granted in twin namespace")
-            }
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(err(format!("binding reflected kinds in {namespace}"))(e)),
-        }
-    }
-    Ok(())
 }
 
 /// Writes the IncomingPeering condition of the ForeignCluster of `consumer`, creating it (role
@@ -724,16 +999,12 @@ fn gone<T>(result: kube::Result<T>) -> kube::Result<()> {
 }
 
 /// Revokes the identity of `tenant`: first the ServiceAccount (its tokens stop working at
-/// once), then — when `consumer` is given — the twin namespaces it created here and its
-/// ForeignCluster, and last the tenant namespace. The ClusterRoleBinding and the policy binding
-/// named after the tenant are owned by its namespace, so the garbage collector removes them; the
-/// host needs no permission on bindings. (Should the binding's Lease go first, the binding
-/// denies every write of the identity: it fails closed.)
+/// once), then the twin namespaces made for it here, then — when `consumer` is given — its
+/// ForeignCluster, and last the tenant namespace.
 pub async fn revoke(
     client: &Client,
     tenant: &str,
     consumer: Option<&str>,
-    local: &ClusterIdentity,
 ) -> Result<(), TenantError> {
     let err = |action: String| {
         move |source| TenantError::Kube {
@@ -749,26 +1020,18 @@ pub async fn revoke(
             .await,
     )
     .map_err(err("deleting the ServiceAccount".into()))?;
+    // The twin namespaces made for this tenant (by the provider's host, label liqo.io/tenant),
+    // whoever claimed it.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in twin_namespaces(client, tenant)
+        .await
+        .map_err(err("listing twin namespaces".into()))?
+    {
+        tracing::info!(%tenant, namespace = %name, "revocation: twin namespace deleted");
+        gone(namespaces.delete(&name, &dp).await)
+            .map_err(err(format!("deleting twin namespace {name}")))?;
+    }
     if let Some(consumer) = consumer {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let selector = format!(
-            "{}={consumer},{}={}",
-            labels::ORIGIN,
-            labels::DESTINATION,
-            local.id
-        );
-        let twins = namespaces
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(err("listing twin namespaces".into()))?;
-        for ns in twins.items {
-            let name = ns.name_any();
-            if ns.metadata.deletion_timestamp.is_none() {
-                tracing::info!(%consumer, namespace = %name, "revocation: twin namespace deleted");
-                gone(namespaces.delete(&name, &dp).await)
-                    .map_err(err(format!("deleting twin namespace {name}")))?;
-            }
-        }
         let fcs: Api<ForeignCluster> = Api::all(client.clone());
         let all = fcs
             .list(&ListParams::default())
@@ -804,6 +1067,18 @@ pub async fn revoke(
     .map_err(err("deleting the tenant namespace".into()))?;
     tracing::info!(%tenant, consumer = consumer.unwrap_or("<unclaimed>"), "peering identity revoked");
     Ok(())
+}
+
+/// The (not yet terminating) twin namespaces made for `tenant` by [`crate::twins`].
+pub async fn twin_namespaces(client: &Client, tenant: &str) -> kube::Result<Vec<String>> {
+    Ok(Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{TENANT_LABEL}={tenant}")))
+        .await?
+        .items
+        .into_iter()
+        .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+        .map(|ns| ns.name_any())
+        .collect())
 }
 
 /// Labels of the objects `liqoctl generate peer-command` creates for `tenant`.
@@ -867,33 +1142,40 @@ mod tests {
         let grace = Duration::from_secs(60);
         let fresh = lease(Some("london"), Some(1000));
         assert_eq!(
-            lease_state(&fresh, 1089, grace),
+            lease_state(&fresh, 1000, 1089, grace),
             LeaseState::Fresh {
                 consumer: "london".into()
             }
         );
         assert_eq!(
-            lease_state(&fresh, 1090, grace),
+            lease_state(&fresh, 1000, 1090, grace),
             LeaseState::Stale {
                 consumer: "london".into(),
                 revoke: false
             }
         );
         assert_eq!(
-            lease_state(&fresh, 1150, grace),
+            lease_state(&fresh, 1000, 1150, grace),
             LeaseState::Stale {
                 consumer: "london".into(),
                 revoke: true
             }
         );
+        // A lease duration the consumer lengthened is not honoured.
+        let mut long = lease(Some("london"), Some(1000));
+        long.spec.as_mut().unwrap().lease_duration_seconds = Some(1_000_000);
+        assert!(matches!(
+            lease_state(&long, 1000, 1150, grace),
+            LeaseState::Stale { revoke: true, .. }
+        ));
         // Released: renew time at the epoch.
         assert!(matches!(
-            lease_state(&lease(Some("london"), Some(0)), 1000, grace),
+            lease_state(&lease(Some("london"), Some(0)), 0, 1000, grace),
             LeaseState::Stale { revoke: true, .. }
         ));
         let mut unclaimed = lease(None, None);
         assert_eq!(
-            lease_state(&unclaimed, 1000, grace),
+            lease_state(&unclaimed, 0, 1000, grace),
             LeaseState::Unclaimed { expired: false }
         );
         unclaimed.metadata.annotations = Some(BTreeMap::from([(
@@ -901,8 +1183,51 @@ mod tests {
             Timestamp::from_second(999).unwrap().to_string(),
         )]));
         assert_eq!(
-            lease_state(&unclaimed, 1000, grace),
+            lease_state(&unclaimed, 0, 1000, grace),
             LeaseState::Unclaimed { expired: true }
+        );
+    }
+
+    #[test]
+    fn renewals_count_by_the_providers_clock() {
+        let mut clock = RenewalClock::default();
+        // A renewal seen now counts from its own time when that is earlier...
+        assert_eq!(clock.renewed_at("t", Some(990), 1000), 990);
+        // ...and unchanged, stays at it.
+        assert_eq!(clock.renewed_at("t", Some(990), 1100), 990);
+        // A renew time in 2099 counts from when it was first seen, and does not move on.
+        let future = 4_070_908_800;
+        assert_eq!(clock.renewed_at("t", Some(future), 1200), 1200);
+        assert_eq!(clock.renewed_at("t", Some(future), 5000), 1200);
+        // A new value is a new renewal.
+        assert_eq!(clock.renewed_at("t", Some(future + 1), 5000), 5000);
+        // Released, or never renewed.
+        assert_eq!(clock.renewed_at("t", Some(0), 6000), 0);
+        assert_eq!(clock.renewed_at("u", None, 6000), 0);
+        clock.retain(&HashSet::from(["u".to_string()]));
+        assert_eq!(clock.renewed_at("t", Some(5500), 7000), 5500);
+    }
+
+    #[test]
+    fn one_consumer_id_one_tenant() {
+        let c = |t: &str, id: &str, bound: Option<&str>| {
+            (t.to_string(), id.to_string(), bound.map(String::from))
+        };
+        // A bound tenant keeps its id; a second claimant is revoked.
+        let contested =
+            contested_claims(&[c("a", "london", Some("london")), c("b", "london", None)]);
+        assert_eq!(contested, BTreeSet::from(["b".to_string()]));
+        // Two new claims of one id: neither is trusted.
+        let contested = contested_claims(&[c("a", "london", None), c("b", "london", None)]);
+        assert_eq!(contested.len(), 2);
+        // Different ids, or one tenant alone: nothing contested.
+        assert!(
+            contested_claims(&[c("a", "london", None), c("b", "paris", Some("paris"))]).is_empty()
+        );
+        // A tenant bound to another id than its Lease names is never trusted.
+        assert_eq!(
+            contested_claims(&[c("a", "london", Some("paris"))]),
+            BTreeSet::from(["a".to_string()])
         );
     }
 

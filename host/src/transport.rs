@@ -188,6 +188,11 @@ impl Transport {
         self.inner.gateway.fingerprint()
     }
 
+    /// The address reflected EndpointSlices point at: this gateway's service listener.
+    pub fn service_endpoint(&self) -> SocketAddr {
+        self.inner.config.service_endpoint
+    }
+
     /// `HOST:PORT` peers dial.
     pub fn link_advertise(&self) -> &str {
         &self.inner.config.link_advertise

@@ -55,6 +55,38 @@ pub struct Info {
     pub gateway: GatewayInfo,
     /// One entry per ForeignCluster, by name.
     pub peerings: Vec<PeeringInfo>,
+    /// As a provider: what this cluster allows each consumer (`liqoctl install --peer-*`).
+    pub peer_limits: PeerLimitsInfo,
+    /// As a provider: one entry per peering identity (tenant namespace) made here.
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// What this cluster allows each consumer.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerLimitsInfo {
+    /// Twin namespaces per consumer.
+    pub max_namespaces_per_peer: usize,
+    /// The ResourceQuota of every twin namespace.
+    pub quota: std::collections::BTreeMap<String, String>,
+    /// The Service types consumers may reflect here.
+    pub service_types: Vec<String>,
+}
+
+/// One peering identity made by `liqoctl generate peer-command` on this cluster.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerInfo {
+    /// The tenant namespace.
+    pub tenant: String,
+    /// The consumer cluster id that claimed it (empty: not claimed yet).
+    #[serde(rename = "consumerID")]
+    pub consumer_id: String,
+    /// The twin namespaces made for it here.
+    pub twin_namespaces: Vec<String>,
+    /// Requests this cluster refused (`NAMESPACE: REASON: message`), e.g. over the limit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// This cluster's gateway.
@@ -248,6 +280,23 @@ async fn collect(client: &Client) -> Result<Info> {
     for fc in &fcs {
         peerings.push(peering_info(client, fc).await);
     }
+    let limits_cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .get_opt(liqo_host::twins::LIMITS_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!(
+                "reading ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{}",
+                liqo_host::twins::LIMITS_CONFIGMAP
+            )
+        })?;
+    let limits = liqo_host::twins::PeerLimits::from_data(limits_cm.and_then(|c| c.data).as_ref())
+        .map_err(|e| {
+        anyhow::anyhow!(
+            "ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{}: {e}; run `liqoctl install` again",
+            liqo_host::twins::LIMITS_CONFIGMAP
+        )
+    })?;
+    let consumers = consumers(client).await?;
 
     Ok(Info {
         cluster_identity,
@@ -259,7 +308,71 @@ async fn collect(client: &Client) -> Result<Info> {
         },
         gateway,
         peerings,
+        peer_limits: PeerLimitsInfo {
+            max_namespaces_per_peer: limits.max_namespaces,
+            quota: limits.quota,
+            service_types: limits.service_types,
+        },
+        consumers,
     })
+}
+
+/// The peering identities made here, with their twin namespaces and refused requests.
+async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
+    use liqo_host::api::namespace_map::{MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap};
+    use liqo_host::tenant;
+    let tenants = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("{}=true", tenant::TENANT_NAMESPACE_LABEL)),
+        )
+        .await
+        .context("listing tenant namespaces")?;
+    let mut out = Vec::new();
+    for ns in tenants
+        .items
+        .iter()
+        .filter(|ns| tenant::is_tenant_namespace(ns))
+    {
+        let name = ns.name_any();
+        let consumer_id = Api::<Lease>::namespaced(client.clone(), &name)
+            .get_opt(tenant::LEASE_NAME)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default();
+        let twin_namespaces = tenant::twin_namespaces(client, &name)
+            .await
+            .with_context(|| format!("listing the twin namespaces of {name}"))?;
+        let refused = Api::<NamespaceMap>::namespaced(client.clone(), &name)
+            .get_opt(NAMESPACE_MAP_NAME)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|m| m.status)
+            .map(|s| {
+                s.current_mapping
+                    .into_iter()
+                    .filter(|(_, e)| e.phase == MappingPhase::CreationLoopBackOff)
+                    .map(|(local, e)| {
+                        format!(
+                            "{local} -> {}: {}: {}",
+                            e.remote_namespace, e.reason, e.message
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(ConsumerInfo {
+            tenant: name,
+            consumer_id,
+            twin_namespaces,
+            refused,
+        });
+    }
+    Ok(out)
 }
 
 /// The gateway identity's fingerprint (best effort: info must work for users who may not read
@@ -477,6 +590,42 @@ fn print_human(info: &Info) {
     println!("Gateway");
     for line in gateway_lines(&info.gateway) {
         println!("  {line}");
+    }
+    println!("Consumers (peering identities made here)");
+    println!(
+        "  limits: {} twin namespaces each; quota {}; Service types {}",
+        info.peer_limits.max_namespaces_per_peer,
+        info.peer_limits
+            .quota
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        info.peer_limits.service_types.join(",")
+    );
+    if info.consumers.is_empty() {
+        println!("  none");
+    }
+    for c in &info.consumers {
+        let who = if c.consumer_id.is_empty() {
+            "not claimed yet".to_string()
+        } else {
+            format!("consumer {}", c.consumer_id)
+        };
+        println!(
+            "  {}: {who}, {}/{} twin namespaces{}",
+            c.tenant,
+            c.twin_namespaces.len(),
+            info.peer_limits.max_namespaces_per_peer,
+            if c.twin_namespaces.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.twin_namespaces.join(", "))
+            }
+        );
+        for r in &c.refused {
+            println!("    refused: {r}");
+        }
     }
     println!("Peerings");
     if info.peerings.is_empty() {

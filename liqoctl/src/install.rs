@@ -72,6 +72,31 @@ pub struct InstallArgs {
     /// (90s, 2m, 1h).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// As a provider: how many twin namespaces each consumer may have here. A consumer that
+    /// asks for more sees the request refused (NamespaceOffloading Ready=False, reason
+    /// NamespaceLimit, and a warning in this cluster's host log).
+    #[arg(long, value_name = "N", default_value_t = liqo_host::twins::PeerLimits::default().max_namespaces)]
+    pub peer_namespace_limit: usize,
+    /// As a provider: the ResourceQuota (`spec.hard`) of every twin namespace, bounding what a
+    /// consumer creates there, e.g. `count/services=100,count/endpointslices.discovery.k8s.io=200`.
+    /// Default: count/services=1000, count/endpointslices.discovery.k8s.io=2000,
+    /// services.loadbalancers=0. `none`: no ResourceQuota (only for clusters that bound
+    /// consumers otherwise).
+    #[arg(long, value_name = "RESOURCE=QUANTITY,...", value_parser = parse_peer_quota)]
+    pub peer_quota: Option<std::collections::BTreeMap<String, String>>,
+    /// As a provider: the Service types consumers may reflect here (ClusterIP, NodePort,
+    /// ExternalName, LoadBalancer; headless Services are ClusterIP). Default:
+    /// ClusterIP,NodePort,ExternalName.
+    #[arg(long, value_name = "TYPE,...", value_parser = parse_service_types)]
+    pub peer_service_types: Option<Vec<String>>,
+}
+
+fn parse_peer_quota(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    liqo_host::twins::parse_quota(text)
+}
+
+fn parse_service_types(text: &str) -> Result<Vec<String>, String> {
+    liqo_host::twins::parse_service_types(text)
 }
 
 /// Flags of `liqoctl uninstall`.
@@ -161,6 +186,36 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         .with_context(|| {
             format!("applying ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
         })?;
+    let mut limits = liqo_host::twins::PeerLimits {
+        max_namespaces: args.peer_namespace_limit,
+        ..liqo_host::twins::PeerLimits::default()
+    };
+    if let Some(quota) = &args.peer_quota {
+        limits.quota = quota.clone();
+    }
+    if let Some(types) = &args.peer_service_types {
+        limits.service_types = types.clone();
+    }
+    let limits_cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": liqo_host::twins::LIMITS_CONFIGMAP,
+                     "namespace": CLUSTER_IDENTITY_NAMESPACE,
+                     "labels": {"app.kubernetes.io/part-of": "liqo"}},
+        "data": limits.to_data(),
+    });
+    Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
+        .patch(
+            liqo_host::twins::LIMITS_CONFIGMAP,
+            &params,
+            &Patch::Apply(&limits_cm),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "applying ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{}",
+                liqo_host::twins::LIMITS_CONFIGMAP
+            )
+        })?;
     let spinner = Spinner::start("creating the gateway identity");
     let gateway = match ensure_gateway_identity(&client, &identity).await {
         Ok(gateway) => gateway,
@@ -194,6 +249,12 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     println!("  cluster id:    {}{id_note}", identity.cluster_id);
     println!("  cluster name:  {}", identity.cluster_name);
     println!("  CRDs:          {} (established)", crd_names.join(", "));
+    println!(
+        "  peer limits:   {} twin namespaces per consumer; quota {}; Service types {}",
+        limits.max_namespaces,
+        limits.to_data()[liqo_host::twins::LIMITS_KEY_QUOTA],
+        limits.service_types.join(",")
+    );
     println!(
         "  namespace:     {HOST_NAMESPACE} (ConfigMap {CLUSTER_IDENTITY_CONFIGMAP}, RBAC for \
          ServiceAccount {HOST_NAME})"
@@ -313,12 +374,14 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
     // Tenant namespaces hold the identities this cluster gave consumers as a provider (see
     // liqo_host::tenant); each has a ClusterRoleBinding and a policy binding of its name.
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    // The same marker the host trusts: a label only a holder of namespace rights can set.
     let tenants: Vec<String> = namespaces
         .list(&ListParams::default().labels(&format!("{TENANT_NAMESPACE_LABEL}=true")))
         .await
         .context("listing tenant namespaces")?
         .items
         .iter()
+        .filter(|ns| liqo_host::tenant::is_tenant_namespace(ns))
         .map(ResourceExt::name_any)
         .collect();
     let mut doomed = vec![HOST_NAMESPACE.to_string()];
@@ -338,6 +401,14 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
             {
                 removed.push(format!("ValidatingAdmissionPolicyBinding {tenant}"));
             }
+        }
+        // The twin namespaces this cluster's host made for each tenant (label liqo.io/tenant,
+        // set by the host only).
+        for tenant in &tenants {
+            let twins = liqo_host::tenant::twin_namespaces(&client, tenant)
+                .await
+                .with_context(|| format!("listing the twin namespaces of tenant {tenant}"))?;
+            doomed.extend(twins);
         }
         doomed.extend(tenants.iter().cloned());
     }

@@ -24,8 +24,8 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -76,11 +76,13 @@ pub enum GenerateCommand {
     /// Print the command a consumer runs to peer with this (provider) cluster.
     ///
     /// Creates, in this cluster, a least-privilege identity for the consumer: a tenant namespace
-    /// `liqo-tenant-*` with a ServiceAccount allowed only to create namespaces labelled with its
-    /// origin and to write Services and EndpointSlices inside them (RBAC in
-    /// deploy/peering/clusterrole.yaml, narrowed by the ValidatingAdmissionPolicies in
-    /// deploy/peering/policies.yaml, both applied here). The printed command carries a token of
-    /// that identity: treat it as a secret. It expires after --ttl unless used; once used, the
+    /// `liqo-tenant-*` with a ServiceAccount that holds no cluster-wide right. It may renew its
+    /// Lease, ask for twin namespaces through its NamespaceMap (this cluster's host creates them,
+    /// within --peer-namespace-limit, each with a ResourceQuota) and write the reflected kinds
+    /// inside them only (RBAC in deploy/peering/clusterrole.yaml, narrowed by the
+    /// ValidatingAdmissionPolicies in deploy/peering/policies.yaml, both applied here; see
+    /// docs/security.md). The printed command carries a token of that identity: treat it as a
+    /// secret. It expires after --ttl unless used; once used, the
     /// consumer's host keeps the identity alive, and this cluster's host revokes it when the
     /// consumer stops (see `liqo-host run --peering-revocation-grace`).
     ///
@@ -97,8 +99,9 @@ pub enum GenerateCommand {
         /// How long the command can be used (at least 10m): `24h`, `90m`, ...
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: Duration,
-        /// The consumer's cluster id, if known: only that cluster can then use the command.
-        /// Without it, the first cluster that runs the command owns the identity.
+        /// The consumer's cluster id, if known: only that cluster can then use the command, and
+        /// no other peer command can claim that id. Without it, the first cluster that runs the
+        /// command owns the identity (an id another peering holds is refused).
         #[arg(long)]
         consumer: Option<String>,
         /// The API server URL the consumer should use (default: the server of the kubeconfig).
@@ -207,27 +210,18 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
     apply_manifests(&client).await?;
     let expires =
         Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(ttl.as_secs() as i64);
-    let (tenant, tenant_uid) = create_tenant_namespace(&client, &identity.cluster_id).await?;
-    let token = match create_identity(
+    if let Some(id) = &consumer {
+        ensure_id_unbound(&client, id).await?;
+    }
+    let endpoint = gateway.as_ref().map(|g| g.endpoint.to_string());
+    let tenant::Provisioned { tenant, token } = tenant::provision(
         &client,
-        &tenant,
-        &tenant_uid,
-        &identity,
+        &identity.cluster_id,
         consumer.as_deref(),
         ttl,
-        expires,
+        endpoint.as_deref(),
     )
-    .await
-    {
-        Ok(token) => token,
-        Err(err) => {
-            // Nothing half-created: the namespace holds the rest, bindings are cluster-scoped.
-            if let Err(cleanup) = delete_identity(&client, &tenant).await {
-                eprintln!("warning: could not roll back tenant {tenant}: {cleanup:#}");
-            }
-            return Err(err);
-        }
-    };
+    .await?;
     let name = peering::peering_name(&identity.cluster_name, &identity.cluster_id);
     let command = peering::peer_command(
         &name,
@@ -518,8 +512,55 @@ async fn local_identity(client: &Client) -> Result<ClusterIdentityConfig> {
     Ok(ClusterIdentityConfig::from_config_map(&cm)?)
 }
 
+/// The cluster-wide grants of releases before twin namespaces were asked through the
+/// NamespaceMap: the ClusterRole that let peering identities create and delete namespaces, its
+/// per-tenant ClusterRoleBindings, and the per-tenant bindings of the reflection policy (it
+/// takes no parameter any more). Removed so an upgraded provider keeps no such grant.
+async fn remove_legacy_grants(client: &Client) -> Result<()> {
+    const LEGACY_CLUSTER_ROLE: &str = "liqo-peering-consumer";
+    let dp = DeleteParams::default();
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    for crb in bindings
+        .list(&ListParams::default().labels(tenant::TENANT_LABEL))
+        .await
+        .context("listing ClusterRoleBindings")?
+    {
+        if crb.role_ref.name == LEGACY_CLUSTER_ROLE {
+            let name = crb.name_any();
+            if let Err(err) = bindings.delete(&name, &dp).await
+                && !is_not_found(&err)
+            {
+                return Err(err).with_context(|| format!("deleting ClusterRoleBinding {name}"));
+            }
+        }
+    }
+    let policy_bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    for b in policy_bindings
+        .list(&ListParams::default().labels(tenant::TENANT_LABEL))
+        .await
+        .context("listing ValidatingAdmissionPolicyBindings")?
+    {
+        let name = b.name_any();
+        if let Err(err) = policy_bindings.delete(&name, &dp).await
+            && !is_not_found(&err)
+        {
+            return Err(err)
+                .with_context(|| format!("deleting ValidatingAdmissionPolicyBinding {name}"));
+        }
+    }
+    if let Err(err) = Api::<ClusterRole>::all(client.clone())
+        .delete(LEGACY_CLUSTER_ROLE, &dp)
+        .await
+        && !is_not_found(&err)
+    {
+        return Err(err).with_context(|| format!("deleting ClusterRole {LEGACY_CLUSTER_ROLE}"));
+    }
+    Ok(())
+}
+
 /// Applies the ClusterRole and the admission policies (idempotent, server-side apply).
 async fn apply_manifests(client: &Client) -> Result<()> {
+    remove_legacy_grants(client).await?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for (file, text) in MANIFESTS {
         for doc in serde_yaml::Deserializer::from_str(text) {
@@ -563,161 +604,28 @@ async fn apply_manifests(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Creates the tenant namespace; returns its name and uid.
-async fn create_tenant_namespace(client: &Client, provider_id: &str) -> Result<(String, String)> {
-    let ns: Namespace = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {
-            "generateName": tenant::TENANT_NAMESPACE_PREFIX,
-            "labels": {
-                tenant::TENANT_NAMESPACE_LABEL: "true",
-                tenant::PROVIDER_ID_LABEL: provider_id,
-            },
-        },
-    }))?;
-    let created = Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
+/// Refuses `--consumer ID` when a live tenant of this cluster is already bound to that id (the
+/// admission policy would refuse its claim anyway; saying so now loses nothing).
+async fn ensure_id_unbound(client: &Client, id: &str) -> Result<()> {
+    let bound = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&format!(
+            "{}=true,{}={id}",
+            tenant::TENANT_NAMESPACE_LABEL,
+            tenant::CONSUMER_ID_LABEL
+        )))
         .await
-        .context("creating the tenant namespace (liqoctl needs cluster-admin on the provider)")?;
-    let uid = created.uid().unwrap_or_default();
-    Ok((created.name_any(), uid))
-}
-
-/// Creates everything of the identity inside and around `tenant`; returns the token. The
-/// ClusterRoleBinding comes last, so the identity has no permission before its policy binding
-/// exists.
-async fn create_identity(
-    client: &Client,
-    tenant: &str,
-    tenant_uid: &str,
-    identity: &ClusterIdentityConfig,
-    consumer: Option<&str>,
-    ttl: Duration,
-    expires: Timestamp,
-) -> Result<String> {
-    let pp = PostParams::default();
-    let tenant_labels: BTreeMap<String, String> = tenant::tenant_labels(tenant);
-    let lease: Lease = serde_json::from_value(json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {
-            "name": tenant::LEASE_NAME,
-            "labels": {
-                tenant::PEERING_LEASE_LABEL: "true",
-                tenant::PROVIDER_ID_LABEL: identity.cluster_id,
-            },
-            "annotations": {tenant::TOKEN_EXPIRATION_ANNOTATION: expires.to_string()},
-        },
-        "spec": {
-            "holderIdentity": consumer,
-            "leaseDurationSeconds": tenant::LEASE_DURATION_SECONDS,
-        },
-    }))?;
-    Api::<Lease>::namespaced(client.clone(), tenant)
-        .create(&pp, &lease)
-        .await
-        .context("creating the peering Lease")?;
-    let sa: ServiceAccount = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": tenant::CONSUMER_SERVICE_ACCOUNT, "labels": tenant_labels},
-    }))?;
-    Api::<ServiceAccount>::namespaced(client.clone(), tenant)
-        .create(&pp, &sa)
-        .await
-        .context("creating the consumer ServiceAccount")?;
-    let subject = json!([{
-        "kind": "ServiceAccount",
-        "name": tenant::CONSUMER_SERVICE_ACCOUNT,
-        "namespace": tenant,
-    }]);
-    // In its own namespace: renew its Lease, and replace its own token before it expires.
-    let role: Role = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": tenant::CONSUMER_SERVICE_ACCOUNT, "labels": tenant_labels},
-        "rules": [
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-             "resourceNames": [tenant::LEASE_NAME], "verbs": ["get", "update", "patch"]},
-            {"apiGroups": [""], "resources": ["serviceaccounts/token"],
-             "resourceNames": [tenant::CONSUMER_SERVICE_ACCOUNT], "verbs": ["create"]},
-        ],
-    }))?;
-    Api::<Role>::namespaced(client.clone(), tenant)
-        .create(&pp, &role)
-        .await
-        .context("creating the tenant Role")?;
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": tenant::CONSUMER_SERVICE_ACCOUNT, "labels": tenant_labels},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                    "name": tenant::CONSUMER_SERVICE_ACCOUNT},
-        "subjects": subject,
-    }))?;
-    Api::<RoleBinding>::namespaced(client.clone(), tenant)
-        .create(&pp, &binding)
-        .await
-        .context("creating the tenant RoleBinding")?;
-    // The cluster-scoped bindings are owned by the tenant namespace: deleting it (what the
-    // provider's host does on revocation) lets the garbage collector remove them too.
-    let owner = json!([{
-        "apiVersion": "v1", "kind": "Namespace", "name": tenant, "uid": tenant_uid,
-        "blockOwnerDeletion": false,
-    }]);
-    let policy_binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": tenant, "labels": tenant_labels, "ownerReferences": owner},
-        "spec": {
-            "policyName": tenant::REFLECTION_POLICY,
-            "validationActions": ["Deny"],
-            // Allow, not Deny: parameters are resolved before the policy's matchConditions, so
-            // with Deny a missing Lease would make this binding refuse everyone's namespace and
-            // Service writes (admins included) while the tenant namespace is being deleted. The
-            // Lease only disappears with its tenant namespace, whose ServiceAccount (and so the
-            // token) goes with it; the consumer identity itself cannot delete its Lease.
-            "paramRef": {"name": tenant::LEASE_NAME, "namespace": tenant,
-                         "parameterNotFoundAction": "Allow"},
-        },
-    }))?;
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .create(&pp, &policy_binding)
-        .await
-        .context("creating the ValidatingAdmissionPolicyBinding")?;
-    let cluster_binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": tenant, "labels": tenant_labels, "ownerReferences": owner},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": tenant::CLUSTER_ROLE},
-        "subjects": subject,
-    }))?;
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&pp, &cluster_binding)
-        .await
-        .context("creating the ClusterRoleBinding")?;
-    tenant::request_token(client, tenant, ttl.as_secs() as i64)
-        .await
-        .context("requesting the consumer's token (TokenRequest)")
-}
-
-/// Removes a tenant created by [`create_identity`] (rollback).
-async fn delete_identity(client: &Client, tenant: &str) -> Result<()> {
-    let dp = DeleteParams::default();
-    for result in [
-        Api::<ClusterRoleBinding>::all(client.clone())
-            .delete(tenant, &dp)
-            .await
-            .map(drop),
-        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-            .delete(tenant, &dp)
-            .await
-            .map(drop),
-        Api::<Namespace>::all(client.clone())
-            .delete(tenant, &dp)
-            .await
-            .map(drop),
-    ] {
-        if let Err(err) = result
-            && !is_not_found(&err)
-        {
-            return Err(err.into());
-        }
+        .context("listing tenant namespaces")?;
+    if let Some(ns) = bound
+        .items
+        .iter()
+        .find(|ns| ns.metadata.deletion_timestamp.is_none())
+    {
+        bail!(
+            "consumer {id} already has a peering identity here (tenant namespace {}): one consumer \
+             id, one peering. Unpeer it first (`liqoctl unpeer out-of-band` on {id}), or delete \
+             that namespace to revoke it",
+            ns.name_any()
+        );
     }
     Ok(())
 }

@@ -381,8 +381,45 @@ async fn peer_secure_and_unpeer() {
             .is_none()
     );
 
-    // The claimed identity cannot be used by another consumer... and the unused one can not
-    // write before it is claimed.
+    // The claimed identity's tenant namespace on newyork.
+    let tenant_ns = {
+        let sas = Api::<ServiceAccount>::all(newyork.clone())
+            .list(&ListParams::default().fields(&format!(
+                "metadata.name={}",
+                tenant::CONSUMER_SERVICE_ACCOUNT
+            )))
+            .await
+            .unwrap();
+        let review = Api::<Lease>::all(newyork.clone())
+            .list(&ListParams::default().labels("liqo.io/peering-lease=true"))
+            .await
+            .unwrap();
+        let claimed = review
+            .items
+            .iter()
+            .find(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some("london"))
+            .expect("a Lease claimed by london");
+        assert!(sas.items.len() >= 2, "one identity per generated command");
+        claimed.namespace().unwrap()
+    };
+    // No cluster-scoped object is made for a peering identity.
+    assert!(
+        Api::<ClusterRoleBinding>::all(newyork.clone())
+            .get_opt(&tenant_ns)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        Api::<ValidatingAdmissionPolicyBinding>::all(newyork.clone())
+            .get_opt(&tenant_ns)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Neither the unused identity nor the claimed one may touch namespaces: twin namespaces are
+    // asked of the provider's host.
     let unclaimed = token_client(&unused).await;
     forbidden(
         Api::<Namespace>::all(unclaimed)
@@ -391,8 +428,8 @@ async fn peer_secure_and_unpeer() {
                 &labelled_ns("unclaimed-x", "london", "newyork"),
             )
             .await,
-        "has not been claimed",
-        "writes before the claim",
+        "cannot create resource \"namespaces\"",
+        "namespace create before the claim",
     );
 
     // With the real token: least privilege.
@@ -442,50 +479,51 @@ async fn peer_secure_and_unpeer() {
         namespaces
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "no-origin"}})).unwrap(),
+                &labelled_ns("evil-origin", "london", "newyork"),
             )
             .await,
-        "a peering may only write objects labelled offloading.liqo.io/origin=london",
-        "namespace without origin",
+        "cannot create resource \"namespaces\"",
+        "namespace create",
     );
     forbidden(
         namespaces
-            .create(
-                &PostParams::default(),
-                &labelled_ns("evil-origin", "paris", "newyork"),
-            )
+            .delete("kube-public", &DeleteParams::default())
             .await,
-        "a peering may only write objects labelled",
-        "namespace of another origin",
+        "cannot delete resource \"namespaces\"",
+        "namespace delete",
     );
-    // A namespace of its own works, and so does a Service inside.
+    // A twin namespace, asked through the NamespaceMap: the provider reports it Accepted only
+    // once the identity may write in it, so the first write there succeeds.
     let twin = "peering-twin-test";
-    namespaces
-        .create(
-            &PostParams::default(),
-            &labelled_ns(twin, "london", "newyork"),
-        )
+    let accepted = eventually("newyork to accept the twin namespace", WAIT, || async {
+        let answer = tenant::request_twin(&peer, &tenant_ns, "peering-twin-local", twin)
+            .await
+            .unwrap();
+        answer.filter(|a| a.phase == liqo_host::api::namespace_map::MappingPhase::Accepted)
+    })
+    .await;
+    assert_eq!(accepted.remote_namespace, twin);
+    let twin_object = Api::<Namespace>::all(newyork.clone())
+        .get(twin)
         .await
         .unwrap();
+    assert_eq!(
+        twin_object
+            .labels()
+            .get("offloading.liqo.io/origin")
+            .map(String::as_str),
+        Some("london")
+    );
+    assert_eq!(twin_object.labels().get("liqo.io/tenant"), Some(&tenant_ns));
     let own = service(
         "own",
         json!({"offloading.liqo.io/origin": "london", "offloading.liqo.io/destination": "newyork"}),
     );
-    // The provider's host grants the reflected kinds in a twin namespace within seconds of its
-    // creation (a RoleBinding per twin namespace): retry until it has.
     let peer_services = Api::<Service>::namespaced(peer.clone(), twin);
-    eventually(
-        "the provider to grant Services in the twin namespace",
-        Duration::from_secs(30),
-        || async {
-            match peer_services.create(&PostParams::default(), &own).await {
-                Ok(_) => Some(()),
-                Err(kube::Error::Api(s)) if s.code == 403 => None,
-                Err(e) => panic!("creating a Service in the twin namespace: {e}"),
-            }
-        },
-    )
-    .await;
+    peer_services
+        .create(&PostParams::default(), &own)
+        .await
+        .expect("the first write in an Accepted twin namespace succeeds");
     // A Service the admin made in the twin namespace, without labels: not the peering's.
     Api::<Service>::namespaced(newyork.clone(), twin)
         .create(&PostParams::default(), &service("admins", json!({})))
@@ -596,26 +634,6 @@ async fn peer_secure_and_unpeer() {
         "Service in default",
     );
     // Its Lease's consumer is fixed, and its tokens are short-lived.
-    let tenant_ns = {
-        let sas = Api::<ServiceAccount>::all(newyork.clone())
-            .list(&ListParams::default().fields(&format!(
-                "metadata.name={}",
-                tenant::CONSUMER_SERVICE_ACCOUNT
-            )))
-            .await
-            .unwrap();
-        let review = Api::<Lease>::all(newyork.clone())
-            .list(&ListParams::default().labels("liqo.io/peering-lease=true"))
-            .await
-            .unwrap();
-        let claimed = review
-            .items
-            .iter()
-            .find(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some("london"))
-            .expect("a Lease claimed by london");
-        assert!(sas.items.len() >= 2, "one identity per generated command");
-        claimed.namespace().unwrap()
-    };
     forbidden(
         Api::<Lease>::namespaced(peer.clone(), &tenant_ns)
             .patch(
@@ -703,10 +721,19 @@ async fn peer_secure_and_unpeer() {
         .delete("own", &DeleteParams::default())
         .await
         .unwrap();
-    namespaces
-        .delete(twin, &DeleteParams::default())
-        .await
-        .unwrap();
+    // Withdrawn from the NamespaceMap: the provider deletes the twin namespace.
+    eventually("newyork to delete the withdrawn twin", WAIT, || async {
+        let reported = tenant::withdraw_twin(&peer, &tenant_ns, "peering-twin-local")
+            .await
+            .unwrap();
+        let gone = Api::<Namespace>::all(newyork.clone())
+            .get_opt(twin)
+            .await
+            .unwrap()
+            .is_none();
+        (!reported && gone).then_some(())
+    })
+    .await;
 
     // Reflection works through the scoped identity.
     let ns = env.unique_namespace("peered-demo").await;
@@ -773,23 +800,6 @@ async fn peer_secure_and_unpeer() {
             .is_none();
         (ns_gone && twin_gone && fc_gone).then_some(())
     })
-    .await;
-    // Its cluster-scoped bindings go with the tenant namespace (owner references).
-    eventually(
-        "the tenant's bindings to be garbage-collected",
-        WAIT,
-        || async {
-            let crb = Api::<ClusterRoleBinding>::all(newyork.clone())
-                .get_opt(&tenant_ns)
-                .await
-                .ok()?;
-            let vapb = Api::<ValidatingAdmissionPolicyBinding>::all(newyork.clone())
-                .get_opt(&tenant_ns)
-                .await
-                .ok()?;
-            (crb.is_none() && vapb.is_none()).then_some(())
-        },
-    )
     .await;
     // The token is dead: at once without permissions (403), and once the API server's token
     // cache (10 s) expires, not even authenticated (401).

@@ -106,14 +106,14 @@ impl TestEnv {
     }
 
     /// Starts a new environment with the given clusters, owned by the caller: dropping it runs
-    /// `testenv down`. Cluster `i` gets the Service CIDR `10.(96+i).0.0/16`; every cluster gets
-    /// the pod CIDR `10.200.0.0/16`.
+    /// `testenv down`. Cluster `i` gets the Service CIDR `10.(96+i).0.0/16` and the pod CIDR
+    /// `10.(200+i).0.0/16`.
     pub fn start(clusters: &[&str]) -> anyhow::Result<TestEnv> {
         Self::start_with_args(clusters, &[])
     }
 
     /// Like [`TestEnv::start`], with extra `testenv up` flags such as
-    /// `["--pod-cidr", "newyork=10.201.0.0/16"]`.
+    /// `["--pod-cidr", "newyork=10.200.0.0/16"]`.
     ///
     /// `testenv up` picks free loopback ports and hands them to the API servers a moment later;
     /// another environment starting at the same time (two test binaries, or a test's private

@@ -5,6 +5,8 @@
 //! - [`NamespaceOffloading`] (`offloading.liqo.io/v1beta1`, namespaced, named `offloading`):
 //!   the request to offload its namespace.
 //! - [`ReflectionPlugin`] (`plugins.liqo.io/v1alpha1`, cluster-scoped): a user plugin.
+//! - [`namespace_map::NamespaceMap`] (`virtualkubelet.liqo.io/v1beta1`, namespaced, in a
+//!   tenant namespace of a provider): the twin namespaces a consumer asks for.
 //!
 //! The CRD YAML in `deploy/crds` is generated from these types by [`crds`] and [`crd_yaml`]
 //! (`cargo run -p liqo-host -- crd --out-dir deploy/crds`); a test fails when it is stale.
@@ -13,6 +15,7 @@ pub mod conditions;
 pub mod foreign_cluster;
 pub mod gateway;
 pub mod identity;
+pub mod namespace_map;
 pub mod namespace_offloading;
 pub mod reflection_plugin;
 
@@ -49,6 +52,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ForeignCluster::crd(),
         NamespaceOffloading::crd(),
         ReflectionPlugin::crd(),
+        namespace_map::NamespaceMap::crd(),
     ]
     .into_iter()
     .map(reflow_descriptions)
@@ -136,6 +140,7 @@ mod tests {
                 "foreignclusters.core.liqo.io.yaml",
                 "namespaceoffloadings.offloading.liqo.io.yaml",
                 "reflectionplugins.plugins.liqo.io.yaml",
+                "namespacemaps.virtualkubelet.liqo.io.yaml",
             ]
         );
     }

@@ -367,6 +367,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let stop = stopped();
         async move { engine.run(stop).await }
     });
+    let twins_task = tokio::spawn(liqo_host::twins::run(
+        liqo_host::twins::TwinContext {
+            client: client.clone(),
+            local: local.clone(),
+            gateway: transport.as_ref().map(|t| t.service_endpoint().ip()),
+        },
+        stopped(),
+    ));
     let provider_task = tokio::spawn(liqo_host::tenant::run_provider(
         client.clone(),
         local.clone(),
@@ -436,6 +444,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         peering_task,
         offloading_task,
         provider_task,
+        twins_task,
         user_plugins_task
     );
     if let Some(leadership) = leadership

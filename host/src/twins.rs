@@ -1,0 +1,902 @@
+//! Provider side of twin namespaces: the only way a consumer gets a namespace here.
+//!
+//! A consumer's peering identity holds no cluster-scoped permission (see `docs/security.md`):
+//! it asks for twin namespaces by writing `spec.desiredMapping` of the [`NamespaceMap`] in its
+//! tenant namespace. This controller watches those objects and, at once:
+//!
+//! - refuses names that are invalid, reserved (this cluster's system and liqo namespaces),
+//!   taken by a namespace the tenant did not get from this controller, or over the tenant's cap;
+//! - creates the twin namespace with the labels the admission policy trusts (tenant, origin =
+//!   the consumer's claimed id, destination = this cluster) and the content rules of this
+//!   cluster (allowed Service types, allowed EndpointSlice addresses) as annotations, then the
+//!   RoleBinding that lets the identity reflect into it and a ResourceQuota that bounds it, and
+//!   only then reports it `Accepted` (so the consumer's first watch there is never refused);
+//! - deletes twin namespaces whose entry the consumer removed, reporting them `Terminating`
+//!   until they are gone.
+//!
+//! Only tenant namespaces that `liqoctl generate peer-command` made are served: they carry
+//! [`crate::tenant::TENANT_NAMESPACE_LABEL`], which neither a peer nor a namespace admin can set
+//! (namespaces are cluster-scoped). Twin namespaces are recognised by
+//! [`crate::tenant::TENANT_LABEL`], set here and nowhere else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::api::namespace_map::{
+    MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap, NamespaceMapStatus, RemoteNamespaceStatus,
+    reasons,
+};
+use crate::labels;
+use crate::plugin::ClusterIdentity;
+use crate::tenant;
+
+/// Annotation on a twin namespace: the Service types the consumer may write there
+/// (comma-separated; read by the `liqo-peering-reflection` admission policy).
+pub const SERVICE_TYPES_ANNOTATION: &str = "liqo.io/allowed-service-types";
+/// Annotation on a twin namespace: the address ranges (CIDRs, comma-separated) the consumer's
+/// EndpointSlices may point at (read by the admission policy).
+pub const ENDPOINT_RANGES_ANNOTATION: &str = "liqo.io/allowed-endpoint-ranges";
+/// Annotation on a twin namespace: address ranges the consumer's EndpointSlices may never point
+/// at, even inside the allowed ranges (this cluster's own ranges, loopback, link-local).
+pub const DENIED_RANGES_ANNOTATION: &str = "liqo.io/denied-endpoint-ranges";
+/// Name of the RoleBinding and of the ResourceQuota in each twin namespace.
+pub const TWIN_OBJECT_NAME: &str = "liqo-peering";
+/// ConfigMap (in `liqo`) holding this cluster's limits for peers, written by `liqoctl install`.
+pub const LIMITS_CONFIGMAP: &str = "liqo-peering-limits";
+/// Keys of [`LIMITS_CONFIGMAP`].
+pub const LIMITS_KEY_MAX_NAMESPACES: &str = "maxNamespacesPerPeer";
+/// Keys of [`LIMITS_CONFIGMAP`]: the ResourceQuota of each twin namespace, `k=v,...`.
+pub const LIMITS_KEY_QUOTA: &str = "quota";
+/// Keys of [`LIMITS_CONFIGMAP`]: the Service types peers may write, comma-separated.
+pub const LIMITS_KEY_SERVICE_TYPES: &str = "serviceTypes";
+/// The ClusterRole bound in each twin namespace (`deploy/peering/clusterrole.yaml`).
+pub const REFLECTED_KINDS_CLUSTER_ROLE: &str = "liqo-peering-reflected-kinds";
+
+/// Always denied to a peer's EndpointSlices: loopback, "this network", link-local (cloud
+/// metadata services live there) and unspecified addresses.
+pub const ALWAYS_DENIED_RANGES: &[&str] = &[
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "::/128",
+    "::1/128",
+    "fe80::/10",
+];
+
+/// What this cluster allows each peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerLimits {
+    /// Twin namespaces per tenant.
+    pub max_namespaces: usize,
+    /// `spec.hard` of the ResourceQuota in each twin namespace.
+    pub quota: BTreeMap<String, String>,
+    /// Service types the consumer may write.
+    pub service_types: Vec<String>,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        Self {
+            max_namespaces: 200,
+            quota: BTreeMap::from([
+                ("count/services".into(), "1000".into()),
+                (
+                    "count/endpointslices.discovery.k8s.io".into(),
+                    "2000".into(),
+                ),
+                ("services.loadbalancers".into(), "0".into()),
+            ]),
+            service_types: ["ClusterIP", "NodePort", "ExternalName"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// The Service types a provider may allow.
+pub const SERVICE_TYPES: &[&str] = &["ClusterIP", "NodePort", "ExternalName", "LoadBalancer"];
+
+impl PeerLimits {
+    /// Reads [`LIMITS_CONFIGMAP`]'s data; absent keys keep their defaults.
+    pub fn from_data(data: Option<&BTreeMap<String, String>>) -> Result<Self, String> {
+        let mut limits = Self::default();
+        let Some(data) = data else { return Ok(limits) };
+        if let Some(max) = data.get(LIMITS_KEY_MAX_NAMESPACES) {
+            limits.max_namespaces = max.trim().parse().map_err(|_| {
+                format!("{LIMITS_KEY_MAX_NAMESPACES} {max:?} is not a whole number")
+            })?;
+        }
+        if let Some(quota) = data.get(LIMITS_KEY_QUOTA) {
+            limits.quota = parse_quota(quota)?;
+        }
+        if let Some(types) = data.get(LIMITS_KEY_SERVICE_TYPES) {
+            limits.service_types = parse_service_types(types)?;
+        }
+        Ok(limits)
+    }
+
+    /// The ConfigMap data that [`Self::from_data`] reads back.
+    pub fn to_data(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                LIMITS_KEY_MAX_NAMESPACES.to_string(),
+                self.max_namespaces.to_string(),
+            ),
+            (
+                LIMITS_KEY_QUOTA.to_string(),
+                if self.quota.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.quota
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+            ),
+            (
+                LIMITS_KEY_SERVICE_TYPES.to_string(),
+                self.service_types.join(","),
+            ),
+        ])
+    }
+}
+
+/// Parses `count/services=100,requests.storage=0` (ResourceQuota `spec.hard`); `none` (or
+/// nothing) is no quota at all.
+pub fn parse_quota(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut hard = BTreeMap::new();
+    if text.trim() == "none" {
+        return Ok(hard);
+    }
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("quota item {item:?} is not RESOURCE=COUNT"))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty()
+            || v.is_empty()
+            || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        {
+            return Err(format!(
+                "quota item {item:?} is not RESOURCE=QUANTITY (e.g. count/services=100)"
+            ));
+        }
+        hard.insert(k.to_string(), v.to_string());
+    }
+    Ok(hard)
+}
+
+/// Parses `ClusterIP,NodePort` (each one of [`SERVICE_TYPES`]).
+pub fn parse_service_types(text: &str) -> Result<Vec<String>, String> {
+    let mut types = Vec::new();
+    for t in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !SERVICE_TYPES.contains(&t) {
+            return Err(format!(
+                "Service type {t:?} is not one of {}",
+                SERVICE_TYPES.join(", ")
+            ));
+        }
+        if !types.iter().any(|x| x == t) {
+            types.push(t.to_string());
+        }
+    }
+    Ok(types)
+}
+
+/// Why `name` can never be a twin namespace here, if it cannot.
+pub fn refused_name(name: &str) -> Option<(&'static str, String)> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if !valid {
+        return Some((
+            reasons::INVALID,
+            format!(
+                "{name:?} is not a valid namespace name (a DNS label of at most 63 characters)"
+            ),
+        ));
+    }
+    let reserved = name == "default"
+        || name == crate::api::identity::CLUSTER_IDENTITY_NAMESPACE
+        || name.starts_with("kube-")
+        || name.starts_with(crate::tenant::TENANT_NAMESPACE_PREFIX)
+        || name.starts_with("openshift");
+    reserved.then(|| {
+        (
+            reasons::RESERVED,
+            format!(
+                "namespace {name} is reserved in this cluster (default, kube-*, liqo, liqo-tenant-* \
+                 and openshift* are never twin namespaces): offload with another name \
+                 (--namespace-mapping-strategy DefaultName or SelectedName)"
+            ),
+        )
+    })
+}
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum TwinError {
+    /// An API request failed.
+    #[error("NamespaceMap {tenant}/{NAMESPACE_MAP_NAME}: {action}: {source}")]
+    Kube {
+        /// The tenant namespace.
+        tenant: String,
+        /// What was being done.
+        action: String,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
+/// What the controller needs.
+pub struct TwinContext {
+    /// This cluster's client (the host's own identity).
+    pub client: Client,
+    /// This cluster's identity.
+    pub local: ClusterIdentity,
+    /// This cluster's gateway, when it runs one: a consumer that announces its own gateway
+    /// reflects endpoints that point at this one only.
+    pub gateway: Option<std::net::IpAddr>,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: TwinContext,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let maps: Api<NamespaceMap> = Api::all(ctx.client.clone());
+    let twins: Api<Namespace> = Api::all(ctx.client.clone());
+    Controller::new(maps, watcher::Config::default())
+        // A twin namespace that finishes terminating (or is deleted by someone else) updates
+        // its tenant's status at once.
+        .watches(
+            twins,
+            watcher::Config::default().labels(tenant::TENANT_LABEL),
+            |ns: Namespace| {
+                ns.labels()
+                    .get(tenant::TENANT_LABEL)
+                    .map(|t| ObjectRef::new(NAMESPACE_MAP_NAME).within(t))
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(%err, "twin namespaces reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_: Arc<NamespaceMap>, err: &TwinError, _: Arc<TwinContext>) -> Action {
+    tracing::warn!("{err}");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Action, TwinError> {
+    let Some(tenant_ns) = map.namespace() else {
+        return Ok(Action::await_change());
+    };
+    if map.name_any() != NAMESPACE_MAP_NAME {
+        return Ok(Action::await_change());
+    }
+    let err = |action: &str| {
+        let (tenant, action) = (tenant_ns.clone(), action.to_string());
+        move |source| TwinError::Kube {
+            tenant,
+            action,
+            source,
+        }
+    };
+    let client = &ctx.client;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let Some(tenant_object) = namespaces
+        .get_opt(&tenant_ns)
+        .await
+        .map_err(err("reading the tenant namespace"))?
+    else {
+        return Ok(Action::await_change());
+    };
+    if !tenant::is_tenant_namespace(&tenant_object) {
+        // A NamespaceMap anywhere else is nobody's request: a namespace admin cannot forge one.
+        tracing::debug!(namespace = %tenant_ns, "NamespaceMap outside a tenant namespace ignored");
+        return Ok(Action::await_change());
+    }
+    let terminating_tenant = tenant_object.metadata.deletion_timestamp.is_some();
+    let lease = Api::<Lease>::namespaced(client.clone(), &tenant_ns)
+        .get_opt(tenant::LEASE_NAME)
+        .await
+        .map_err(err("reading the peering Lease"))?;
+    // Endpoints through the gateways point at this cluster's gateway only: a consumer that
+    // announces its gateway (and this cluster running one) is held to that.
+    // The gateway address the peer command announced (liqoctl generate --gateway-endpoint may
+    // override the host's own), else this host's.
+    let gateway = tenant_object
+        .annotations()
+        .get(tenant::GATEWAY_ENDPOINT_ANNOTATION)
+        .and_then(|e| e.parse::<std::net::SocketAddr>().ok())
+        .map(|e| e.ip())
+        .or(ctx.gateway);
+    let gateway_mode = gateway.is_some()
+        && lease
+            .as_ref()
+            .and_then(|l| crate::transport::import_peer_of(l.annotations()))
+            .is_some();
+    let consumer = lease
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    let limits = read_limits(client).await;
+    let own_ranges = provider_ranges(client).await;
+    let ours: Vec<Namespace> = namespaces
+        .list(&ListParams::default().labels(&format!("{}={tenant_ns}", tenant::TENANT_LABEL)))
+        .await
+        .map_err(err("listing twin namespaces"))?
+        .items;
+    let desired: BTreeMap<String, String> = if terminating_tenant || consumer.is_empty() {
+        BTreeMap::new()
+    } else {
+        map.spec.desired_mapping.clone()
+    };
+    let wanted: BTreeSet<&str> = desired.values().map(String::as_str).collect();
+
+    let mut status = NamespaceMapStatus::default();
+    let mut pending = false;
+    // Twin namespaces no longer asked for: deleted, reported Terminating until gone.
+    for ns in &ours {
+        let name = ns.name_any();
+        if wanted.contains(name.as_str()) {
+            continue;
+        }
+        pending = true;
+        if ns.metadata.deletion_timestamp.is_none() {
+            match namespaces.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    tracing::info!(tenant = %tenant_ns, namespace = %name, "twin namespace deleted")
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                Err(e) => return Err(err(&format!("deleting twin namespace {name}"))(e)),
+            }
+        }
+        let local = ns
+            .annotations()
+            .get(labels::REMOTE_NAMESPACE_ORIGIN_NAME)
+            .cloned()
+            .unwrap_or_else(|| name.clone());
+        status.current_mapping.insert(
+            local,
+            entry(
+                &name,
+                MappingPhase::Terminating,
+                reasons::TERMINATING,
+                "being deleted",
+            ),
+        );
+    }
+
+    let mut alive = ours
+        .iter()
+        .filter(|ns| {
+            ns.metadata.deletion_timestamp.is_none() && wanted.contains(ns.name_any().as_str())
+        })
+        .count();
+    let mut claimed: BTreeSet<&str> = BTreeSet::new();
+    for (local, remote) in &desired {
+        if !claimed.insert(remote.as_str()) {
+            status.current_mapping.insert(
+                local.clone(),
+                entry(
+                    remote,
+                    MappingPhase::CreationLoopBackOff,
+                    reasons::CONFLICT,
+                    &format!("{remote} is already asked for by another namespace of this consumer"),
+                ),
+            );
+            continue;
+        }
+        if let Some(existing) = ours.iter().find(|ns| &ns.name_any() == remote) {
+            if existing.metadata.deletion_timestamp.is_some() {
+                pending = true;
+                status.current_mapping.insert(
+                    local.clone(),
+                    entry(
+                        remote,
+                        MappingPhase::Terminating,
+                        reasons::TERMINATING,
+                        "still terminating; created again once gone",
+                    ),
+                );
+                continue;
+            }
+            ensure_twin_objects(
+                client,
+                &tenant_ns,
+                remote,
+                &limits,
+                gateway_mode,
+                gateway,
+                &own_ranges,
+            )
+            .await
+            .map_err(err(&format!("preparing twin namespace {remote}")))?;
+            status.current_mapping.insert(
+                local.clone(),
+                entry(remote, MappingPhase::Accepted, reasons::CREATED, "ready"),
+            );
+            continue;
+        }
+        if let Some((reason, message)) = refused_name(remote) {
+            status.current_mapping.insert(
+                local.clone(),
+                entry(remote, MappingPhase::CreationLoopBackOff, reason, &message),
+            );
+            continue;
+        }
+        if alive >= limits.max_namespaces {
+            let message = format!(
+                "this consumer already has {alive} twin namespaces here, the most this cluster \
+                 allows (maxNamespacesPerPeer {}); unoffload a namespace, or ask the provider's \
+                 admin to raise it (liqoctl install --peer-namespace-limit)",
+                limits.max_namespaces
+            );
+            tracing::warn!(tenant = %tenant_ns, %consumer, namespace = %remote, "{message}");
+            warn_event(client, &map, reasons::LIMIT, &message).await;
+            status.current_mapping.insert(
+                local.clone(),
+                entry(
+                    remote,
+                    MappingPhase::CreationLoopBackOff,
+                    reasons::LIMIT,
+                    &message,
+                ),
+            );
+            continue;
+        }
+        let namespace = twin_namespace(
+            remote,
+            local,
+            &tenant_ns,
+            &consumer,
+            &ctx.local.id,
+            &limits,
+            gateway_mode,
+            gateway,
+            &own_ranges,
+        );
+        match namespaces.create(&PostParams::default(), &namespace).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let existing = namespaces.get_opt(remote).await.ok().flatten();
+                status.current_mapping.insert(
+                    local.clone(),
+                    entry(
+                        remote,
+                        MappingPhase::CreationLoopBackOff,
+                        reasons::CONFLICT,
+                        &conflict_message(remote, existing.as_ref(), &ctx.local.name),
+                    ),
+                );
+                continue;
+            }
+            Err(e) => return Err(err(&format!("creating twin namespace {remote}"))(e)),
+        }
+        alive += 1;
+        tracing::info!(tenant = %tenant_ns, %consumer, namespace = %remote, "twin namespace created");
+        ensure_twin_objects(
+            client,
+            &tenant_ns,
+            remote,
+            &limits,
+            gateway_mode,
+            gateway,
+            &own_ranges,
+        )
+        .await
+        .map_err(err(&format!("preparing twin namespace {remote}")))?;
+        status.current_mapping.insert(
+            local.clone(),
+            entry(remote, MappingPhase::Accepted, reasons::CREATED, "ready"),
+        );
+    }
+
+    if map.status.as_ref() != Some(&status) && !terminating_tenant {
+        // One merge patch: entries that went are set to null.
+        let mut current = serde_json::Map::new();
+        for local in map.status.iter().flat_map(|s| s.current_mapping.keys()) {
+            current.insert(local.clone(), serde_json::Value::Null);
+        }
+        for (local, e) in &status.current_mapping {
+            current.insert(local.clone(), serde_json::to_value(e).unwrap_or_default());
+        }
+        Api::<NamespaceMap>::namespaced(client.clone(), &tenant_ns)
+            .patch_status(
+                NAMESPACE_MAP_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"currentMapping": current}})),
+            )
+            .await
+            .map_err(err("writing the status"))?;
+    }
+    let refused = status
+        .current_mapping
+        .values()
+        .any(|e| e.phase == MappingPhase::CreationLoopBackOff);
+    Ok(if pending {
+        Action::requeue(Duration::from_secs(1))
+    } else if refused {
+        // A name taken or over the cap may clear (the other namespace goes, the limit rises).
+        Action::requeue(Duration::from_secs(5))
+    } else {
+        // Catches changes of the limits and of the gateway mode.
+        Action::requeue(Duration::from_secs(60))
+    })
+}
+
+/// Why `remote` cannot be this consumer's twin namespace: it exists and was not made for it.
+/// Names the consumer that holds it (cluster ids are not secret; the user needs to know which
+/// way to resolve the conflict), and the fix.
+pub fn conflict_message(remote: &str, existing: Option<&Namespace>, provider: &str) -> String {
+    let origin = existing
+        .filter(|ns| ns.labels().contains_key(tenant::TENANT_LABEL))
+        .and_then(|ns| ns.labels().get(labels::ORIGIN));
+    let (owner, fix) = match origin {
+        Some(origin) => (
+            format!(
+                "belongs to another consumer, cluster {origin} (label {}={origin})",
+                labels::ORIGIN
+            ),
+            "",
+        ),
+        None => (
+            "was not created by a peering".to_string(),
+            "remove it there, or ",
+        ),
+    };
+    format!(
+        "conflict: namespace {remote} already exists in cluster {provider} and {owner}; it is \
+         never adopted or overwritten: {fix}unoffload and offload again with \
+         --namespace-mapping-strategy DefaultName (or SelectedName with --remote-namespace-name)"
+    )
+}
+
+/// A Warning Event on the tenant's NamespaceMap (the provider's admin sees refusals with
+/// `kubectl get events -n liqo-tenant-...`; repeats are counted by the recorder).
+async fn warn_event(client: &Client, map: &NamespaceMap, reason: &str, note: &str) {
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "liqo-host".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "CreateTwinNamespace".into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, &map.object_ref(&())).await {
+        tracing::debug!(%err, "could not publish event");
+    }
+}
+
+fn entry(remote: &str, phase: MappingPhase, reason: &str, message: &str) -> RemoteNamespaceStatus {
+    RemoteNamespaceStatus {
+        remote_namespace: remote.to_string(),
+        phase,
+        reason: reason.to_string(),
+        message: message.to_string(),
+    }
+}
+
+async fn read_limits(client: &Client) -> PeerLimits {
+    let cm = Api::<ConfigMap>::namespaced(
+        client.clone(),
+        crate::api::identity::CLUSTER_IDENTITY_NAMESPACE,
+    )
+    .get_opt(LIMITS_CONFIGMAP)
+    .await;
+    match cm {
+        Ok(cm) => PeerLimits::from_data(cm.and_then(|c| c.data).as_ref()).unwrap_or_else(|e| {
+            tracing::warn!("ConfigMap liqo/{LIMITS_CONFIGMAP}: {e}; using the defaults");
+            PeerLimits::default()
+        }),
+        Err(e) => {
+            tracing::warn!(%e, "cannot read ConfigMap liqo/{LIMITS_CONFIGMAP}; using the defaults");
+            PeerLimits::default()
+        }
+    }
+}
+
+/// This cluster's own address ranges that a peer's endpoints may never point at: its Service
+/// ranges (ServiceCIDR objects), its nodes' addresses and pod ranges, and the addresses of its
+/// API server (the `kubernetes` Service's endpoints). Read each time; what cannot be read is
+/// left out (and logged).
+async fn provider_ranges(client: &Client) -> Vec<String> {
+    use k8s_openapi::api::core::v1::Node;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::api::networking::v1::ServiceCIDR;
+    let host = |ip: std::net::IpAddr| format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 });
+    let mut ranges = Vec::new();
+    match Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => {
+            for node in list.items {
+                if let Some(spec) = node.spec {
+                    ranges.extend(spec.pod_cidrs.unwrap_or_default());
+                }
+                for address in node.status.and_then(|s| s.addresses).unwrap_or_default() {
+                    if let Ok(ip) = address.address.parse() {
+                        ranges.push(host(ip));
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::debug!(%e, "cannot list Nodes"),
+    }
+    match Api::<ServiceCIDR>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => ranges.extend(
+            list.items
+                .into_iter()
+                .filter_map(|c| c.spec)
+                .flat_map(|s| s.cidrs.unwrap_or_default()),
+        ),
+        Err(e) => tracing::debug!(%e, "cannot list ServiceCIDRs"),
+    }
+    match Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+        .await
+    {
+        Ok(list) => {
+            for slice in list.items {
+                for endpoint in slice.endpoints {
+                    for address in endpoint.addresses {
+                        if let Ok(ip) = address.parse() {
+                            ranges.push(host(ip));
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::debug!(%e, "cannot list the API server's endpoints"),
+    }
+    ranges.sort();
+    ranges.dedup();
+    ranges
+}
+
+/// The annotations that carry this cluster's content rules into a twin namespace.
+pub fn rule_annotations(
+    limits: &PeerLimits,
+    gateway_mode: bool,
+    gateway: Option<std::net::IpAddr>,
+    own_ranges: &[String],
+) -> BTreeMap<String, String> {
+    let (allowed, denied) = match (gateway_mode, gateway) {
+        // Endpoints through the gateways point at this cluster's gateway and nowhere else.
+        (true, Some(ip)) => (
+            format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }),
+            String::new(),
+        ),
+        _ => (
+            "0.0.0.0/0,::/0".to_string(),
+            ALWAYS_DENIED_RANGES
+                .iter()
+                .map(|r| r.to_string())
+                .chain(own_ranges.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    };
+    BTreeMap::from([
+        (
+            SERVICE_TYPES_ANNOTATION.to_string(),
+            limits.service_types.join(","),
+        ),
+        (ENDPOINT_RANGES_ANNOTATION.to_string(), allowed),
+        (DENIED_RANGES_ANNOTATION.to_string(), denied),
+    ])
+}
+
+/// The twin namespace object: only the labels the policy trusts and the rules it reads.
+#[allow(clippy::too_many_arguments)]
+fn twin_namespace(
+    remote: &str,
+    local: &str,
+    tenant_ns: &str,
+    consumer: &str,
+    local_id: &str,
+    limits: &PeerLimits,
+    gateway_mode: bool,
+    gateway: Option<std::net::IpAddr>,
+    own_ranges: &[String],
+) -> Namespace {
+    let mut annotations = rule_annotations(limits, gateway_mode, gateway, own_ranges);
+    annotations.insert(
+        labels::REMOTE_NAMESPACE_ORIGIN_NAME.to_string(),
+        local.to_string(),
+    );
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {
+            "name": remote,
+            "labels": {
+                tenant::TENANT_LABEL: tenant_ns,
+                labels::ORIGIN: consumer,
+                labels::DESTINATION: local_id,
+            },
+            "annotations": annotations,
+        },
+    }))
+    .expect("a valid Namespace")
+}
+
+/// The RoleBinding and ResourceQuota of a twin namespace, and its rule annotations, as they
+/// should be (created when missing, updated when the limits changed).
+async fn ensure_twin_objects(
+    client: &Client,
+    tenant_ns: &str,
+    twin: &str,
+    limits: &PeerLimits,
+    gateway_mode: bool,
+    gateway: Option<std::net::IpAddr>,
+    own_ranges: &[String],
+) -> kube::Result<()> {
+    let pp = PatchParams::apply(tenant::FIELD_MANAGER).force();
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), twin);
+    if limits.quota.is_empty() {
+        // No quota configured (`--peer-quota none`): none is kept either.
+        match quotas.delete(TWIN_OBJECT_NAME, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let quota = json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": TWIN_OBJECT_NAME, "namespace": twin,
+                     "labels": tenant::tenant_labels(tenant_ns)},
+        "spec": {"hard": limits.quota},
+    });
+    if !limits.quota.is_empty() {
+        quotas
+            .patch(TWIN_OBJECT_NAME, &pp, &Patch::Apply(&quota))
+            .await?;
+    }
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": TWIN_OBJECT_NAME, "namespace": twin,
+                     "labels": tenant::tenant_labels(tenant_ns)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": REFLECTED_KINDS_CLUSTER_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": tenant::CONSUMER_SERVICE_ACCOUNT,
+                      "namespace": tenant_ns}],
+    });
+    Api::<RoleBinding>::namespaced(client.clone(), twin)
+        .patch(TWIN_OBJECT_NAME, &pp, &Patch::Apply(&binding))
+        .await?;
+    let annotations = rule_annotations(limits, gateway_mode, gateway, own_ranges);
+    let ns = Api::<Namespace>::all(client.clone()).get(twin).await?;
+    let stale = annotations
+        .iter()
+        .any(|(k, v)| ns.annotations().get(k) != Some(v));
+    if stale {
+        Api::<Namespace>::all(client.clone())
+            .patch(
+                twin,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_round_trip_and_defaults() {
+        let d = PeerLimits::default();
+        assert_eq!(PeerLimits::from_data(None).unwrap(), d);
+        assert_eq!(PeerLimits::from_data(Some(&d.to_data())).unwrap(), d);
+        let custom = PeerLimits::from_data(Some(&BTreeMap::from([
+            (LIMITS_KEY_MAX_NAMESPACES.into(), "2".into()),
+            (LIMITS_KEY_QUOTA.into(), "count/services=3".into()),
+            (LIMITS_KEY_SERVICE_TYPES.into(), "ClusterIP".into()),
+        ])))
+        .unwrap();
+        assert_eq!(custom.max_namespaces, 2);
+        assert_eq!(custom.quota["count/services"], "3");
+        assert_eq!(custom.service_types, ["ClusterIP"]);
+    }
+
+    #[test]
+    fn bad_limits_are_named() {
+        let e = PeerLimits::from_data(Some(&BTreeMap::from([(
+            LIMITS_KEY_MAX_NAMESPACES.into(),
+            "many".into(),
+        )])))
+        .unwrap_err();
+        assert!(e.contains("maxNamespacesPerPeer"), "{e}");
+        assert!(
+            parse_quota("count/services")
+                .unwrap_err()
+                .contains("RESOURCE=COUNT")
+        );
+        assert!(parse_quota("a=$(x)").is_err());
+        assert!(
+            parse_service_types("ClusterIP,Bogus")
+                .unwrap_err()
+                .contains("Bogus")
+        );
+        assert_eq!(
+            parse_service_types("ClusterIP, ClusterIP").unwrap(),
+            ["ClusterIP"]
+        );
+    }
+
+    #[test]
+    fn reserved_and_invalid_names() {
+        for name in [
+            "kube-system",
+            "kube-public",
+            "default",
+            "liqo",
+            "liqo-tenant-x",
+            "openshift-etcd",
+        ] {
+            assert_eq!(refused_name(name).unwrap().0, reasons::RESERVED, "{name}");
+        }
+        for name in ["", "UPPER", "-x", "a_b", &"a".repeat(64)] {
+            assert_eq!(refused_name(name).unwrap().0, reasons::INVALID, "{name:?}");
+        }
+        // The tutorial's namespace, with EnforceSameName, stays usable.
+        for name in ["liqo-demo", "liqo-demo-london", "app", "kubefoo"] {
+            assert!(refused_name(name).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn gateway_mode_allows_only_the_gateway() {
+        let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+        let own = ["10.96.0.0/16".to_string()];
+        let a = rule_annotations(&PeerLimits::default(), true, Some(ip), &own);
+        assert_eq!(a[ENDPOINT_RANGES_ANNOTATION], "10.0.0.7/32");
+        assert_eq!(a[DENIED_RANGES_ANNOTATION], "");
+        let a = rule_annotations(&PeerLimits::default(), false, Some(ip), &own);
+        assert_eq!(a[ENDPOINT_RANGES_ANNOTATION], "0.0.0.0/0,::/0");
+        assert!(a[DENIED_RANGES_ANNOTATION].contains("169.254.0.0/16"));
+        assert!(a[DENIED_RANGES_ANNOTATION].ends_with(",10.96.0.0/16"));
+        assert_eq!(
+            a[SERVICE_TYPES_ANNOTATION],
+            "ClusterIP,NodePort,ExternalName"
+        );
+    }
+}
