@@ -4,9 +4,10 @@
 //!
 //! A refusal row asserts that the command fails with exactly one error line that names what is
 //! wrong (never a panic, never the peering token), and that nothing changed in either cluster
-//! (a snapshot of the objects liqo owns or reflects, taken before and after). An accept row is an
-//! input at a limit that must still work (names of 63 characters, unicode annotation values, an
-//! object at the API server's annotation size limit).
+//! (a snapshot of the objects liqo owns or reflects, and of the ClusterRoles accepting kinds
+//! from consumers, taken before and after). An accept row is an input at a limit that must
+//! still work (names of 63 characters, unicode annotation values, an object at the API server's
+//! annotation size limit).
 //!
 //! The table is the single place bad inputs are counted: run with `--nocapture` to see the
 //! count and one line per row; docs/reliability.md quotes the count.
@@ -17,6 +18,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Service};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{
     ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
@@ -38,6 +40,8 @@ const NS: &str = "bad-input";
 const SPARE_NS: &str = "bad-input-spare";
 /// The Service that must keep reflecting whatever the other rows do.
 const ANCHOR: &str = "anchor";
+/// The label of the ClusterRoles that accept a kind from consumers (`liqoctl plugin accept`).
+const AGGREGATE_TO_PEERING_LABEL: &str = "liqo.io/aggregate-to-peering";
 
 /// What a row runs.
 enum Act {
@@ -62,6 +66,9 @@ enum Limit {
     LongNamespace,
     /// Annotation values in several scripts, emoji and combining characters.
     UnicodeAnnotations,
+    /// `plugin accept v1/Secret --allow-secrets` on the provider: accepted with a warning, then
+    /// revoked.
+    AllowSecrets,
 }
 
 struct Row {
@@ -154,12 +161,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 async fn snapshot(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
     let mut all = BTreeMap::new();
     for (cluster, client) in [("london", &ctx.london), ("newyork", &ctx.newyork)] {
-        for (group, version, kind, plural, namespace) in [
+        for (group, version, kind, plural, namespace, labels) in [
             (
                 "core.liqo.io",
                 "v1beta1",
                 "ForeignCluster",
                 "foreignclusters",
+                None,
                 None,
             ),
             (
@@ -168,6 +176,7 @@ async fn snapshot(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
                 "NamespaceOffloading",
                 "namespaceoffloadings",
                 None,
+                None,
             ),
             (
                 "plugins.liqo.io",
@@ -175,12 +184,22 @@ async fn snapshot(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
                 "ReflectionPlugin",
                 "reflectionplugins",
                 None,
+                None,
             ),
-            ("", "v1", "Namespace", "namespaces", None),
-            ("", "v1", "Service", "services", None),
-            ("", "v1", "ServiceAccount", "serviceaccounts", None),
-            ("", "v1", "Secret", "secrets", Some("liqo")),
-            ("", "v1", "ConfigMap", "configmaps", Some("liqo")),
+            ("", "v1", "Namespace", "namespaces", None, None),
+            ("", "v1", "Service", "services", None, None),
+            ("", "v1", "ServiceAccount", "serviceaccounts", None, None),
+            ("", "v1", "Secret", "secrets", Some("liqo"), None),
+            ("", "v1", "ConfigMap", "configmaps", Some("liqo"), None),
+            // The kinds the cluster accepts from consumers (`liqoctl plugin accept`).
+            (
+                "rbac.authorization.k8s.io",
+                "v1",
+                "ClusterRole",
+                "clusterroles",
+                None,
+                Some(AGGREGATE_TO_PEERING_LABEL),
+            ),
         ] {
             let gvk = GroupVersionKind::gvk(group, version, kind);
             let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
@@ -188,8 +207,12 @@ async fn snapshot(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
                 None => Api::all_with(client.clone(), &resource),
             };
+            let params = match labels {
+                Some(selector) => ListParams::default().labels(selector),
+                None => ListParams::default(),
+            };
             let list = api
-                .list(&ListParams::default())
+                .list(&params)
                 .await
                 .unwrap_or_else(|e| panic!("listing {plural} in {cluster}: {e}"));
             for item in list.items {
@@ -206,6 +229,7 @@ async fn snapshot(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
                     "deleting": meta.deletion_timestamp.is_some(),
                     "spec": item.data.get("spec"),
                     "data": item.data.get("data"),
+                    "rules": item.data.get("rules"),
                 });
                 all.insert(key, content.to_string());
             }
@@ -983,6 +1007,46 @@ async fn bad_input_table() {
             kubectl("london", &["create", "-f", &gateway_bad_fingerprint]),
             &["spec.networking.gateway.fingerprint", "[0-9a-fA-F]{64}"],
         ),
+        // --- kinds a provider must not accept from consumers (newyork is london's provider)
+        refuse(
+            "plugin accept: v1/Pod",
+            liqoctl("newyork", &["plugin", "accept", "v1/Pod"]),
+            &[
+                "v1/Pod is refused: a consumer that can create Pods runs code on this cluster's nodes",
+            ],
+        ),
+        refuse(
+            "plugin accept: RoleBinding",
+            liqoctl(
+                "newyork",
+                &[
+                    "plugin",
+                    "accept",
+                    "rbac.authorization.k8s.io/v1/RoleBinding",
+                ],
+            ),
+            &[
+                "rbac.authorization.k8s.io/v1/RoleBinding is refused",
+                "grant permissions on this cluster",
+            ],
+        ),
+        refuse(
+            "plugin accept: v1/Secret without --allow-secrets",
+            liqoctl("newyork", &["plugin", "accept", "v1/Secret"]),
+            &[
+                "v1/Secret is refused",
+                "kubernetes.io/service-account-token",
+                "pass --allow-secrets",
+            ],
+        ),
+        refuse(
+            "plugin accept: ConfigMap with Pod, neither accepted",
+            liqoctl("newyork", &["plugin", "accept", "v1/ConfigMap", "v1/Pod"]),
+            &[
+                "v1/Pod is refused",
+                "nothing was accepted, not even v1/ConfigMap",
+            ],
+        ),
         accept(
             "Service annotations exactly at 256 KiB",
             Limit::AnnotationTotalSize,
@@ -995,6 +1059,10 @@ async fn bad_input_table() {
         accept(
             "unicode annotation values reflect byte-identical",
             Limit::UnicodeAnnotations,
+        ),
+        accept(
+            "plugin accept v1/Secret --allow-secrets warns, then revokes",
+            Limit::AllowSecrets,
         ),
     ];
 
@@ -1223,7 +1291,65 @@ async fn accept_limit(ctx: &Ctx<'_>, limit: Limit, long63: &str) -> Result<Strin
             Ok("offloaded, reflected, unoffloaded".into())
         }
         Limit::AnnotationTotalSize => annotation_size_limit(ctx, &local, &remote).await,
+        Limit::AllowSecrets => allow_secrets(ctx).await,
     }
+}
+
+/// Secrets, refused by `plugin accept` without the flag (a row above), are accepted with
+/// `--allow-secrets` and a warning on stderr that says what it allows; `--revoke` removes them.
+async fn allow_secrets(ctx: &Ctx<'_>) -> Result<String, String> {
+    let roles = Api::<ClusterRole>::all(ctx.newyork.clone());
+    let name = "liqo-peering-accept-secrets";
+    let out = run_liqoctl(
+        ctx.env,
+        "newyork",
+        &["plugin", "accept", "v1/Secret", "--allow-secrets"],
+    );
+    if !out.status.success() {
+        return Err(format!("accept --allow-secrets failed: {}", text(&out)));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "warning: consumers may now write Secrets in their twin namespaces",
+        "kubernetes.io/service-account-token",
+    ] {
+        if !stderr.contains(part) {
+            return Err(format!("the warning lacks {part:?}:\n{}", text(&out)));
+        }
+    }
+    let role = roles
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no ClusterRole {name}"))?;
+    let resources: Vec<String> = role
+        .rules
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.resources.unwrap_or_default())
+        .collect();
+    if resources != ["secrets"] {
+        return Err(format!("ClusterRole {name} grants {resources:?}"));
+    }
+    let out = run_liqoctl(
+        ctx.env,
+        "newyork",
+        &["plugin", "accept", "v1/Secret", "--revoke"],
+    );
+    if !out.status.success() {
+        return Err(format!("--revoke failed: {}", text(&out)));
+    }
+    if roles
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Err(format!("ClusterRole {name} still there after --revoke"));
+    }
+    Ok(format!(
+        "accepted with the warning (ClusterRole {name}), then revoked"
+    ))
 }
 
 /// A Service whose annotations total exactly 262144 bytes (the API server's limit): london

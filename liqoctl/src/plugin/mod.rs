@@ -119,9 +119,15 @@ pub enum PluginCommand {
     /// objects carrying their own origin labels. Accepting a kind adds a ClusterRole labelled
     /// liqo.io/aggregate-to-peering=true, aggregated into liqo-peering-reflected-kinds.
     ///
+    /// Kinds that grant power over this cluster are refused (Pods and workloads, RBAC,
+    /// ServiceAccounts, quotas, Endpoints, the cluster's control groups, liqo's own kinds,
+    /// cluster-scoped kinds; see KIND below), and then nothing is written. Secrets are refused
+    /// unless --allow-secrets is given, which prints a warning saying what it allows.
+    ///
     /// Examples:
     ///   liqoctl plugin accept v1/ConfigMap
     ///   liqoctl plugin accept example.com/v1alpha1/Widget
+    ///   liqoctl plugin accept v1/Secret --allow-secrets
     ///   liqoctl plugin accept v1/ConfigMap --revoke
     #[command(verbatim_doc_comment)]
     Accept(accept::AcceptArgs),
