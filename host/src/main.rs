@@ -83,7 +83,7 @@ fn list_plugins(format: Format) -> Result<()> {
     let mut rows = Vec::new();
     for (source, bytes) in builtin::REFLECTORS {
         let plugin = runtime
-            .load_reflector(source, bytes, PluginLimits::default(), "{}")
+            .load_reflector(source, bytes, PluginLimits::builtin(), "{}")
             .with_context(|| format!("loading {source}"))?;
         rows.push(serde_json::json!({
             "source": source,

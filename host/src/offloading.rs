@@ -218,35 +218,36 @@ async fn apply(
             ),
             now(),
         );
-        let outcome =
-            match ctx
-                .mapper
-                .map_namespace(&ctx.local, &peer.identity, &namespace, &spec_json)
-            {
-                Err(err) => PeerOutcome {
-                    ready: false,
-                    reason: "InvalidMapping",
-                    message: err.to_string(),
-                },
-                Ok(mapping) => {
-                    remote_name = Some(mapping.remote_name.clone());
-                    let outcome = match &peer.tenant {
-                        Some(tenant) => {
-                            request_twin(&peer, tenant, &namespace, &mapping.remote_name, ctx).await
-                        }
-                        None => {
-                            ensure_twin(&peer, &mapping.remote_name, &mapping.namespace_object, ctx)
-                                .await
-                        }
-                    };
-                    if outcome.ready {
-                        ctx.engine.offload(&id, &namespace, &mapping.remote_name);
-                    } else {
-                        ctx.engine.unoffload(&id, &namespace);
+        // Off the async workers (like every plugin call): see `plugin::calls`.
+        let mapped = ctx
+            .mapper
+            .map_namespace_async(&ctx.local, &peer.identity, &namespace, &spec_json)
+            .await;
+        let outcome = match mapped {
+            Err(err) => PeerOutcome {
+                ready: false,
+                reason: "InvalidMapping",
+                message: err.to_string(),
+            },
+            Ok(mapping) => {
+                remote_name = Some(mapping.remote_name.clone());
+                let outcome = match &peer.tenant {
+                    Some(tenant) => {
+                        request_twin(&peer, tenant, &namespace, &mapping.remote_name, ctx).await
                     }
-                    outcome
+                    None => {
+                        ensure_twin(&peer, &mapping.remote_name, &mapping.namespace_object, ctx)
+                            .await
+                    }
+                };
+                if outcome.ready {
+                    ctx.engine.offload(&id, &namespace, &mapping.remote_name);
+                } else {
+                    ctx.engine.unoffload(&id, &namespace);
                 }
-            };
+                outcome
+            }
+        };
         outcomes.insert(id, outcome);
     }
     // Peers that are gone keep no condition.

@@ -67,6 +67,10 @@ pub mod reasons {
     pub const READS_NOT_ALLOWED: &str = "ReadsNotAllowed";
     /// The ReflectionPlugin is being deleted and its remote copies removed.
     pub const REMOVING: &str = "Removing";
+    /// The plugin's memory budget (`maxInstances × memoryMiB`) does not fit in the host's
+    /// container memory limit next to the other plugins; retried every 10 s (another plugin
+    /// may go).
+    pub const MEMORY_BUDGET: &str = "MemoryBudget";
 }
 
 /// Event reasons on ReflectionPlugin objects.
@@ -448,7 +452,8 @@ async fn load(
     let limits = PluginLimits::new(
         u64::from(rp.spec.limits.cpu_millis_per_call),
         rp.spec.limits.memory_mib as usize,
-    );
+    )
+    .with_max_instances(rp.spec.limits.max_instances as usize);
     let runtime = ctx.runtime.clone();
     let source = format!("ReflectionPlugin {name}");
     // Compiling a component takes CPU for a while: keep it off the async workers.
@@ -495,6 +500,7 @@ async fn load(
 fn load_failure(err: LoadError) -> Failure {
     let reason = match err {
         LoadError::InvalidConfig { .. } => reasons::INVALID_CONFIG,
+        LoadError::MemoryBudget { .. } => reasons::MEMORY_BUDGET,
         _ => REASON_INVALID_PLUGIN,
     };
     Failure::new(reason, err.to_string())

@@ -41,10 +41,18 @@ struct Setup {
     engine: Engine,
     namespace: String,
     run: String,
+    /// The plugin runtime's metrics (calls and errors per plugin).
+    metrics: PluginMetrics,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
 async fn setup(prefix: &str) -> Setup {
+    setup_with(prefix, None).await
+}
+
+/// [`setup`] with a host whose container memory limit is `memory_limit` (the plugins' memory
+/// budgets are checked against it).
+async fn setup_with(prefix: &str, memory_limit: Option<u64>) -> Setup {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -53,12 +61,14 @@ async fn setup(prefix: &str) -> Setup {
     let london = env.client("london").await;
     let newyork = env.client("newyork").await;
     testsupport::apply_crds(&london, liqo_host::api::crds()).await;
+    let metrics = PluginMetrics::default();
     let runtime = PluginRuntime::new(
         RuntimeConfig {
             cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compile-cache")),
+            container_memory_limit: memory_limit,
             ..RuntimeConfig::default()
         },
-        PluginMetrics::default(),
+        metrics.clone(),
     )
     .unwrap();
     let builtins = vec![
@@ -113,6 +123,7 @@ async fn setup(prefix: &str) -> Setup {
         engine,
         namespace,
         run,
+        metrics,
         _stop: stop,
     }
 }
@@ -637,4 +648,221 @@ async fn a_user_plugin_takes_a_kind_from_the_built_in_plugin_and_gives_it_back()
     )
     .await;
     let _ = std::fs::remove_file(path);
+}
+
+/// The sandbox cannot starve the host. The whole host runs on ONE async worker thread here
+/// (this test's current-thread runtime, as on a one-CPU node): the engine, the watches, the
+/// ReflectionPlugin controller and a leader election with short terms. A user plugin spins to
+/// its CPU limit of 4 s on every ConfigMap, call after call. Meanwhile the async thread must
+/// stay responsive (a 50 ms timer is never late by more than a small bound), the Lease must
+/// keep being renewed (leadership never lost: it steps down when a renewal is not seen within
+/// 1.5 s), and a Service (another kind) must be reflected well within one spin.
+///
+/// Before plugin calls ran on the blocking pool, each spin held the only async thread for
+/// 4 s: the timer was 4 s late, the leader stepped down and the Service waited for the spin.
+#[tokio::test(flavor = "current_thread")]
+async fn a_plugin_spinning_to_its_cpu_limit_does_not_starve_the_host() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use liqo_host::leader::{self, LeaderConfig};
+    use std::time::Instant;
+
+    const SPIN: Duration = Duration::from_secs(4);
+    // Generous for a busy 2-core machine, far below one spin.
+    const TIMER_SLACK: Duration = Duration::from_millis(500);
+    const SERVICE_IN: Duration = Duration::from_millis(2500);
+
+    let s = setup("uplug-spin").await;
+    let mut leadership = leader::elect(
+        s.london.clone(),
+        LeaderConfig {
+            namespace: s.namespace.clone(),
+            lease_name: "liqo-host".into(),
+            identity: "spin-test".into(),
+            lease_duration: Duration::from_secs(2),
+            grace: Duration::from_secs(1),
+        },
+    )
+    .await
+    .expect("elect");
+    tokio::time::timeout(Duration::from_secs(20), leadership.wait_until_leader())
+        .await
+        .expect("leads within 20 s")
+        .expect("election running");
+    let mut changes = leadership.subscribe();
+    changes.borrow_and_update();
+
+    s.apply_plugin(
+        "spinner",
+        json!({"source": file_source(), "config": {"mode": "loop"},
+               "limits": {"cpuMillisPerCall": SPIN.as_millis() as u64, "maxInstances": 1}}),
+    )
+    .await;
+    s.wait_loaded("spinner", "True").await;
+    for i in 0..3 {
+        s.create_config_map(&format!("spin-{i}"), json!({"v": "1"}), json!({}))
+            .await;
+    }
+    // Let the first spin start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let window_start = Instant::now();
+
+    // The async thread stays responsive: a timer due every 50 ms on a fixed schedule, for two
+    // and a half spins.
+    let timer = async {
+        let mut worst = Duration::ZERO;
+        let mut due = tokio::time::Instant::from_std(window_start);
+        while window_start.elapsed() < SPIN * 5 / 2 {
+            due += Duration::from_millis(50);
+            tokio::time::sleep_until(due).await;
+            worst = worst.max(due.elapsed());
+        }
+        worst
+    };
+    // Leadership is never lost meanwhile.
+    let leading = async {
+        while window_start.elapsed() < SPIN * 5 / 2 {
+            if tokio::time::timeout(Duration::from_millis(100), changes.changed())
+                .await
+                .is_ok()
+            {
+                assert!(
+                    *changes.borrow_and_update(),
+                    "leadership lost after {:?} of plugin spinning",
+                    window_start.elapsed()
+                );
+            }
+        }
+    };
+    // Another kind is reflected on time, while the plugin spins.
+    let service = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let services = |client: &Client| Api::<Service>::namespaced(client.clone(), &s.namespace);
+        let created = Instant::now();
+        services(&s.london)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "beside-the-spinner"},
+                    "spec": {"ports": [{"port": 80}]}}))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        loop {
+            if services(&s.newyork)
+                .get_opt("beside-the-spinner")
+                .await
+                .unwrap()
+                .is_some()
+            {
+                break created.elapsed();
+            }
+            assert!(
+                created.elapsed() < Duration::from_secs(20),
+                "the Service was never reflected"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (worst, (), service_after) = tokio::join!(timer, leading, service);
+    let spins = s.metrics.errors("misbehaving", "cpu_limit");
+    eprintln!(
+        "while spinning: timer late by at most {worst:?}, Service reflected after \
+         {service_after:?}, {spins} spins ended by the CPU limit"
+    );
+    assert!(spins >= 2, "the plugin spun {spins} times");
+    assert!(
+        worst < TIMER_SLACK,
+        "the async thread was held for {worst:?}"
+    );
+    assert!(
+        service_after < SERVICE_IN,
+        "the Service took {service_after:?} while the plugin spun"
+    );
+    assert!(leadership.is_leader());
+    // And the Lease was really renewed during the spins.
+    let lease = Api::<Lease>::namespaced(s.london.clone(), &s.namespace)
+        .get("liqo-host")
+        .await
+        .unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("spin-test"));
+    let renewed: std::time::SystemTime = spec.renew_time.unwrap().0.into();
+    let age = std::time::SystemTime::now()
+        .duration_since(renewed)
+        .unwrap_or_default();
+    assert!(age < Duration::from_secs(2), "last renewal {age:?} ago");
+    // No ConfigMap was written: every call hit the limit.
+    assert!(s.remote("spin-0").await.is_none());
+    let _ = leadership.release().await;
+}
+
+/// A plugin whose memory budget (maxInstances × memoryMiB) does not fit in the host's
+/// container memory limit fails to load, with the numbers and the fix in its status; the
+/// other kinds, and a plugin that fits, are unaffected.
+#[tokio::test]
+async fn a_plugin_whose_memory_budget_does_not_fit_is_not_loaded() {
+    // 512 MiB, as in deploy/host/deployment.yaml: 192 MiB kept for the host, 128 MiB for the
+    // built-in Service plugin of this setup, so 192 MiB are left for user plugins.
+    let s = setup_with("uplug-budget", Some(512 << 20)).await;
+    s.apply_plugin(
+        "hog",
+        json!({"source": file_source(), "config": {"mode": "echo"},
+               "limits": {"memoryMiB": 128, "maxInstances": 4}}),
+    )
+    .await;
+    let rp = s.wait_loaded("hog", "False").await;
+    let cond = rp.status.as_ref().unwrap().loaded().unwrap().clone();
+    assert_eq!(cond.reason, "MemoryBudget");
+    for part in [
+        "ReflectionPlugin hog",
+        "memory budget 512 MiB (4 instances × 128 MiB)",
+        "container memory limit is 512 MiB",
+        "192 MiB of it is kept for the host",
+        "192 MiB are left",
+        "spec.limits.maxInstances",
+    ] {
+        assert!(
+            cond.message.contains(part),
+            "{part:?} not in {}",
+            cond.message
+        );
+    }
+    assert!(
+        !s.engine.kinds().iter().any(|(k, _)| k == "/v1/ConfigMap"),
+        "the plugin serves nothing"
+    );
+
+    // Built-in kinds keep reflecting.
+    let services = |client: &Client| Api::<Service>::namespaced(client.clone(), &s.namespace);
+    services(&s.london)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "beside-the-hog"}, "spec": {"ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("the Service reflected", WAIT, || async {
+        services(&s.newyork)
+            .get_opt("beside-the-hog")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+
+    // Following the fix (fewer instances) loads it: 2 × 96 MiB fits in 192.
+    s.apply_plugin(
+        "hog",
+        json!({"source": file_source(), "config": {"mode": "echo"},
+               "limits": {"memoryMiB": 96, "maxInstances": 2}}),
+    )
+    .await;
+    s.wait_loaded("hog", "True").await;
+    s.create_config_map("fits", json!({"v": "1"}), json!({}))
+        .await;
+    s.wait_remote("fits", |_| true).await;
+    s.delete_plugin("hog").await;
 }

@@ -61,8 +61,9 @@ pub struct ReflectionPluginSpec {
     #[schemars(schema_with = "free_form_object")]
     pub config: Option<serde_json::Value>,
 
-    /// Resource limits of one plugin call. A call over a limit fails only the object it was
-    /// reflecting.
+    /// Resource limits: of one plugin call (a call over a limit fails only the object it was
+    /// reflecting), and of all the plugin's instances together (a budget that does not fit in
+    /// the host's memory fails the load).
     #[serde(default)]
     pub limits: ReflectionPluginLimits,
 
@@ -132,17 +133,24 @@ pub struct FilePluginSource {
     pub path: String,
 }
 
-/// Resource limits of one plugin call.
+/// Resource limits of a plugin. Its memory budget is `maxInstances × memoryMiB`: the most
+/// linear memory all its instances (running or warm) can hold together. The host loads the
+/// plugin only if that budget fits in its container's memory limit, after what the host keeps
+/// for itself and the budgets of the other plugins.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ReflectionPluginLimits {
     /// CPU time budget of one call in milliseconds (default 100, at most 10000).
     #[serde(rename = "cpuMillisPerCall", default = "default_cpu_millis")]
     #[schemars(range(min = 1, max = 10000))]
     pub cpu_millis_per_call: u32,
-    /// Memory cap of the plugin's linear memory in MiB (default 64, at most 512).
+    /// Memory cap of one instance's linear memory in MiB (default 64, at most 512).
     #[serde(rename = "memoryMiB", default = "default_memory_mib")]
     #[schemars(range(min = 1, max = 512))]
     pub memory_mib: u32,
+    /// Instances of the plugin, and so calls of it that run at once (default 2, at most 16).
+    #[serde(rename = "maxInstances", default = "default_max_instances")]
+    #[schemars(range(min = 1, max = 16))]
+    pub max_instances: u32,
 }
 
 fn default_cpu_millis() -> u32 {
@@ -153,11 +161,16 @@ fn default_memory_mib() -> u32 {
     64
 }
 
+fn default_max_instances() -> u32 {
+    2
+}
+
 impl Default for ReflectionPluginLimits {
     fn default() -> Self {
         Self {
             cpu_millis_per_call: default_cpu_millis(),
             memory_mib: default_memory_mib(),
+            max_instances: default_max_instances(),
         }
     }
 }
@@ -255,6 +268,7 @@ mod tests {
         );
         assert_eq!(spec.limits.cpu_millis_per_call, 100);
         assert_eq!(spec.limits.memory_mib, 64);
+        assert_eq!(spec.limits.max_instances, 2);
         assert_eq!(spec.failure_policy, FailurePolicy::Fail);
 
         let obj = json!({
@@ -264,7 +278,7 @@ mod tests {
             "spec": {
                 "source": {"url": {"url": "https://example.com/p.wasm", "sha256": "ab".repeat(32)}},
                 "config": {"reflectionPolicy": "AllowList", "nested": {"a": [1, 2]}},
-                "limits": {"cpuMillisPerCall": 250, "memoryMiB": 128},
+                "limits": {"cpuMillisPerCall": 250, "memoryMiB": 128, "maxInstances": 3},
                 "failurePolicy": "Ignore",
                 "reads": [{"group": "", "version": "v1", "kind": "Secret"}]
             },
@@ -280,6 +294,7 @@ mod tests {
         });
         let rp: ReflectionPlugin = serde_json::from_value(obj.clone()).unwrap();
         assert_eq!(rp.spec.limits.memory_mib, 128);
+        assert_eq!(rp.spec.limits.max_instances, 3);
         assert_eq!(rp.spec.failure_policy, FailurePolicy::Ignore);
         assert_eq!(rp.status.as_ref().unwrap().loaded().unwrap().status, "True");
         assert_eq!(serde_json::to_value(&rp).unwrap(), obj);
@@ -302,7 +317,7 @@ mod tests {
         );
         assert_eq!(
             spec["properties"]["limits"]["default"],
-            json!({"cpuMillisPerCall": 100, "memoryMiB": 64})
+            json!({"cpuMillisPerCall": 100, "memoryMiB": 64, "maxInstances": 2})
         );
         assert_eq!(spec["properties"]["failurePolicy"]["default"], "Fail");
     }

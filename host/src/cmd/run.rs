@@ -73,6 +73,11 @@ pub struct RunArgs {
     /// Directory of the compiled-plugin cache (default: ~/.cache/liqo/components).
     #[arg(long)]
     plugin_cache_dir: Option<PathBuf>,
+    /// MiB of the container's memory limit kept for the host itself; plugins' memory budgets
+    /// (maxInstances × memoryMiB each) share the rest, and a plugin whose budget does not fit
+    /// is not loaded. The limit is read from the cgroup; without one, budgets are not checked.
+    #[arg(long, default_value_t = liqo_host::plugin::DEFAULT_HOST_MEMORY_RESERVE >> 20)]
+    host_memory_reserve_mib: u64,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -255,21 +260,36 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 .clone()
                 .or_else(liqo_host::plugin::default_cache_dir),
             max_idle_instances: args.workers,
+            // At most one plugin call per reflection worker runs at once (plus one for the
+            // namespace mapper), each on a blocking thread, never on an async worker.
+            max_concurrent_calls: args.workers.max(1) + 1,
+            host_memory_reserve: args.host_memory_reserve_mib << 20,
             ..RuntimeConfig::default()
         },
         plugin_metrics,
     )?;
+    match runtime.memory_limit() {
+        Some(limit) => tracing::info!(
+            container_memory_limit_mib = limit >> 20,
+            host_reserve_mib = args.host_memory_reserve_mib,
+            "plugin memory budgets are checked against the container memory limit"
+        ),
+        None => {
+            tracing::info!("no container memory limit found: plugin memory budgets are not checked")
+        }
+    }
     let config = format!(r#"{{"reflectionPolicy":"{:?}"}}"#, args.reflection_policy);
     let plugins = builtin::REFLECTORS
         .iter()
         .map(|(source, bytes)| {
-            runtime.load_reflector(source, bytes, PluginLimits::default(), &config)
+            runtime.load_reflector(source, bytes, PluginLimits::builtin(), &config)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // The mapper runs once per offloaded namespace and peer: one instance is plenty.
     let mapper = runtime.load_namespace_mapper(
         builtin::NAMESPACE_SOURCE,
         builtin::NAMESPACE,
-        PluginLimits::default(),
+        PluginLimits::builtin().with_max_instances(1),
     )?;
 
     let telemetry = Telemetry::new(registry);

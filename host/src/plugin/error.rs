@@ -62,6 +62,36 @@ pub enum LoadError {
         /// What failed.
         reason: String,
     },
+    /// The plugin's memory budget (all its instances together) does not fit in what the
+    /// host's container memory limit leaves for it.
+    #[error(
+        "plugin {plugin}: memory budget {budget_mib} MiB ({max_instances} instances × \
+         {memory_mib} MiB) does not fit in the host's memory: the container memory limit is \
+         {limit_mib} MiB, {reserve_mib} MiB of it is kept for the host and {others_mib} MiB is \
+         budgeted to the other plugins ({others}), so {available_mib} MiB are left; lower \
+         spec.limits.maxInstances or spec.limits.memoryMiB, remove another plugin, or raise the \
+         memory limit of the liqo-host container"
+    )]
+    MemoryBudget {
+        /// Plugin name or source.
+        plugin: String,
+        /// `max_instances × memory_mib`.
+        budget_mib: u64,
+        /// Instances the plugin may have.
+        max_instances: usize,
+        /// Memory cap of one instance.
+        memory_mib: usize,
+        /// The container memory limit.
+        limit_mib: u64,
+        /// Memory kept for the host itself.
+        reserve_mib: u64,
+        /// Budgets of the plugins loaded already, together.
+        others_mib: u64,
+        /// Those plugins with their budgets, for the message.
+        others: String,
+        /// What is left for this plugin.
+        available_mib: u64,
+    },
     /// The runtime itself could not be set up.
     #[error("plugin runtime: {0}")]
     Runtime(String),
@@ -120,7 +150,8 @@ pub enum PluginError {
         /// What is wrong.
         source: InvalidOutput,
     },
-    /// No instance could be created for the call (for example the instance pool is full).
+    /// No instance could be created for the call (for example the instance pool is full), or
+    /// the call could not be run (the host is shutting down).
     #[error("plugin {plugin} could not be instantiated for {object}: {message}")]
     Unavailable {
         /// Plugin name.

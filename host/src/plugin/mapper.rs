@@ -8,17 +8,21 @@ use serde_json::Value;
 use super::bindings::mapper_world::{
     NamespaceMapperPlugin as MapperBindings, NamespaceMapperPluginPre,
 };
+use super::calls::{self, CallSlot, PluginSlots};
 use super::capabilities::address::IdentityTranslation;
 use super::capabilities::cache::NoObjects;
 use super::error::PluginError;
 use super::limits::PluginLimits;
+use super::memory::Reservation;
 use super::pool::{self, InstancePool, Pooled};
 use super::runtime::RuntimeShared;
 use super::store::{self, CallScope, StoreState};
 use super::types::{ClusterIdentity, NamespaceMapping};
 use crate::invariants;
 
-/// The plugin that maps local namespaces to their remote twins.
+/// The plugin that maps local namespaces to their remote twins. From async code call
+/// [`map_namespace_async`](Self::map_namespace_async), which runs the guest off the async
+/// workers, as [`ReflectorPlugin`](super::ReflectorPlugin) does.
 pub struct NamespaceMapperPlugin {
     shared: Arc<RuntimeShared>,
     name: Arc<str>,
@@ -26,6 +30,8 @@ pub struct NamespaceMapperPlugin {
     limits: PluginLimits,
     pre: NamespaceMapperPluginPre<StoreState>,
     pool: InstancePool<MapperBindings>,
+    slots: PluginSlots,
+    _memory: Reservation,
 }
 
 impl std::fmt::Debug for NamespaceMapperPlugin {
@@ -44,15 +50,17 @@ impl NamespaceMapperPlugin {
         pre: NamespaceMapperPluginPre<StoreState>,
         digest: String,
         limits: PluginLimits,
+        memory: Reservation,
     ) -> Arc<Self> {
-        let max_idle = shared.max_idle_instances;
         Arc::new(Self {
+            pool: InstancePool::new(shared.idle_for(&limits)),
+            slots: PluginSlots::new(shared.slots_for(&limits)),
             shared,
             name: Arc::from(source),
             digest,
             limits,
             pre,
-            pool: InstancePool::new(max_idle),
+            _memory: memory,
         })
     }
 
@@ -66,10 +74,48 @@ impl NamespaceMapperPlugin {
         &self.digest
     }
 
+    /// [`map_namespace`](Self::map_namespace) on tokio's blocking pool: waits for a call slot
+    /// and a runtime permit without holding a thread, and keeps the async worker free while
+    /// the guest runs. Must run inside a tokio runtime.
+    pub async fn map_namespace_async(
+        self: &Arc<Self>,
+        local: &ClusterIdentity,
+        remote: &ClusterIdentity,
+        namespace: &str,
+        spec: &Value,
+    ) -> Result<NamespaceMapping, PluginError> {
+        let slot = self.slots.take().await;
+        let plugin = self.clone();
+        let (local, remote) = (local.clone(), remote.clone());
+        let (namespace, spec) = (namespace.to_string(), spec.clone());
+        let label = format!("Namespace {namespace}");
+        calls::run_blocking(&self.shared.calls, &self.name, &label, move || {
+            let result = plugin.map_in_slot(&slot, &local, &remote, &namespace, &spec);
+            drop(slot);
+            result
+        })
+        .await
+    }
+
     /// Maps `namespace` for the peering `local` → `remote`. `spec` is the NamespaceOffloading
     /// spec. The host validates the remote name and adds the ownership labels.
+    ///
+    /// Runs the guest on the calling thread (after waiting, blocking, for a call slot): from
+    /// async code use [`map_namespace_async`](Self::map_namespace_async).
     pub fn map_namespace(
         &self,
+        local: &ClusterIdentity,
+        remote: &ClusterIdentity,
+        namespace: &str,
+        spec: &Value,
+    ) -> Result<NamespaceMapping, PluginError> {
+        let slot = self.slots.take_blocking();
+        self.map_in_slot(&slot, local, remote, namespace, spec)
+    }
+
+    fn map_in_slot(
+        &self,
+        _slot: &CallSlot,
         local: &ClusterIdentity,
         remote: &ClusterIdentity,
         namespace: &str,

@@ -9,14 +9,23 @@
 //! Every call runs under a CPU limit (epoch deadline) and a linear-memory cap. A call that hits
 //! a limit or traps returns a typed [`PluginError`] naming the plugin, the object and the limit,
 //! and its instance is discarded: other calls, other plugins and other kinds are unaffected.
+//!
+//! The sandbox cannot starve the host either. From async code, calls run on tokio's blocking
+//! pool, at most `max_instances` per plugin and `max_concurrent_calls` in all (see
+//! `plugin/calls.rs`), so a guest spinning to its CPU limit never holds an async worker: the
+//! leader Lease, the watches and the other kinds go on. And each plugin's instances together
+//! stay within one memory budget, checked at load against the container's memory limit (see
+//! `plugin/memory.rs`).
 
 mod bindings;
 pub mod builtin;
+mod calls;
 pub mod capabilities;
 mod compile_cache;
 mod error;
 mod limits;
 mod mapper;
+mod memory;
 pub mod metrics;
 mod pool;
 mod reflector;
@@ -24,6 +33,7 @@ mod runtime;
 mod store;
 mod types;
 
+pub use calls::CallSlot;
 pub use capabilities::address::{
     AddressTranslator, CidrRemap, EndpointRef, GatewayTranslation, IdentityTranslation,
     TranslatedEndpoint,
@@ -32,6 +42,7 @@ pub use capabilities::cache::{NoObjects, ObjectReader};
 pub use error::{LoadError, PluginError};
 pub use limits::PluginLimits;
 pub use mapper::NamespaceMapperPlugin;
+pub use memory::{DEFAULT_HOST_MEMORY_RESERVE, container_memory_limit};
 pub use metrics::PluginMetrics;
 pub use reflector::{CallServices, ReflectCall, ReflectorPlugin};
 pub use runtime::{PluginRuntime, RuntimeConfig, default_cache_dir};

@@ -7,9 +7,11 @@ use serde_json::Value;
 
 use super::bindings::reflector_world::{KindReflector, KindReflectorPre};
 use super::bindings::wit;
+use super::calls::{self, CallSlot, PluginSlots};
 use super::capabilities::{AddressTranslatorRef, ObjectReaderRef};
 use super::error::{LoadError, PluginError};
 use super::limits::PluginLimits;
+use super::memory::Reservation;
 use super::pool::{self, InstancePool, Pooled};
 use super::runtime::RuntimeShared;
 use super::store::{self, CallScope, StoreState};
@@ -38,7 +40,43 @@ pub struct ReflectCall<'a> {
     pub services: &'a CallServices,
 }
 
+impl ReflectCall<'_> {
+    fn owned(self) -> OwnedCall {
+        OwnedCall {
+            local_cluster: self.local_cluster.clone(),
+            remote_cluster: self.remote_cluster.clone(),
+            remote_namespace: self.remote_namespace.to_string(),
+            services: self.services.clone(),
+        }
+    }
+}
+
+/// A [`ReflectCall`] that can move to the thread running the call.
+struct OwnedCall {
+    local_cluster: ClusterIdentity,
+    remote_cluster: ClusterIdentity,
+    remote_namespace: String,
+    services: CallServices,
+}
+
+impl OwnedCall {
+    fn borrow(&self) -> ReflectCall<'_> {
+        ReflectCall {
+            local_cluster: &self.local_cluster,
+            remote_cluster: &self.remote_cluster,
+            remote_namespace: &self.remote_namespace,
+            services: &self.services,
+        }
+    }
+}
+
 /// A reflector plugin ready to be called from many threads.
+///
+/// From async code call [`reflect_json_async`](Self::reflect_json_async) (or
+/// [`reflect_async`](Self::reflect_async)): the guest runs on the blocking pool and the async
+/// worker stays free (see `plugin/calls.rs` for why). The synchronous
+/// [`reflect_json`](Self::reflect_json) runs the guest on the calling thread, for callers
+/// that own their thread (tests, benchmarks, `liqoctl plugin test`).
 pub struct ReflectorPlugin {
     shared: Arc<RuntimeShared>,
     name: Arc<str>,
@@ -49,6 +87,10 @@ pub struct ReflectorPlugin {
     reads: Arc<[KindRef]>,
     pre: KindReflectorPre<StoreState>,
     pool: InstancePool<KindReflector>,
+    /// One per instance: a call holds one while it runs, so instances ≤ slots.
+    slots: PluginSlots,
+    /// The plugin's share of the host's memory, released when the plugin is dropped.
+    _memory: Reservation,
 }
 
 impl std::fmt::Debug for ReflectorPlugin {
@@ -69,6 +111,7 @@ impl ReflectorPlugin {
         digest: String,
         limits: PluginLimits,
         config: String,
+        memory: Reservation,
     ) -> Result<Arc<Self>, LoadError> {
         // The manifest is read from a throw-away instance: it must not depend on state.
         let start_err = |e: wasmtime::Error| LoadError::Start {
@@ -93,7 +136,6 @@ impl ReflectorPlugin {
                 plugin: source.to_string(),
                 reason,
             })?;
-        let max_idle = shared.max_idle_instances;
         Ok(Arc::new(Self {
             name: Arc::from(manifest.name.as_str()),
             reads: Arc::from(manifest.reads.clone()),
@@ -102,7 +144,9 @@ impl ReflectorPlugin {
             limits,
             config,
             pre,
-            pool: InstancePool::new(max_idle),
+            pool: InstancePool::new(shared.idle_for(&limits)),
+            slots: PluginSlots::new(shared.slots_for(&limits)),
+            _memory: memory,
             shared,
         }))
     }
@@ -132,6 +176,23 @@ impl ReflectorPlugin {
         self.pool.idle()
     }
 
+    /// Calls that may start now without waiting.
+    pub fn free_slots(&self) -> usize {
+        self.slots.available()
+    }
+
+    /// Reserves one of the plugin's call slots without waiting, or `None` when as many calls
+    /// as it has instances are running. A caller with other work to do (the engine) defers
+    /// the object instead of queueing behind a plugin that is slow or stuck at its CPU limit.
+    pub fn try_call_slot(&self) -> Option<CallSlot> {
+        self.slots.try_take()
+    }
+
+    /// Waits (asynchronously) for one of the plugin's call slots.
+    pub async fn call_slot(&self) -> CallSlot {
+        self.slots.take().await
+    }
+
     /// True when this plugin reflects `kind`.
     pub fn reflects(&self, kind: &KindRef) -> bool {
         self.manifest.reflects.iter().any(|k| k.same_kind(kind))
@@ -148,10 +209,75 @@ impl ReflectorPlugin {
         self.reflect_json(call, &object_ref, &object.to_string())
     }
 
+    /// Like [`reflect`](Self::reflect), off the async workers (see
+    /// [`reflect_json_async`](Self::reflect_json_async)).
+    pub async fn reflect_async(
+        self: &Arc<Self>,
+        call: &ReflectCall<'_>,
+        object: &Value,
+    ) -> Result<Outcome, PluginError> {
+        let object_ref = ObjectRef::from_object(object).ok_or_else(|| PluginError::Rejected {
+            plugin: self.name.to_string(),
+            object: "<object without apiVersion, kind or name>".into(),
+            message: "the host cannot reflect an object without apiVersion, kind and metadata.name"
+                .into(),
+        })?;
+        let slot = self.call_slot().await;
+        self.reflect_json_async(slot, call, &object_ref, object.to_string())
+            .await
+    }
+
+    /// Reflects an object given as JSON text, in `slot` (one of this plugin's, see
+    /// [`try_call_slot`](Self::try_call_slot)): the call, output checks included, runs on
+    /// tokio's blocking pool under one of the runtime's call permits, and this future awaits
+    /// it, so the async worker serves other tasks meanwhile. Must run inside a tokio runtime.
+    ///
+    /// Dropping the future does not stop the call: it runs to its end or its CPU limit, and
+    /// then frees its slot and permit.
+    pub async fn reflect_json_async(
+        self: &Arc<Self>,
+        slot: CallSlot,
+        call: &ReflectCall<'_>,
+        object: &ObjectRef,
+        json: String,
+    ) -> Result<Outcome, PluginError> {
+        // A slot of another plugin would not bound this plugin's instances: take our own.
+        let slot = if self.slots.owns(&slot) {
+            slot
+        } else {
+            drop(slot);
+            self.call_slot().await
+        };
+        let plugin = self.clone();
+        let call = call.owned();
+        let object = object.clone();
+        let label = object.to_string();
+        calls::run_blocking(&self.shared.calls, &self.name, &label, move || {
+            let result = plugin.reflect_in_slot(&slot, &call.borrow(), &object, &json);
+            drop(slot);
+            result
+        })
+        .await
+    }
+
     /// Reflects an object given as JSON text: calls the guest under its limits, then enforces
     /// the invariants on an `apply` decision.
+    ///
+    /// Runs the guest on the calling thread, after waiting (blocking) for a call slot: do not
+    /// call it from async code, use [`reflect_json_async`](Self::reflect_json_async).
     pub fn reflect_json(
         &self,
+        call: &ReflectCall<'_>,
+        object: &ObjectRef,
+        json: &str,
+    ) -> Result<Outcome, PluginError> {
+        let slot = self.slots.take_blocking();
+        self.reflect_in_slot(&slot, call, object, json)
+    }
+
+    fn reflect_in_slot(
+        &self,
+        _slot: &CallSlot,
         call: &ReflectCall<'_>,
         object: &ObjectRef,
         json: &str,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -13,6 +14,7 @@ use super::compile_cache::{self, CompileCache};
 use super::error::LoadError;
 use super::limits::PluginLimits;
 use super::mapper::NamespaceMapperPlugin;
+use super::memory::{DEFAULT_HOST_MEMORY_RESERVE, MemoryLedger, container_memory_limit};
 use super::metrics::PluginMetrics;
 use super::reflector::ReflectorPlugin;
 use super::store::StoreState;
@@ -23,10 +25,20 @@ use super::{WIT_PACKAGE, WIT_VERSION};
 pub struct RuntimeConfig {
     /// Directory of the compile cache; `None` compiles in memory every time.
     pub cache_dir: Option<PathBuf>,
-    /// Warm instances kept per plugin between calls (about the number of concurrent workers).
+    /// Warm instances kept per plugin between calls (about the number of concurrent workers);
+    /// never more than the plugin's own `max_instances`.
     pub max_idle_instances: usize,
     /// Granularity of CPU limits: the epoch advances once per tick.
     pub epoch_tick: Duration,
+    /// Plugin calls (of all plugins together) that may run at once on the blocking pool (at
+    /// least 2; see `plugin/calls.rs`). One plugin gets at most one less.
+    pub max_concurrent_calls: usize,
+    /// The memory limit of the host's container, which the plugins' memory budgets must fit
+    /// in; `None`: no limit, budgets are not checked. Default: read from the cgroup
+    /// ([`container_memory_limit`]).
+    pub container_memory_limit: Option<u64>,
+    /// Bytes of the container limit kept for the host itself, never budgeted to plugins.
+    pub host_memory_reserve: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -35,6 +47,9 @@ impl Default for RuntimeConfig {
             cache_dir: default_cache_dir(),
             max_idle_instances: 8,
             epoch_tick: Duration::from_millis(5),
+            max_concurrent_calls: 8,
+            container_memory_limit: container_memory_limit(),
+            host_memory_reserve: DEFAULT_HOST_MEMORY_RESERVE,
         }
     }
 }
@@ -53,6 +68,32 @@ pub(crate) struct RuntimeShared {
     pub metrics: PluginMetrics,
     pub epoch_tick: Duration,
     pub max_idle_instances: usize,
+    /// Calls running on the blocking pool, all plugins together (see `plugin/calls.rs`).
+    pub calls: Arc<Semaphore>,
+    pub max_concurrent_calls: usize,
+    /// The plugins' memory budgets against the container limit.
+    pub memory: Arc<MemoryLedger>,
+    /// Held here, not by [`PluginRuntime`]: a call on the blocking pool holds its plugin, and
+    /// so this, until it ends. Were the ticker stopped with the last `PluginRuntime` (the host
+    /// shutting down), a guest spinning at that moment would never be interrupted, and the
+    /// tokio runtime's shutdown would wait for its thread forever.
+    _ticker: EpochTicker,
+}
+
+impl RuntimeShared {
+    /// Calls a plugin with `limits` may run at once: its instances, but always one less than
+    /// the runtime's permits, so that a plugin stuck at its CPU limit never holds them all.
+    pub fn slots_for(&self, limits: &PluginLimits) -> usize {
+        limits
+            .max_instances
+            .min(self.max_concurrent_calls.saturating_sub(1))
+            .max(1)
+    }
+
+    /// Warm instances a plugin with `limits` keeps.
+    pub fn idle_for(&self, limits: &PluginLimits) -> usize {
+        self.max_idle_instances.min(self.slots_for(limits)).max(1)
+    }
 }
 
 /// Owns the engine and loads plugins. Cheap to clone; plugins keep the engine alive.
@@ -62,7 +103,6 @@ pub struct PluginRuntime {
     reflector_linker: Arc<Linker<StoreState>>,
     mapper_linker: Arc<Linker<StoreState>>,
     cache: Option<CompileCache>,
-    _ticker: Arc<EpochTicker>,
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -73,7 +113,8 @@ impl std::fmt::Debug for PluginRuntime {
     }
 }
 
-/// Advances the engine's epoch on a background thread; stops when the runtime is dropped.
+/// Advances the engine's epoch on a background thread; stops when the runtime and every plugin
+/// it loaded (so every call in flight) are dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
@@ -143,17 +184,24 @@ impl PluginRuntime {
             .map_err(|e| LoadError::Runtime(format!("cannot link host imports: {e:#}")))?;
 
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let max_concurrent_calls = config.max_concurrent_calls.max(2);
         Ok(Self {
             shared: Arc::new(RuntimeShared {
                 engine,
                 metrics,
                 epoch_tick: config.epoch_tick,
                 max_idle_instances: config.max_idle_instances.max(1),
+                calls: Arc::new(Semaphore::new(max_concurrent_calls)),
+                max_concurrent_calls,
+                memory: MemoryLedger::new(
+                    config.container_memory_limit,
+                    config.host_memory_reserve,
+                ),
+                _ticker: ticker,
             }),
             reflector_linker: Arc::new(reflector_linker),
             mapper_linker: Arc::new(mapper_linker),
             cache: config.cache_dir.map(CompileCache::new),
-            _ticker: Arc::new(ticker),
         })
     }
 
@@ -162,8 +210,22 @@ impl PluginRuntime {
         &self.shared.metrics
     }
 
+    /// The container memory limit the plugins' budgets are checked against (`None`: none).
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.shared.memory.limit()
+    }
+
+    /// Bytes budgeted to the plugins loaded now (each plugin's `max_instances × memory`).
+    pub fn memory_budgeted(&self) -> u64 {
+        self.shared.memory.budgeted()
+    }
+
     /// Loads a reflector plugin from component bytes. `source` names where it came from (for
     /// errors before the manifest is known); `config` is the JSON passed to every call.
+    ///
+    /// The plugin's memory budget is reserved first (before compiling): a plugin whose budget
+    /// does not fit fails with [`LoadError::MemoryBudget`]. Versions loaded from the same
+    /// `source` share one budget.
     pub fn load_reflector(
         &self,
         source: &str,
@@ -171,6 +233,7 @@ impl PluginRuntime {
         limits: PluginLimits,
         config: &str,
     ) -> Result<Arc<ReflectorPlugin>, LoadError> {
+        let memory = self.shared.memory.reserve(source, &limits)?;
         let digest = compile_cache::digest(bytes);
         let component = self.compile(source, bytes, &digest)?;
         let pre = self
@@ -186,16 +249,19 @@ impl PluginRuntime {
             digest,
             limits,
             config_json(source, config)?,
+            memory,
         )
     }
 
-    /// Loads the namespace mapper plugin from component bytes.
+    /// Loads the namespace mapper plugin from component bytes, with its memory budget
+    /// reserved as for [`load_reflector`](Self::load_reflector).
     pub fn load_namespace_mapper(
         &self,
         source: &str,
         bytes: &[u8],
         limits: PluginLimits,
     ) -> Result<Arc<NamespaceMapperPlugin>, LoadError> {
+        let memory = self.shared.memory.reserve(source, &limits)?;
         let digest = compile_cache::digest(bytes);
         let component = self.compile(source, bytes, &digest)?;
         let pre = self
@@ -210,6 +276,7 @@ impl PluginRuntime {
             pre,
             digest,
             limits,
+            memory,
         ))
     }
 

@@ -78,32 +78,48 @@ impl std::fmt::Display for MemoryCapExceeded {
 
 impl std::error::Error for MemoryCapExceeded {}
 
-/// Caps the total linear memory of one instance.
+/// Caps the total linear memory of one instance: all the memories of its store together (a
+/// component may have several core instances with a memory each), so that the plugin's budget
+/// (`max_instances × cap`) really bounds what its instances hold.
 pub(crate) struct MemoryLimiter {
     cap: usize,
+    /// Bytes of all the store's memories. wasmtime reports each memory's creation (from 0)
+    /// and growth here, and linear memories never shrink, so this is exact.
+    used: usize,
     /// Set when a growth was refused; read after a failed call.
     pub hit: bool,
 }
 
 impl MemoryLimiter {
     fn new(cap: usize) -> Self {
-        Self { cap, hit: false }
+        Self {
+            cap,
+            used: 0,
+            hit: false,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
+        let used = self.used.saturating_sub(current).saturating_add(desired);
+        if used > self.cap {
             self.hit = true;
             // Trapping (instead of returning -1 to the guest) makes the failure immediate and
             // typed; Rust guests would abort on allocation failure anyway.
             return Err(MemoryCapExceeded.into());
         }
+        if maximum.is_some_and(|max| desired > max) {
+            // Past the memory's own maximum wasmtime refuses the growth (`memory.grow` returns
+            // -1): nothing to count.
+            return Ok(false);
+        }
+        self.used = used;
         Ok(true)
     }
 
@@ -178,5 +194,35 @@ impl wit_host::Host for StoreState {
             address: translated.address,
             port: translated.port,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_cap_covers_every_memory_of_the_instance() {
+        let mut limiter = MemoryLimiter::new(16 * MIB);
+        // Two memories created at 6 MiB each: 12 MiB in all.
+        assert!(limiter.memory_growing(0, 6 * MIB, None).unwrap());
+        assert!(limiter.memory_growing(0, 6 * MIB, None).unwrap());
+        // The first grows by 4 MiB: 16 MiB, at the cap.
+        assert!(limiter.memory_growing(6 * MIB, 10 * MIB, None).unwrap());
+        assert!(!limiter.hit);
+        // The second cannot grow any more, although it alone is far below the cap.
+        assert!(limiter.memory_growing(6 * MIB, 7 * MIB, None).is_err());
+        assert!(limiter.hit);
+        assert_eq!(limiter.used, 16 * MIB);
+    }
+
+    #[test]
+    fn growth_past_a_memory_maximum_is_not_counted() {
+        let mut limiter = MemoryLimiter::new(16 * MIB);
+        assert!(!limiter.memory_growing(0, 2 * MIB, Some(MIB)).unwrap());
+        assert_eq!(limiter.used, 0);
+        assert!(!limiter.hit);
     }
 }

@@ -17,6 +17,10 @@ use super::reads::TrackingReader;
 use crate::labels;
 use crate::plugin::{CallServices, ObjectRef as PluginObjectRef, Outcome, ReflectCall};
 
+/// How long a pass waits for a free call slot of its plugin before it is deferred: far longer
+/// than a normal call (tens of microseconds), far shorter than a call stuck at its CPU limit.
+const BUSY_WAIT: Duration = Duration::from_millis(2);
+
 /// Event reasons, identical to Liqo's.
 pub mod reasons {
     /// The remote copy was created or updated.
@@ -40,6 +44,9 @@ pub(crate) enum PassResult {
     NotReady,
     /// The remote watch is failing (not for long enough to report it yet).
     WatchFailing,
+    /// The kind's plugin was running as many calls as it has instances: the pass was put
+    /// back in the queue (with backoff) instead of waiting.
+    Busy,
     Error,
 }
 
@@ -53,6 +60,7 @@ impl PassResult {
             Self::Conflict => "conflict",
             Self::NotReady => "not_ready",
             Self::WatchFailing => "watch_failing",
+            Self::Busy => "busy",
             Self::Error => "error",
         }
     }
@@ -69,7 +77,10 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
     };
     let slot = slot.as_ref();
     let result = pass(engine, key, slot).await;
-    if !matches!(result, Ok(PassResult::NotReady | PassResult::WatchFailing)) {
+    if !matches!(
+        result,
+        Ok(PassResult::NotReady | PassResult::WatchFailing | PassResult::Busy)
+    ) {
         let object = format!("{}/{}", slot.kind.kind, key.name);
         let blocked = matches!(result, Ok(PassResult::Conflict));
         engine.set_conflict(&key.peer, &key.namespace, object, blocked);
@@ -85,6 +96,15 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
                 // A failing watch sends no signal until it recovers: look again shortly, to
                 // report the failure if it lasts.
                 PassResult::WatchFailing => queue.add_after(key.clone(), Duration::from_secs(1)),
+                // Tried again with the key's backoff (50 ms, doubling): the keys of a plugin
+                // stuck at its CPU limit come back ever more rarely, and a success resets it.
+                PassResult::Busy => {
+                    let delay = queue.retry(key.clone());
+                    tracing::debug!(
+                        peer = %key.peer, namespace = %key.namespace, kind = %slot.kind.kind,
+                        name = %key.name, retry_in = ?delay, "plugin busy: pass deferred"
+                    );
+                }
                 _ => queue.forget(key),
             }
             r
@@ -227,9 +247,22 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
         namespace: key.namespace.to_string(),
         name: key.name.to_string(),
     };
-    // Plugin calls are short (tens of microseconds) and bounded by their CPU limit, so they run
-    // on the worker task instead of paying a thread hop per call.
-    let outcome = plugin.reflect_json(&call, &object_ref, &object);
+    // The call runs on the blocking pool, not on this worker: a guest may spin up to its CPU
+    // limit (10 s at most), and on a one-CPU host the async workers must keep renewing the
+    // leader Lease and serving the other kinds meanwhile. The thread hop costs a few
+    // microseconds per call. A plugin runs at most as many calls as it has instances: when
+    // none is free soon, the pass is deferred, so that the engine's workers do not all end
+    // up waiting behind one slow plugin while other kinds' work waits in the queue.
+    let call_slot = match plugin.try_call_slot() {
+        Some(s) => s,
+        None => match tokio::time::timeout(BUSY_WAIT, plugin.call_slot()).await {
+            Ok(s) => s,
+            Err(_) => return Ok(PassResult::Busy),
+        },
+    };
+    let outcome = plugin
+        .reflect_json_async(call_slot, &call, &object_ref, object)
+        .await;
     let mut desired = match outcome {
         Err(err) if slot.failure == FailureMode::Skip => {
             // failurePolicy Ignore: the object is skipped as if the plugin had said so.

@@ -61,9 +61,14 @@ pub struct InstallArgs {
     /// CPU budget of one call in milliseconds (spec.limits.cpuMillisPerCall).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub cpu_ms: u32,
-    /// Memory cap of the plugin in MiB (spec.limits.memoryMiB).
+    /// Memory cap of one instance of the plugin in MiB (spec.limits.memoryMiB).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub memory_mib: u32,
+    /// Instances of the plugin, and so calls of it that run at once
+    /// (spec.limits.maxInstances). Its memory budget, max-instances × memory-mib, must fit in
+    /// the host's container memory limit next to the other plugins.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub max_instances: u32,
     /// What happens to an object whose plugin call fails (error, trap, limit): Fail keeps its
     /// remote copy as it was and retries with backoff; Ignore handles the object as skipped
     /// (its remote copy is removed). Both report the failure (Event, metrics).
@@ -196,7 +201,7 @@ pub fn reflection_plugin(
     name: &str,
     namespace: &str,
     config: Option<Value>,
-    limits: (u32, u32),
+    limits: (u32, u32, u32),
     policy: FailurePolicy,
     reads: &[KindReference],
 ) -> Value {
@@ -206,7 +211,7 @@ pub fn reflection_plugin(
             "namespace": namespace,
             "key": DEFAULT_CONFIG_MAP_KEY,
         }},
-        "limits": {"cpuMillisPerCall": limits.0, "memoryMiB": limits.1},
+        "limits": {"cpuMillisPerCall": limits.0, "memoryMiB": limits.1, "maxInstances": limits.2},
         "failurePolicy": policy,
     });
     if let Some(config) = config {
@@ -267,7 +272,8 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     let bytes = super::read_component(&args.plugin)?;
     let digest = super::digest(&bytes);
     let runtime = super::runtime()?;
-    let limits = PluginLimits::new(u64::from(args.cpu_ms), args.memory_mib as usize);
+    let limits = PluginLimits::new(u64::from(args.cpu_ms), args.memory_mib as usize)
+        .with_max_instances(args.max_instances as usize);
     let plugin = super::load(&runtime, &args.plugin, &bytes, limits, &config_text)?;
     let name = args
         .name
@@ -357,7 +363,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
                 &name,
                 &args.namespace,
                 config,
-                (args.cpu_ms, args.memory_mib),
+                (args.cpu_ms, args.memory_mib, args.max_instances),
                 args.failure_policy.into(),
                 &reads,
             )),
@@ -668,7 +674,7 @@ mod tests {
             "configmap",
             "liqo",
             Some(json!({"a": 1})),
-            (250, 128),
+            (250, 128, 3),
             FailurePolicy::Ignore,
             &reads,
         );
@@ -676,13 +682,14 @@ mod tests {
         let typed: ReflectionPlugin = serde_json::from_value(rp).unwrap();
         assert_eq!(typed.spec.limits.cpu_millis_per_call, 250);
         assert_eq!(typed.spec.limits.memory_mib, 128);
+        assert_eq!(typed.spec.limits.max_instances, 3);
         assert_eq!(typed.spec.failure_policy, FailurePolicy::Ignore);
         assert_eq!(typed.spec.config, Some(json!({"a": 1})));
         assert_eq!(typed.spec.reads[1].group, "apps");
         assert!(matches!(typed.spec.source, PluginSource::ConfigMap(ref c)
             if c.name == "liqo-plugin-configmap" && c.namespace == "liqo" && c.key == "plugin.wasm"));
 
-        let bare = reflection_plugin("x", "liqo", None, (100, 64), FailurePolicy::Fail, &[]);
+        let bare = reflection_plugin("x", "liqo", None, (100, 64, 2), FailurePolicy::Fail, &[]);
         assert!(bare["spec"].get("config").is_none());
         assert!(bare["spec"].get("reads").is_none());
     }

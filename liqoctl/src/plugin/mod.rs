@@ -201,6 +201,9 @@ impl ConfigArgs {
 pub fn runtime() -> Result<PluginRuntime> {
     let config = RuntimeConfig {
         max_idle_instances: 1,
+        // Memory budgets are the host's business (its container limit, its other plugins):
+        // a local run checks the plugin, not this machine's memory.
+        container_memory_limit: None,
         ..RuntimeConfig::default()
     };
     PluginRuntime::new(config, PluginMetrics::default())
