@@ -771,7 +771,10 @@ async fn ensure_twin_objects(
     let quotas = Api::<ResourceQuota>::namespaced(client.clone(), twin);
     if limits.quota.is_empty() {
         // No quota configured (`--peer-quota none`): none is kept either.
-        match quotas.delete(TWIN_OBJECT_NAME, &DeleteParams::default()).await {
+        match quotas
+            .delete(TWIN_OBJECT_NAME, &DeleteParams::default())
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e),
