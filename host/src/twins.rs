@@ -155,7 +155,7 @@ impl PeerLimits {
 }
 
 /// Parses `count/services=100,requests.storage=0` (ResourceQuota `spec.hard`); `none` (or
-/// nothing) is no quota at all.
+/// nothing) is no quota at all: new twin namespaces get none (one made before keeps its own).
 pub fn parse_quota(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut hard = BTreeMap::new();
     if text.trim() == "none" {
@@ -769,17 +769,6 @@ async fn ensure_twin_objects(
 ) -> kube::Result<()> {
     let pp = PatchParams::apply(tenant::FIELD_MANAGER).force();
     let quotas = Api::<ResourceQuota>::namespaced(client.clone(), twin);
-    if limits.quota.is_empty() {
-        // No quota configured (`--peer-quota none`): none is kept either.
-        match quotas
-            .delete(TWIN_OBJECT_NAME, &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e),
-        }
-    }
     let quota = json!({
         "apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": {"name": TWIN_OBJECT_NAME, "namespace": twin,

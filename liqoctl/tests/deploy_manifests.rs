@@ -135,6 +135,20 @@ fn every_manifest_is_accepted_and_rbac_is_least_privilege() {
         vec!["patch", "secrets", "-n", "liqo"],
         vec!["create", "rolebindings", "-n", "liqo-demo"],
         vec!["bind", "clusterroles/liqo-peering-reflected-kinds"],
+        // Twin namespaces, made on a consumer's request (NamespaceMap), bounded by a quota.
+        vec!["create", "namespaces"],
+        vec!["watch", "namespaces"],
+        vec!["watch", "namespacemaps.virtualkubelet.liqo.io", "--all-namespaces"],
+        vec![
+            "patch",
+            "namespacemaps.virtualkubelet.liqo.io",
+            "--subresource=status",
+            "-n",
+            "liqo-tenant-x",
+        ],
+        vec!["create", "resourcequotas", "-n", "liqo-demo"],
+        vec!["list", "servicecidrs.networking.k8s.io"],
+        vec!["list", "nodes"],
         vec![
             "patch",
             "endpointslices.discovery.k8s.io",
@@ -166,8 +180,18 @@ fn every_manifest_is_accepted_and_rbac_is_least_privilege() {
         vec!["create", "pods", "-n", "liqo"],
         vec!["patch", "secrets", "-n", "default"],
         vec!["update", "leases.coordination.k8s.io", "-n", "default"],
-        vec!["create", "namespaces"],
         vec!["bind", "clusterroles/cluster-admin"],
+        // Requests are the consumer's and liqoctl's to write; quotas are never removed.
+        vec![
+            "create",
+            "namespacemaps.virtualkubelet.liqo.io",
+            "-n",
+            "liqo-tenant-x",
+        ],
+        vec!["update", "namespacemaps.virtualkubelet.liqo.io", "-n", "liqo-tenant-x"],
+        vec!["delete", "resourcequotas", "-n", "default"],
+        vec!["update", "namespaces"],
+        vec!["delete", "rolebindings", "-n", "default"],
     ] {
         assert!(
             !host_can(env, &denied),

@@ -96,7 +96,8 @@ async fn tutorial_with_the_shipped_host_rbac() {
     sh_ok(env, "liqoctl install --cluster-id london --skip-deployment");
     sh_ok(
         env,
-        "liqoctl install --cluster-id newyork --skip-deployment --kubeconfig \"$KUBECONFIG_NEWYORK\"",
+        "liqoctl install --cluster-id newyork --skip-deployment --kubeconfig \"$KUBECONFIG_NEWYORK\" \
+         --peer-namespace-limit 5 --peer-quota count/services=50,services.loadbalancers=0",
     );
     let london_config = host_kubeconfig(env, "london").await;
     let newyork_config = host_kubeconfig(env, "newyork").await;
@@ -156,8 +157,10 @@ async fn tutorial_with_the_shipped_host_rbac() {
         .get("liqo-peering")
         .await
         .expect("the twin's ResourceQuota");
-    // The default 1000, as the API server writes quantities back.
-    assert_eq!(quota.spec.unwrap().hard.unwrap()["count/services"].0, "1k");
+    // What `liqoctl install --peer-quota` set.
+    let hard = quota.spec.unwrap().hard.unwrap();
+    assert_eq!(hard["count/services"].0, "50");
+    assert_eq!(hard["services.loadbalancers"].0, "0");
     let remote = eventually("flights-service reflected into newyork", WAIT, || async {
         Api::<Service>::namespaced(newyork.clone(), "liqo-demo")
             .get_opt("flights-service")
@@ -175,6 +178,22 @@ async fn tutorial_with_the_shipped_host_rbac() {
         ip(&remote).is_some() && ip(&remote) != ip(&local),
         "newyork's own ClusterIP"
     );
+
+    // The provider's admin sees the consumer, its twin namespace and the limits.
+    let info: serde_json::Value = serde_json::from_str(&sh_ok(
+        env,
+        "liqoctl info -o json --kubeconfig \"$KUBECONFIG_NEWYORK\" 2>/dev/null",
+    ))
+    .unwrap();
+    assert_eq!(info["peerLimits"]["maxNamespacesPerPeer"], 5, "{info}");
+    let consumer = info["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tenant"] == tenant.as_str())
+        .unwrap_or_else(|| panic!("tenant {tenant} in liqoctl info: {info}"));
+    assert_eq!(consumer["consumerID"], "london");
+    assert_eq!(consumer["twinNamespaces"], json!(["liqo-demo"]));
 
     // Teardown through the same identities.
     sh_ok(env, "liqoctl unoffload namespace liqo-demo");

@@ -67,10 +67,11 @@ fn exists(env: &TestEnv, cluster: &str, args: &[&str]) -> bool {
     !env.kubectl_ok(cluster, &full).trim().is_empty()
 }
 
-const CRDS: [&str; 3] = [
+const CRDS: [&str; 4] = [
     "foreignclusters.core.liqo.io",
     "namespaceoffloadings.offloading.liqo.io",
     "reflectionplugins.plugins.liqo.io",
+    "namespacemaps.virtualkubelet.liqo.io",
 ];
 
 fn info_json(env: &TestEnv, cluster: &str) -> Value {
@@ -347,8 +348,8 @@ fn full_install_deploys_the_host() {
     );
     assert_eq!(info["host"]["deployment"]["available"], true, "{info}");
 
-    // As a provider: a peer command creates a tenant (identity for a consumer); --purge
-    // removes it with its cluster-scoped bindings and the shared peering policies.
+    // As a provider: a peer command creates a tenant (identity for a consumer, with no
+    // cluster-scoped binding); --purge removes it and the shared peering policies.
     liqoctl_ok(env, c, &["generate", "peer-command", "--only-command"]);
     let tenants = env.kubectl_ok(
         c,
@@ -365,7 +366,8 @@ fn full_install_deploys_the_host() {
         .split_whitespace()
         .next()
         .expect("a tenant namespace");
-    assert!(exists(env, c, &["clusterrolebinding", tenant]));
+    assert!(!exists(env, c, &["clusterrolebinding", tenant]));
+    assert!(exists(env, c, &["namespacemap", "liqo-namespaces", "-n", tenant]));
 
     let out = liqoctl_ok(env, c, &["uninstall", "--purge"]);
     assert!(out.contains("Deployment liqo/liqo-host"), "{out}");

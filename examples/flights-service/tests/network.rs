@@ -105,8 +105,14 @@ fn schedule(body: &str) -> Value {
 async fn flights_service_behind_a_cluster_ip_in_network_mode() {
     let started = Instant::now();
     let bins = pod_binaries_dir(&[Path::new(BINARY)]).unwrap();
-    let env = TestEnv::start_network(&["london", "newyork"], &bins, &[])
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    // Overlapping pod CIDRs on purpose (testenv gives distinct ones by default): pods with the
+    // same address in both clusters must not clash.
+    let env = TestEnv::start_network(
+        &["london", "newyork"],
+        &bins,
+        &["--pod-cidr", "london=10.200.0.0/16,newyork=10.200.0.0/16"],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let up = started.elapsed();
     let net = env.network().unwrap();
     let (london, newyork) = (&net.clusters["london"], &net.clusters["newyork"]);
