@@ -40,16 +40,16 @@ fn identity(name: &str) -> ClusterIdentity {
     }
 }
 
-/// Starts an engine for london, peers it with newyork and offloads a fresh namespace
-/// (EnforceSameName: same name on both sides).
-async fn offloaded_namespace(prefix: &str, service_config: &str) -> Peering {
+/// Starts an engine for london with the built-in Service and EndpointSlice plugins, its workers
+/// running until the returned sender is dropped.
+fn start_engine(
+    london: &Client,
+    service_config: &str,
+) -> (Engine, tokio::sync::oneshot::Sender<()>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let env = TestEnv::shared();
-    let london = env.client("london").await;
-    let newyork = env.client("newyork").await;
     let runtime = PluginRuntime::new(
         RuntimeConfig {
             cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compile-cache")),
@@ -97,6 +97,16 @@ async fn offloaded_namespace(prefix: &str, service_config: &str) -> Peering {
                 .await
         });
     }
+    (engine, stop)
+}
+
+/// Starts an engine for london, peers it with newyork and offloads a fresh namespace
+/// (EnforceSameName: same name on both sides).
+async fn offloaded_namespace(prefix: &str, service_config: &str) -> Peering {
+    let env = TestEnv::shared();
+    let london = env.client("london").await;
+    let newyork = env.client("newyork").await;
+    let (engine, stop) = start_engine(&london, service_config);
     let london_pods = env.cluster("london").pod_cidr.to_string();
     engine.add_peer(PeerHandle {
         identity: identity("newyork"),
@@ -749,4 +759,114 @@ async fn steady_state_makes_no_writes() {
         "no writes at steady state"
     );
     assert!(p.engine.metrics().passes("Service", "error") == 0);
+}
+
+/// A stand-in for a peer's API server that refuses every request with 403 Forbidden, as a
+/// provider does for a kind it has not accepted (`liqoctl plugin accept`), but holds every
+/// request until `answer` turns true. Returns its URL.
+async fn forbidding_api_server(answer: tokio::sync::watch::Receiver<bool>) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut answer = answer.clone();
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                // The request head (the watcher's requests have no body).
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match stream.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                if answer.wait_for(|a| *a).await.is_err() {
+                    return;
+                }
+                let body = json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "services is forbidden: User \"system:serviceaccount:liqo-tenant-x:liqo-consumer\" cannot list resource \"services\" in API group \"\" in the namespace \"x\"",
+                    "reason": "Forbidden", "code": 403,
+                })
+                .to_string();
+                let response = format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.get_mut().write_all(response.as_bytes()).await;
+                let _ = stream.get_mut().shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+/// The peer refuses to let this peering read the kind, and says so only after the local cache
+/// has listed and the object's first pass found the remote cache merely not ready (the order
+/// that made `plugin_examples` time out: the host then never looked at the object again). The
+/// refusal must still reach the local object as a FailedReflection Event.
+#[tokio::test]
+async fn a_refused_remote_watch_is_reported_even_when_it_fails_after_the_first_pass() {
+    let env = TestEnv::shared();
+    let london = env.client("london").await;
+    let namespace = env.unique_namespace("refl-refused-watch").await;
+    let local: Api<Service> = Api::namespaced(london.clone(), &namespace);
+    // No selector: no EndpointSlice, so nothing else changes in the namespace.
+    let svc: Service =
+        serde_json::from_value(service("settings", json!({"ports": [{"port": 80}]}))).unwrap();
+    local.create(&PostParams::default(), &svc).await.unwrap();
+
+    let (answer, held) = tokio::sync::watch::channel(false);
+    let url = forbidding_api_server(held).await;
+    let peer = Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let (engine, _stop) = start_engine(&london, "{}");
+    engine.add_peer(PeerHandle {
+        identity: identity("newyork"),
+        client: peer,
+        translator: Arc::new(CidrRemap::parse("").unwrap()),
+    });
+    assert!(engine.offload("newyork", &namespace, &namespace));
+
+    // The local list completes and the Service's passes find the remote cache not ready, with
+    // no error yet: the peer has not answered. Then the engine is idle.
+    eventually(
+        "the local caches listed, a pass that found the remote cache not ready, an idle engine",
+        WAIT,
+        || async {
+            (engine.local_caches_ready()
+                && engine.metrics().passes("Service", "not_ready") > 0
+                && engine.pending() == 0)
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(engine.metrics().passes("Service", "error"), 0);
+    answer.send_replace(true);
+
+    // 5 s of grace (a new twin namespace gets its RoleBinding shortly after it is created),
+    // then the Warning.
+    let events = Api::<Event>::namespaced(london.clone(), &namespace);
+    let note = eventually("a FailedReflection event on settings", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("FailedReflection")
+                    && e.involved_object.name.as_deref() == Some("settings")
+            })
+            .find_map(|e| e.message)
+    })
+    .await;
+    assert!(
+        note.contains("cannot watch Service") && note.contains("forbidden"),
+        "{note}"
+    );
+    assert!(engine.metrics().passes("Service", "error") > 0);
 }

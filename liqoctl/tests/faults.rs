@@ -13,8 +13,11 @@
 //! 3. london's host killed with SIGKILL and started again: also, the restarted host rewrites
 //!    only what changed while it was away (restart-to-converged time is reported);
 //! 4. newyork refuses one object (a node port taken there) while london updates it 100 times:
-//!    afterwards the host retries it about once per 30 s backoff period, not once per earlier
-//!    failure (without churn; the figures of phases 0-3 are written before it may fail).
+//!    afterwards the host keeps retrying it, about once per 30 s backoff period (at least once
+//!    and at most 3 times in 31 s: not once per earlier failure, and not never); once newyork
+//!    stops refusing (the node port is freed), its next retry reflects the latest version and
+//!    newyork converges (without churn; the figures of phases 0-3 are written before it may
+//!    fail).
 //!
 //! The hosts run with `--no-leader-election` (a single replica each): with leader election a
 //! host that cannot renew its Lease for ~12 s steps down and exits, as it must, and only a
@@ -383,19 +386,29 @@ fn strip_ansi(line: &str) -> String {
 
 /// Updates made to the refused Service in phase 4, and how long the retries are then counted.
 const REFUSED_UPDATES: u64 = 100;
+/// The engine's retry backoff cap (host/src/reflect/queue.rs, `Backoff::default().max`).
+const RETRY_CAP: Duration = Duration::from_secs(30);
 /// Longer than the 30 s backoff cap: a key retried at the cap is retried once in the window,
 /// and every retry scheduled by an earlier failure falls into it too.
 const RETRY_WINDOW: Duration = Duration::from_secs(31);
+/// Once newyork stops refusing: the next retry (at most [`RETRY_CAP`] away) and the check.
+const UNBLOCKED_CONVERGE: Duration = Duration::from_secs(45);
 
 /// Phase 4: newyork keeps refusing one object (its NodePort is taken there) while london keeps
 /// updating it. Every update is one more failed pass, as it must be; once the updates stop, the
-/// key's backoff has reached its 30 s cap, so it is retried about once per 30 s, not once per
-/// earlier update. Returns the phase's record, and the failure to report once every figure is
-/// written.
+/// key's backoff has reached its 30 s cap, so it is retried about once per 30 s: not once per
+/// earlier update, and not never. Then newyork frees the node port and the next retry must
+/// reflect the object. Returns the phase's record, and the failure to report once every figure
+/// is written.
 async fn peer_refuses_one_object(lab: &Lab) -> (Value, Option<String>) {
     use k8s_openapi::api::core::v1::Service;
     use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
     let phase = "newyork refuses one object";
+    assert_eq!(
+        liqo_host::reflect::queue::Backoff::default().max,
+        RETRY_CAP,
+        "the engine's backoff cap changed: update RETRY_CAP and RETRY_WINDOW"
+    );
     let namespace = NAMESPACES[0];
     let newyork = lab.env.client("newyork").await;
     // A Service of newyork's own (not reflected) takes a node port...
@@ -485,16 +498,11 @@ async fn peer_refuses_one_object(lab: &Lab) -> (Value, Option<String>) {
         RETRY_WINDOW.as_secs_f64(),
         events_written.local_writes,
     );
-    let _ = local
-        .delete("faults-refused", &DeleteParams::default())
-        .await;
-    let _ = Api::<Service>::namespaced(newyork, namespace)
-        .delete("faults-blocker", &DeleteParams::default())
-        .await;
+    let mut failures = Vec::new();
     // The key's backoff is capped at 30 s: one retry in the window, a second if a pass
     // straddles its edge. More means every earlier failure left a retry of its own behind.
-    let failure = (retries > 3.0).then(|| {
-        format!(
+    if retries > 3.0 {
+        failures.push(format!(
             "{phase}: with no change to faults-refused, london's host retried its reflection \
              {retries} times in {RETRY_WINDOW:?} after {REFUSED_UPDATES} updates (expected at \
              most 3: one per 30 s backoff period), each retry also writing a FailedReflection \
@@ -502,17 +510,94 @@ async fn peer_refuses_one_object(lab: &Lab) -> (Value, Option<String>) {
              (host/src/reflect/queue.rs WorkQueue::retry -> add_after spawns a timer per failure \
              and nothing remembers that the key already waits), so the retries of one refused \
              object grow with the number of times it changed while refused"
+        ));
+    }
+    // Fewer than one means the host gave up on the object: a refused object is retried for as
+    // long as it is refused (a delayed retry is due at most one backoff cap after its last
+    // failure, and the window is longer than the cap).
+    if retries < 1.0 {
+        failures.push(format!(
+            "{phase}: london's host did not retry faults-refused at all in {RETRY_WINDOW:?} \
+             while newyork refused it (its backoff is capped at {RETRY_CAP:?}): it gave up on a \
+             refused object"
+        ));
+    }
+
+    // newyork stops refusing (its Service with the node port goes): the next retry, at most one
+    // backoff cap later, reflects the latest version, and nothing else has to change for it.
+    let newyork_services = Api::<Service>::namespaced(newyork, namespace);
+    let _ = newyork_services
+        .delete("faults-blocker", &DeleteParams::default())
+        .await;
+    let unblocked = Instant::now();
+    let converged = lab.checker.converge(UNBLOCKED_CONVERGE).await;
+    let copy = newyork_services
+        .get_opt("faults-refused")
+        .await
+        .ok()
+        .flatten();
+    let copy_generation = copy
+        .as_ref()
+        .and_then(|c| c.metadata.annotations.as_ref())
+        .and_then(|a| a.get(churn::GENERATION_ANNOTATION).cloned());
+    let copy_node_port = copy
+        .as_ref()
+        .and_then(|c| c.spec.as_ref()?.ports.as_ref()?.first()?.node_port);
+    let end = scrape_metrics(lab.london_metrics).await.unwrap();
+    let retries_after_window = failed(&end) - failed(&after);
+    let applied = |m: &MetricsSample| {
+        m.sum(
+            "liqo_reflection_passes_total",
+            &[("kind", "Service"), ("result", "applied")],
         )
-    });
+    };
+    let applied_after_unblock = applied(&end) - applied(&after);
+    let reflected_after = match &converged {
+        Ok((check, took)) => {
+            println!(
+                "faults: {phase}: newyork's node port freed; faults-refused reflected (generation \
+                 {copy_generation:?}, nodePort {copy_node_port:?}), {check}, converged {:.1} s \
+                 later; {retries_after_window} more failed retries meanwhile",
+                took.as_secs_f64()
+            );
+            Some(took.as_secs_f64())
+        }
+        Err(last) => {
+            failures.push(format!(
+                "{phase}: {:.0} s after newyork freed the node port, newyork still does not hold \
+                 london's set (the refused Service is retried at most {RETRY_CAP:?} apart, so it \
+                 should have been reflected by then):\n  {last}",
+                unblocked.elapsed().as_secs_f64()
+            ));
+            None
+        }
+    };
+    if converged.is_ok()
+        && (copy_generation.as_deref() != Some(REFUSED_UPDATES.to_string().as_str())
+            || copy_node_port != Some(node_port))
+    {
+        failures.push(format!(
+            "{phase}: newyork's faults-refused has generation {copy_generation:?} and nodePort \
+             {copy_node_port:?}, expected {REFUSED_UPDATES} and {node_port}"
+        ));
+    }
+    let _ = local
+        .delete("faults-refused", &DeleteParams::default())
+        .await;
+    let failure = (!failures.is_empty()).then(|| failures.join("\n"));
     let record = json!({
         "phase": "peer_refuses_one_object",
-        "fault": "newyork refuses one Service (its nodePort is taken there) while london updates it",
+        "fault": "newyork refuses one Service (its nodePort is taken there) while london updates it, then stops refusing",
         "updates": REFUSED_UPDATES,
         "failed_passes_during_updates": updates_failed,
         "retries_in_window": retries,
         "window_s": RETRY_WINDOW.as_secs(),
         "local_writes_in_window": events_written.local_writes,
-        "retries_bounded": failure.is_none(),
+        "retries_bounded": retries <= 3.0,
+        "retried": retries >= 1.0,
+        "reflected_after_unblocked_s": reflected_after.map(round),
+        "failed_retries_after_window": retries_after_window,
+        "applied_after_unblocked": applied_after_unblock,
     });
     (record, failure)
 }

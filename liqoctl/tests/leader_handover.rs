@@ -17,7 +17,10 @@
 //!    within [`crash_bound`] (derived from the lease settings) and then write; newyork converges.
 //! 3. graceful: the killed replica is started again (now the follower), then the leader gets
 //!    SIGTERM mid-churn: it stops writing, releases the Lease and exits 0, and the other takes
-//!    the Lease within [`RELEASE_TO_TAKEOVER`] of its release; newyork converges.
+//!    the Lease before the old leader's term would have ended (its last `renewTime` +
+//!    [`LEASE_DURATION`]: without a release the Lease is free only then), less than
+//!    [`LEASE_DURATION`] after the SIGTERM, and within [`RELEASE_TO_TAKEOVER`] of the release
+//!    when the Lease was seen without holder; newyork converges.
 //!
 //! Throughout, both replicas' `/metrics` are sampled every 200 ms: never two at `liqo_leader 1`.
 //! The figures are printed and written to `$CARGO_TARGET_TMPDIR/leader_handover.json`
@@ -158,6 +161,8 @@ fn leader_gauge(m: &MetricsSample) -> f64 {
 struct LeaseState {
     holder: Option<String>,
     acquired: Option<SystemTime>,
+    /// `renewTime`: the holder's term ends [`LEASE_DURATION`] after it.
+    renewed: Option<SystemTime>,
 }
 
 /// Polls the Lease every 20 ms in the background and keeps every change with the (wall-clock)
@@ -181,6 +186,7 @@ impl LeaseLog {
                         let state = LeaseState {
                             holder: spec.holder_identity.filter(|h| !h.is_empty()),
                             acquired: spec.acquire_time.map(|t| t.0.into()),
+                            renewed: spec.renew_time.map(|t| t.0.into()),
                         };
                         let mut changes = changes.lock().unwrap();
                         if changes.last().map(|(_, s)| s) != Some(&state) {
@@ -196,6 +202,17 @@ impl LeaseLog {
 
     fn current(&self) -> Option<LeaseState> {
         self.changes.lock().unwrap().last().map(|(_, s)| s.clone())
+    }
+
+    /// The latest `renewTime` seen while `holder` held the Lease, up to `until`.
+    fn last_renewal(&self, holder: &str, until: SystemTime) -> Option<SystemTime> {
+        self.changes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, s)| *at <= until && s.holder.as_deref() == Some(holder))
+            .filter_map(|(_, s)| s.renewed)
+            .max()
     }
 
     /// The first change seen after `since` that satisfies `f`.
@@ -578,27 +595,47 @@ async fn only_the_leader_writes_and_a_dead_leader_is_replaced_within_the_lease_t
         })
     };
     let (acquired, gauge_at, write_at) = lab.takeover(&replicas[old], termed_at).await;
-    // When the Lease was first seen without the old leader (released; or already taken).
+    // The old leader's term ends LEASE_DURATION after its last renewal. Before that, the
+    // waiting replica takes the Lease only if the old leader released it (the lease crate takes
+    // a Lease held by another replica only once its term is over): a Lease taken before the end
+    // of the old term is the proof of the release, whether or not the 20 ms polling saw the
+    // Lease without holder in between.
+    let old_term_end = lab
+        .lease
+        .last_renewal(&replicas[new].identity, SystemTime::now())
+        .map(|renewed| renewed + LEASE_DURATION)
+        .unwrap_or_else(|| {
+            lab.fail(format!(
+                "graceful: no renewal of the Lease by {} (the leader) was seen",
+                replicas[new].name
+            ))
+        });
+    // When the Lease was seen without holder, if a poll caught it (the release clears holder,
+    // acquireTime and renewTime; the other replica takes it a few API round trips later).
     let released_seen = lab
         .lease
-        .first_after(termed_at, |s| {
-            s.holder.as_deref() != Some(&replicas[new].identity)
-        })
-        .map(|(at, _)| at)
-        .unwrap_or(acquired);
+        .first_after(termed_at, |s| s.holder.is_none())
+        .map(|(at, _)| at);
     let exit = tokio::task::spawn_blocking(move || exit_watch.join().expect("exit watch"))
         .await
         .unwrap();
     let graceful_takeover = wall_secs(acquired, termed_at);
-    let release_to_takeover = wall_secs(acquired, released_seen).max(0.0);
+    // Before the old term's end by this much (negative: after it, the Lease expired).
+    let taken_before_term_end = wall_secs(old_term_end, acquired);
+    let release_to_takeover = released_seen.map(|at| wall_secs(acquired, at).max(0.0));
     println!(
-        "leader_handover: graceful: SIGTERM to {}; Lease seen released {:.3} s later; {} held \
-         it {graceful_takeover:.3} s after the SIGTERM ({release_to_takeover:.3} s after the \
-         release was seen), reported liqo_leader 1 after {:.3} s, first wrote after {:.3} s; \
-         the old leader exited {:?} after {:?}",
+        "leader_handover: graceful: SIGTERM to {}; Lease seen without holder {} later; {} held \
+         it {graceful_takeover:.3} s after the SIGTERM ({} after the release was seen; \
+         {taken_before_term_end:.3} s before the old leader's term would have ended), reported \
+         liqo_leader 1 after {:.3} s, first wrote after {:.3} s; the old leader exited {:?} \
+         after {:?}",
         replicas[new].name,
-        wall_secs(released_seen, termed_at),
+        released_seen.map_or(
+            "never (taken within one 20 ms poll)".to_string(),
+            |at| format!("{:.3} s", wall_secs(at, termed_at))
+        ),
         replicas[old].name,
+        release_to_takeover.map_or("-".to_string(), |s| format!("{s:.3} s")),
         wall_secs(gauge_at, termed_at),
         wall_secs(write_at, termed_at),
         exit.map(|(_, s)| s),
@@ -645,8 +682,9 @@ async fn only_the_leader_writes_and_a_dead_leader_is_replaced_within_the_lease_t
             "churn_ops": ops3,
             "restarted_follower_writes_before_sigterm": w_restarted,
             "old_leader_writes_before_sigterm": w_leader_before_term,
-            "release_seen_after_s": wall_secs(released_seen, termed_at),
+            "release_seen_after_s": released_seen.map(|at| wall_secs(at, termed_at)),
             "lease_taken_after_s": graceful_takeover,
+            "lease_taken_before_old_term_end_s": taken_before_term_end,
             "release_to_takeover_s": release_to_takeover,
             "release_to_takeover_bound_s": RELEASE_TO_TAKEOVER.as_secs_f64(),
             "leader_gauge_after_s": wall_secs(gauge_at, termed_at),
@@ -679,7 +717,24 @@ async fn only_the_leader_writes_and_a_dead_leader_is_replaced_within_the_lease_t
              {other:?}"
         )),
     }
-    if release_to_takeover > RELEASE_TO_TAKEOVER.as_secs_f64() {
+    if taken_before_term_end <= 0.0 {
+        lab.fail(format!(
+            "graceful: {} took the Lease {:.3} s after the old leader's term ended (its last \
+             renewal + {LEASE_DURATION:?}), {graceful_takeover:.3} s after the SIGTERM: the Lease \
+             expired, the old leader did not release it (never, or not before its term ended)",
+            replicas[old].name, -taken_before_term_end
+        ));
+    }
+    if graceful_takeover >= LEASE_DURATION.as_secs_f64() {
+        lab.fail(format!(
+            "graceful: {} took the Lease {graceful_takeover:.3} s after the SIGTERM, not less \
+             than the lease duration {LEASE_DURATION:?}: a released Lease is taken at once",
+            replicas[old].name
+        ));
+    }
+    if let Some(release_to_takeover) = release_to_takeover
+        && release_to_takeover > RELEASE_TO_TAKEOVER.as_secs_f64()
+    {
         lab.fail(format!(
             "graceful: the Lease was taken {release_to_takeover:.3} s after it was released, \
              later than {RELEASE_TO_TAKEOVER:?}: the waiting replica did not notice the release \

@@ -93,6 +93,7 @@ async fn example_plugins_install_upgrade_and_remove_on_a_live_peering() {
     );
 
     // Installed before newyork accepts ConfigMaps: the peering identity may not write them.
+    let installed = std::time::Instant::now();
     sh_ok(
         env,
         &format!(
@@ -109,6 +110,14 @@ async fn example_plugins_install_upgrade_and_remove_on_a_live_peering() {
     })
     .await;
     assert!(refused.contains("forbidden"), "{refused}");
+    // The host reports a refused watch after 5 s of grace (a new twin namespace gets its
+    // RoleBinding shortly after it is created), whichever of the local list and the refusal
+    // comes first.
+    println!(
+        "plugin_examples: FailedReflection on settings {:.1} s after the install: {}",
+        installed.elapsed().as_secs_f64(),
+        refused.trim()
+    );
     assert!(
         !newyork(env, &["-n", "liqo-demo", "get", "configmap", "settings"])
             .status

@@ -271,6 +271,19 @@ async fn service_address(client: &Client) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, ECHO_PORT))
 }
 
+/// Whether `cluster`'s kube-proxy (iptables mode) sends `service` (ClusterIP:port) to endpoints:
+/// the nat table's KUBE-SERVICES chain jumps to the Service's chain (a Service without ready
+/// endpoints has no such rule, only a REJECT in the filter table).
+fn kube_proxy_serves(env: &TestEnv, cluster: &str, service: SocketAddr) -> bool {
+    let out = env.exec_in(cluster, "iptables", ["-t", "nat", "-S", "KUBE-SERVICES"]);
+    let destination = format!("-d {}/32 ", service.ip());
+    let port = format!("--dport {} ", service.port());
+    out.status.success()
+        && String::from_utf8_lossy(&out.stdout).lines().any(|rule| {
+            rule.contains(&destination) && rule.contains(&port) && rule.contains("-j KUBE-SVC-")
+        })
+}
+
 /// Whether newyork's reflected EndpointSlices have `gateway` as a ready endpoint on its port.
 async fn gateway_endpoint_ready(newyork: &Client, gateway: SocketAddr) -> bool {
     let slices: Api<EndpointSlice> = Api::namespaced(newyork.clone(), NAMESPACE);
@@ -422,8 +435,21 @@ impl Clusters {
         .await?;
         steps.step("offloaded, reflected");
 
-        // The path answers once kube-proxy has the rules and the link is up: probe it with
-        // the client itself until one request succeeds.
+        // newyork's kube-proxy programs the reflected Service at its next sync (at most one a
+        // second: its minSyncPeriod), a little after the EndpointSlice changed. A connection
+        // attempted before is
+        // not translated and stays so (its retransmitted SYNs keep the conntrack entry of the
+        // first, which is not NATed): the client hangs until its 30 s timeout. That was the
+        // 30.4 s "first answer" of one run; wait for the rule instead.
+        wait_for(
+            "newyork's kube-proxy to program the reflected echo Service",
+            || async { kube_proxy_serves(env, "newyork", newyork_service).then_some(()) },
+        )
+        .await?;
+        steps.step("newyork's kube-proxy has the reflected Service");
+
+        // The path answers once the link is up: probe it with the client itself until one
+        // request succeeds.
         let bench = bins.bench.clone();
         let probe = newyork_service.to_string();
         wait_for("an answer from newyork through the gateways", || {

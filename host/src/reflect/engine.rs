@@ -642,7 +642,13 @@ impl Engine {
                             kind: kind.clone(),
                             name: Arc::from(name),
                         }),
-                        Signal::Synced => engine.enqueue_namespace(&peer_key, &ns_key, Some(&kind)),
+                        // A remote watch that fails before its first list (the peer does not
+                        // let this peering read the kind) sends nothing more until it
+                        // recovers: every object of the kind is looked at again now, so that
+                        // passes that found the cache merely not ready report the failure.
+                        Signal::Synced | Signal::Failing => {
+                            engine.enqueue_namespace(&peer_key, &ns_key, Some(&kind))
+                        }
                     }
                 },
             );
@@ -940,6 +946,9 @@ impl Engine {
             })
             .collect();
         match signal {
+            // A local cache that is not ready makes passes end as not ready; its first list
+            // (`Synced`) enqueues them again.
+            Signal::Failing => {}
             Signal::Synced => {
                 for (peer, namespaces) in &peers {
                     for ns in namespaces {

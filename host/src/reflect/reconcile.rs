@@ -90,11 +90,12 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
     let outcome = match result {
         Ok(r) => {
             // A cache that is not ready yet re-enqueues its whole namespace when its first
-            // list completes (`Signal::Synced`), so nothing is polled meanwhile.
+            // list completes (`Signal::Synced`), or, for a remote cache, when its watch first
+            // fails (`Signal::Failing`), so nothing is polled meanwhile.
             match r {
                 PassResult::NotReady => {}
-                // A failing watch sends no signal until it recovers: look again shortly, to
-                // report the failure if it lasts.
+                // A failing watch sends no further signal until it recovers: look again
+                // shortly, to report the failure if it lasts.
                 PassResult::WatchFailing => queue.add_after(key.clone(), Duration::from_secs(1)),
                 // Tried again with the key's backoff (50 ms, doubling): the keys of a plugin
                 // stuck at its CPU limit come back ever more rarely, and a success resets it.

@@ -28,6 +28,10 @@ pub(crate) enum Signal<'a> {
     },
     /// A (re)list completed: objects may have vanished without a delete event.
     Synced,
+    /// A cache that has never listed started failing (its first error since it started).
+    /// Passes that found it merely not ready before the error learn nothing else until the
+    /// watch recovers, which for a kind the peer refuses may be never.
+    Failing,
 }
 
 /// Source of [`WatchedCache::id`].
@@ -112,11 +116,21 @@ impl WatchedCache {
                     Ok(Event::Init) => {}
                     Err(err) => {
                         tracing::warn!(watch = %label, %err, "watch failed; retrying with backoff");
-                        let mut slot = error_slot.lock().unwrap_or_else(|p| p.into_inner());
-                        let since = slot
-                            .as_ref()
-                            .map_or_else(std::time::Instant::now, |(since, _)| *since);
-                        *slot = Some((since, err.to_string()));
+                        let first = {
+                            let mut slot = error_slot.lock().unwrap_or_else(|p| p.into_inner());
+                            let first = slot.is_none();
+                            let since = slot
+                                .as_ref()
+                                .map_or_else(std::time::Instant::now, |(since, _)| *since);
+                            *slot = Some((since, err.to_string()));
+                            first
+                        };
+                        // After the error is recorded, so that a pass the signal triggers sees
+                        // it. Only a cache that never listed: a listed one keeps serving its
+                        // last state, and its next (re)list says `Synced`.
+                        if first && !ready_flag.load(Ordering::Acquire) {
+                            on_signal(Signal::Failing);
+                        }
                     }
                 }
             }
