@@ -263,7 +263,7 @@ pub async fn provision(
             source,
         })?;
     let tenant = created.name_any();
-    match provision_inside(client, &tenant, provider_id, consumer, ttl).await {
+    match provision_inside(client, &tenant, provider_id, ttl).await {
         Ok(token) => Ok(Provisioned { tenant, token }),
         Err(err) => {
             if let Err(cleanup) = gone(
@@ -282,7 +282,6 @@ async fn provision_inside(
     client: &Client,
     tenant: &str,
     provider_id: &str,
-    consumer: Option<&str>,
     ttl: Duration,
 ) -> Result<String, TenantError> {
     use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
@@ -311,7 +310,10 @@ async fn provision_inside(
             "labels": {PEERING_LEASE_LABEL: "true", PROVIDER_ID_LABEL: provider_id},
             "annotations": {TOKEN_EXPIRATION_ANNOTATION: expires.to_string()},
         },
-        "spec": {"holderIdentity": consumer, "leaseDurationSeconds": LEASE_DURATION_SECONDS},
+        // Unclaimed even when `consumer` binds the id: the tenant namespace's label pins it
+        // (the tenant policy refuses any other claim), and a holder without renewals would be
+        // a stale Lease to revoke.
+        "spec": {"leaseDurationSeconds": LEASE_DURATION_SECONDS},
     }))
     .map_err(serde)?;
     Api::<Lease>::namespaced(client.clone(), tenant)
@@ -631,7 +633,14 @@ async fn provider_pass(
             Some((tenant, id, bound))
         })
         .collect();
-    let contested = contested_claims(&claims);
+    let mut contested = contested_claims(&claims);
+    // The provider's own id is never a consumer's (the tenant policy refuses the claim too).
+    contested.extend(
+        claims
+            .iter()
+            .filter(|(_, id, _)| id == &local.id)
+            .map(|(tenant, _, _)| tenant.clone()),
+    );
     for (tenant, id, bound) in &claims {
         if contested.contains(tenant) {
             tracing::warn!(%tenant, consumer = %id, "peering identity revoked: it claims a consumer id another tenant holds or claims");

@@ -97,6 +97,7 @@ impl Default for PeerLimits {
                     "2000".into(),
                 ),
                 ("services.loadbalancers".into(), "0".into()),
+                ("services.nodeports".into(), "20".into()),
             ]),
             service_types: ["ClusterIP", "NodePort", "ExternalName"]
                 .map(String::from)

@@ -80,7 +80,8 @@ pub struct InstallArgs {
     /// As a provider: the ResourceQuota (`spec.hard`) of every twin namespace, bounding what a
     /// consumer creates there, e.g. `count/services=100,count/endpointslices.discovery.k8s.io=200`.
     /// Default: count/services=1000, count/endpointslices.discovery.k8s.io=2000,
-    /// services.loadbalancers=0. `none`: no ResourceQuota (only for clusters that bound
+    /// services.loadbalancers=0, services.nodeports=20 (node ports are shared by the whole
+    /// cluster). `none`: no ResourceQuota (only for clusters that bound
     /// consumers otherwise).
     #[arg(long, value_name = "RESOURCE=QUANTITY,...", value_parser = parse_peer_quota)]
     pub peer_quota: Option<std::collections::BTreeMap<String, String>>,

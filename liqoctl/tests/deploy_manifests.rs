@@ -138,7 +138,11 @@ fn every_manifest_is_accepted_and_rbac_is_least_privilege() {
         // Twin namespaces, made on a consumer's request (NamespaceMap), bounded by a quota.
         vec!["create", "namespaces"],
         vec!["watch", "namespaces"],
-        vec!["watch", "namespacemaps.virtualkubelet.liqo.io", "--all-namespaces"],
+        vec![
+            "watch",
+            "namespacemaps.virtualkubelet.liqo.io",
+            "--all-namespaces",
+        ],
         vec![
             "patch",
             "namespacemaps.virtualkubelet.liqo.io",
@@ -188,7 +192,12 @@ fn every_manifest_is_accepted_and_rbac_is_least_privilege() {
             "-n",
             "liqo-tenant-x",
         ],
-        vec!["update", "namespacemaps.virtualkubelet.liqo.io", "-n", "liqo-tenant-x"],
+        vec![
+            "update",
+            "namespacemaps.virtualkubelet.liqo.io",
+            "-n",
+            "liqo-tenant-x",
+        ],
         vec!["delete", "resourcequotas", "-n", "default"],
         vec!["update", "namespaces"],
         vec!["delete", "rolebindings", "-n", "default"],

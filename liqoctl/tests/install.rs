@@ -367,7 +367,11 @@ fn full_install_deploys_the_host() {
         .next()
         .expect("a tenant namespace");
     assert!(!exists(env, c, &["clusterrolebinding", tenant]));
-    assert!(exists(env, c, &["namespacemap", "liqo-namespaces", "-n", tenant]));
+    assert!(exists(
+        env,
+        c,
+        &["namespacemap", "liqo-namespaces", "-n", tenant]
+    ));
 
     let out = liqoctl_ok(env, c, &["uninstall", "--purge"]);
     assert!(out.contains("Deployment liqo/liqo-host"), "{out}");
