@@ -528,30 +528,13 @@ fn not_ours(existing: &Namespace, remote_name: &str, peer: &Peer, local: &str) -
         .as_ref()
         .and_then(|l| l.get(labels::ORIGIN))
         .filter(|origin| origin.as_str() != local);
-    // Another consumer's namespace is not the user's to remove: only a different twin name
-    // resolves that conflict. A namespace no peering created may be removed by its admin.
-    let (owner, fix) = match origin {
-        Some(origin) => (
-            format!(
-                "belongs to another consumer, cluster {origin} (label {}={origin})",
-                labels::ORIGIN
-            ),
-            "",
-        ),
-        None => (
-            "was not created by a peering".to_string(),
-            "remove it there, or ",
-        ),
-    };
     PeerOutcome {
         ready: false,
         reason: REASON_NAMESPACE_CONFLICT,
-        message: format!(
-            "conflict: namespace {remote_name} already exists in cluster {} and {owner}; it is \
-             never adopted or overwritten: {fix}unoffload and offload again with \
-             --namespace-mapping-strategy DefaultName (or SelectedName with \
-             --remote-namespace-name)",
-            peer.identity.name
+        message: crate::twins::conflict_message(
+            remote_name,
+            origin.map(String::as_str),
+            &peer.identity.name,
         ),
     }
 }

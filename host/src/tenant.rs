@@ -377,6 +377,29 @@ async fn provision_inside(
         .map_err(err("requesting the consumer's token (TokenRequest)"))
 }
 
+/// Sets (`Some`) or removes (`None`) the entry of `local` in the tenant's NamespaceMap, through
+/// the peering `peer` client; returns the map as the provider has it (unchanged when the entry
+/// is already so: a steady state writes nothing).
+async fn set_twin_request(
+    peer: &Client,
+    tenant: &str,
+    local: &str,
+    remote: Option<&str>,
+) -> kube::Result<crate::api::namespace_map::NamespaceMap> {
+    use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
+    let api = Api::<NamespaceMap>::namespaced(peer.clone(), tenant);
+    let map = api.get(NAMESPACE_MAP_NAME).await?;
+    if map.spec.desired_mapping.get(local).map(String::as_str) == remote {
+        return Ok(map);
+    }
+    api.patch(
+        NAMESPACE_MAP_NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"desiredMapping": {local: remote}}})),
+    )
+    .await
+}
+
 /// Asks the provider (through the peering `peer` client) for the twin namespace `remote` of
 /// the local namespace `local`: adds the entry to the tenant's NamespaceMap. Returns the
 /// provider's answer so far (`None`: not looked at yet).
@@ -386,19 +409,7 @@ pub async fn request_twin(
     local: &str,
     remote: &str,
 ) -> kube::Result<Option<crate::api::namespace_map::RemoteNamespaceStatus>> {
-    use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
-    let api = Api::<NamespaceMap>::namespaced(peer.clone(), tenant);
-    let map = api.get(NAMESPACE_MAP_NAME).await?;
-    let map = if map.spec.desired_mapping.get(local).map(String::as_str) == Some(remote) {
-        map
-    } else {
-        api.patch(
-            NAMESPACE_MAP_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"desiredMapping": {local: remote}}})),
-        )
-        .await?
-    };
+    let map = set_twin_request(peer, tenant, local, Some(remote)).await?;
     Ok(map
         .status
         .and_then(|s| s.current_mapping.get(local).cloned())
@@ -408,19 +419,7 @@ pub async fn request_twin(
 /// Withdraws the request of [`request_twin`]; returns whether the provider still reports the
 /// twin namespace (it is deleted, then its entry goes).
 pub async fn withdraw_twin(peer: &Client, tenant: &str, local: &str) -> kube::Result<bool> {
-    use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
-    let api = Api::<NamespaceMap>::namespaced(peer.clone(), tenant);
-    let map = api.get(NAMESPACE_MAP_NAME).await?;
-    let map = if map.spec.desired_mapping.contains_key(local) {
-        api.patch(
-            NAMESPACE_MAP_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"desiredMapping": {local: null}}})),
-        )
-        .await?
-    } else {
-        map
-    };
+    let map = set_twin_request(peer, tenant, local, None).await?;
     Ok(map
         .status
         .is_some_and(|s| s.current_mapping.contains_key(local)))

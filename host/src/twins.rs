@@ -345,7 +345,12 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
         .and_then(|s| s.holder_identity)
         .unwrap_or_default();
     let limits = read_limits(client).await;
-    let own_ranges = provider_ranges(client).await;
+    let rules = TwinRules::new(
+        &limits,
+        gateway_mode,
+        gateway,
+        &provider_ranges(client).await,
+    );
     let ours: Vec<Namespace> = namespaces
         .list(&ListParams::default().labels(&format!("{}={tenant_ns}", tenant::TENANT_LABEL)))
         .await
@@ -426,21 +431,10 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
                 );
                 continue;
             }
-            ensure_twin_objects(
-                client,
-                &tenant_ns,
-                remote,
-                &limits,
-                gateway_mode,
-                gateway,
-                &own_ranges,
-            )
-            .await
-            .map_err(err(&format!("preparing twin namespace {remote}")))?;
-            status.current_mapping.insert(
-                local.clone(),
-                entry(remote, MappingPhase::Accepted, reasons::CREATED, "ready"),
-            );
+            let accepted = prepare_twin(client, &tenant_ns, remote, Some(existing), &rules)
+                .await
+                .map_err(err(&format!("preparing twin namespace {remote}")))?;
+            status.current_mapping.insert(local.clone(), accepted);
             continue;
         }
         if let Some((reason, message)) = refused_name(remote) {
@@ -470,28 +464,22 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
             );
             continue;
         }
-        let namespace = twin_namespace(
-            remote,
-            local,
-            &tenant_ns,
-            &consumer,
-            &ctx.local.id,
-            &limits,
-            gateway_mode,
-            gateway,
-            &own_ranges,
-        );
+        let namespace = twin_namespace(remote, local, &tenant_ns, &consumer, &ctx.local.id, &rules);
         match namespaces.create(&PostParams::default(), &namespace).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 let existing = namespaces.get_opt(remote).await.ok().flatten();
+                let origin = existing
+                    .as_ref()
+                    .filter(|ns| ns.labels().contains_key(tenant::TENANT_LABEL))
+                    .and_then(|ns| ns.labels().get(labels::ORIGIN));
                 status.current_mapping.insert(
                     local.clone(),
                     entry(
                         remote,
                         MappingPhase::CreationLoopBackOff,
                         reasons::CONFLICT,
-                        &conflict_message(remote, existing.as_ref(), &ctx.local.name),
+                        &conflict_message(remote, origin.map(String::as_str), &ctx.local.name),
                     ),
                 );
                 continue;
@@ -500,21 +488,10 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
         }
         alive += 1;
         tracing::info!(tenant = %tenant_ns, %consumer, namespace = %remote, "twin namespace created");
-        ensure_twin_objects(
-            client,
-            &tenant_ns,
-            remote,
-            &limits,
-            gateway_mode,
-            gateway,
-            &own_ranges,
-        )
-        .await
-        .map_err(err(&format!("preparing twin namespace {remote}")))?;
-        status.current_mapping.insert(
-            local.clone(),
-            entry(remote, MappingPhase::Accepted, reasons::CREATED, "ready"),
-        );
+        let accepted = prepare_twin(client, &tenant_ns, remote, None, &rules)
+            .await
+            .map_err(err(&format!("preparing twin namespace {remote}")))?;
+        status.current_mapping.insert(local.clone(), accepted);
     }
 
     if map.status.as_ref() != Some(&status) && !terminating_tenant {
@@ -553,11 +530,10 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
 /// Why `remote` cannot be this consumer's twin namespace: it exists and was not made for it.
 /// Names the consumer that holds it (cluster ids are not secret; the user needs to know which
 /// way to resolve the conflict), and the fix.
-pub fn conflict_message(remote: &str, existing: Option<&Namespace>, provider: &str) -> String {
-    let origin = existing
-        .filter(|ns| ns.labels().contains_key(tenant::TENANT_LABEL))
-        .and_then(|ns| ns.labels().get(labels::ORIGIN));
-    let (owner, fix) = match origin {
+pub fn conflict_message(remote: &str, owner_origin: Option<&str>, provider: &str) -> String {
+    // Another consumer's namespace is not the user's to remove: only a different twin name
+    // resolves that conflict. A namespace no peering created may be removed by its admin.
+    let (owner, fix) = match owner_origin {
         Some(origin) => (
             format!(
                 "belongs to another consumer, cluster {origin} (label {}={origin})",
@@ -691,53 +667,78 @@ async fn provider_ranges(client: &Client) -> Vec<String> {
     ranges
 }
 
-/// The annotations that carry this cluster's content rules into a twin namespace.
-pub fn rule_annotations(
-    limits: &PeerLimits,
-    gateway_mode: bool,
-    gateway: Option<std::net::IpAddr>,
-    own_ranges: &[String],
-) -> BTreeMap<String, String> {
-    let (allowed, denied) = match (gateway_mode, gateway) {
-        // Endpoints through the gateways point at this cluster's gateway and nowhere else.
-        (true, Some(ip)) => (
-            format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }),
-            String::new(),
-        ),
-        _ => (
-            "0.0.0.0/0,::/0".to_string(),
-            ALWAYS_DENIED_RANGES
-                .iter()
-                .map(|r| r.to_string())
-                .chain(own_ranges.iter().cloned())
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-    };
-    BTreeMap::from([
-        (
-            SERVICE_TYPES_ANNOTATION.to_string(),
-            limits.service_types.join(","),
-        ),
-        (ENDPOINT_RANGES_ANNOTATION.to_string(), allowed),
-        (DENIED_RANGES_ANNOTATION.to_string(), denied),
-    ])
+/// Annotation on a twin namespace: the ResourceQuota it was given (`k=v,...`), so a change of
+/// the limits is seen without reading every quota.
+pub const QUOTA_ANNOTATION: &str = "liqo.io/peering-quota";
+
+/// What this cluster applies to every twin namespace of one tenant, computed once per pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinRules {
+    /// The annotations the admission policy reads (and [`QUOTA_ANNOTATION`]).
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.hard` of the twin's ResourceQuota; empty: no quota.
+    pub quota: BTreeMap<String, String>,
+}
+
+impl TwinRules {
+    /// The rules for a tenant: `gateway_mode` when its consumer reflects through the gateways
+    /// (endpoints may then point at `gateway` only), else any address outside the always
+    /// denied ranges and `own_ranges`.
+    pub fn new(
+        limits: &PeerLimits,
+        gateway_mode: bool,
+        gateway: Option<std::net::IpAddr>,
+        own_ranges: &[String],
+    ) -> Self {
+        let (allowed, denied) = match (gateway_mode, gateway) {
+            // Endpoints through the gateways point at this cluster's gateway and nowhere else.
+            (true, Some(ip)) => (
+                format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }),
+                String::new(),
+            ),
+            _ => (
+                "0.0.0.0/0,::/0".to_string(),
+                ALWAYS_DENIED_RANGES
+                    .iter()
+                    .map(|r| r.to_string())
+                    .chain(own_ranges.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        };
+        let data = limits.to_data();
+        Self {
+            annotations: BTreeMap::from([
+                (
+                    SERVICE_TYPES_ANNOTATION.to_string(),
+                    limits.service_types.join(","),
+                ),
+                (ENDPOINT_RANGES_ANNOTATION.to_string(), allowed),
+                (DENIED_RANGES_ANNOTATION.to_string(), denied),
+                (QUOTA_ANNOTATION.to_string(), data[LIMITS_KEY_QUOTA].clone()),
+            ]),
+            quota: limits.quota.clone(),
+        }
+    }
+
+    /// Whether `ns` carries these rules already.
+    fn applied_to(&self, ns: &Namespace) -> bool {
+        self.annotations
+            .iter()
+            .all(|(k, v)| ns.annotations().get(k) == Some(v))
+    }
 }
 
 /// The twin namespace object: only the labels the policy trusts and the rules it reads.
-#[allow(clippy::too_many_arguments)]
 fn twin_namespace(
     remote: &str,
     local: &str,
     tenant_ns: &str,
     consumer: &str,
     local_id: &str,
-    limits: &PeerLimits,
-    gateway_mode: bool,
-    gateway: Option<std::net::IpAddr>,
-    own_ranges: &[String],
+    rules: &TwinRules,
 ) -> Namespace {
-    let mut annotations = rule_annotations(limits, gateway_mode, gateway, own_ranges);
+    let mut annotations = rules.annotations.clone();
     annotations.insert(
         labels::REMOTE_NAMESPACE_ORIGIN_NAME.to_string(),
         local.to_string(),
@@ -757,27 +758,31 @@ fn twin_namespace(
     .expect("a valid Namespace")
 }
 
-/// The RoleBinding and ResourceQuota of a twin namespace, and its rule annotations, as they
-/// should be (created when missing, updated when the limits changed).
-async fn ensure_twin_objects(
+/// Makes the twin namespace `twin` ready for its consumer and returns its `Accepted` entry:
+/// the ResourceQuota, the RoleBinding of the reflected kinds, then the rule annotations (last,
+/// so a failure before is retried). `existing` is the namespace as listed: one that carries
+/// the current rules already is left alone (a steady pass writes nothing); `None` for one just
+/// created, which always gets its quota and binding.
+async fn prepare_twin(
     client: &Client,
     tenant_ns: &str,
     twin: &str,
-    limits: &PeerLimits,
-    gateway_mode: bool,
-    gateway: Option<std::net::IpAddr>,
-    own_ranges: &[String],
-) -> kube::Result<()> {
+    existing: Option<&Namespace>,
+    rules: &TwinRules,
+) -> kube::Result<RemoteNamespaceStatus> {
+    let accepted = entry(twin, MappingPhase::Accepted, reasons::CREATED, "ready");
+    if existing.is_some_and(|ns| rules.applied_to(ns)) {
+        return Ok(accepted);
+    }
     let pp = PatchParams::apply(tenant::FIELD_MANAGER).force();
-    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), twin);
-    let quota = json!({
-        "apiVersion": "v1", "kind": "ResourceQuota",
-        "metadata": {"name": TWIN_OBJECT_NAME, "namespace": twin,
-                     "labels": tenant::tenant_labels(tenant_ns)},
-        "spec": {"hard": limits.quota},
-    });
-    if !limits.quota.is_empty() {
-        quotas
+    if !rules.quota.is_empty() {
+        let quota = json!({
+            "apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": TWIN_OBJECT_NAME, "namespace": twin,
+                         "labels": tenant::tenant_labels(tenant_ns)},
+            "spec": {"hard": rules.quota},
+        });
+        Api::<ResourceQuota>::namespaced(client.clone(), twin)
             .patch(TWIN_OBJECT_NAME, &pp, &Patch::Apply(&quota))
             .await?;
     }
@@ -793,21 +798,16 @@ async fn ensure_twin_objects(
     Api::<RoleBinding>::namespaced(client.clone(), twin)
         .patch(TWIN_OBJECT_NAME, &pp, &Patch::Apply(&binding))
         .await?;
-    let annotations = rule_annotations(limits, gateway_mode, gateway, own_ranges);
-    let ns = Api::<Namespace>::all(client.clone()).get(twin).await?;
-    let stale = annotations
-        .iter()
-        .any(|(k, v)| ns.annotations().get(k) != Some(v));
-    if stale {
+    if existing.is_some() {
         Api::<Namespace>::all(client.clone())
             .patch(
                 twin,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+                &Patch::Merge(json!({"metadata": {"annotations": rules.annotations}})),
             )
             .await?;
     }
-    Ok(())
+    Ok(accepted)
 }
 
 #[cfg(test)]
@@ -880,10 +880,10 @@ mod tests {
     fn gateway_mode_allows_only_the_gateway() {
         let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
         let own = ["10.96.0.0/16".to_string()];
-        let a = rule_annotations(&PeerLimits::default(), true, Some(ip), &own);
+        let a = TwinRules::new(&PeerLimits::default(), true, Some(ip), &own).annotations;
         assert_eq!(a[ENDPOINT_RANGES_ANNOTATION], "10.0.0.7/32");
         assert_eq!(a[DENIED_RANGES_ANNOTATION], "");
-        let a = rule_annotations(&PeerLimits::default(), false, Some(ip), &own);
+        let a = TwinRules::new(&PeerLimits::default(), false, Some(ip), &own).annotations;
         assert_eq!(a[ENDPOINT_RANGES_ANNOTATION], "0.0.0.0/0,::/0");
         assert!(a[DENIED_RANGES_ANNOTATION].contains("169.254.0.0/16"));
         assert!(a[DENIED_RANGES_ANNOTATION].ends_with(",10.96.0.0/16"));
