@@ -377,11 +377,12 @@ async fn a_claimed_consumer_id_cannot_be_claimed_again() {
         "already peered with this cluster through another identity",
         "a second tenant claims an id bound by generate peer-command --consumer",
     );
-    // ...and that tenant may claim nothing else (its Lease is made already holding the id).
+    // ...and that tenant may claim nothing else (its tenant namespace is bound to the id; its
+    // Lease stays unclaimed until that consumer renews it).
     refused(
         tenant::renew_lease(&bound.peer, &bound.name, "rt-claim-elsewhere").await,
         POLICY,
-        "already claimed",
+        "this peering identity is bound to consumer cluster rt-claim-bound",
         "the tenant of --consumer rt-claim-bound claims another id",
     );
     let thief_lease = Api::<Lease>::namespaced(admin.clone(), &thief.name)

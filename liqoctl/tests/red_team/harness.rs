@@ -383,6 +383,8 @@ pub fn refused<T: std::fmt::Debug>(
                 "{attack}: the refusal {:?} does not say {expect:?}",
                 s.message
             );
+            // Word for word, for the record (`-- --nocapture`).
+            eprintln!("red team: refused: {attack}: {} {}", s.code, s.message);
         }
         Err(e) => panic!("{attack}: unexpected error {e}"),
     }
