@@ -11,13 +11,12 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
-use liqo_host::api::identity::ClusterIdentityConfig;
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
 use liqo_host::tenant;
 use serde_json::json;
@@ -55,34 +54,6 @@ fn start_host(env: &TestEnv, cluster: &str) -> KillOnDrop {
             .spawn()
             .expect("starting liqo-host"),
     )
-}
-
-/// CRDs, namespace liqo and the identity ConfigMap: what `liqoctl install` leaves behind.
-async fn install(client: &Client, cluster: &str) {
-    testsupport::apply_crds(client, liqo_host::api::crds()).await;
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            "liqo",
-            &PatchParams::apply("liqo-test"),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "liqo"}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let cm = ClusterIdentityConfig {
-        cluster_id: cluster.into(),
-        cluster_name: cluster.into(),
-    }
-    .to_config_map();
-    Api::<ConfigMap>::namespaced(client.clone(), "liqo")
-        .patch(
-            &cm.name_any(),
-            &PatchParams::apply("liqo-test").force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .unwrap();
 }
 
 async fn token_client(args: &PeerArgs) -> Client {
@@ -163,8 +134,8 @@ async fn peer_secure_and_unpeer() {
     let env = TestEnv::shared();
     let london = env.client("london").await;
     let newyork = env.client("newyork").await;
-    install(&london, "london").await;
-    install(&newyork, "newyork").await;
+    common::install_liqo(&london, "london").await;
+    common::install_liqo(&newyork, "newyork").await;
     let _london_host = start_host(env, "london");
     let _newyork_host = start_host(env, "newyork");
 

@@ -240,10 +240,10 @@ pub fn rows(table: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Peers london with newyork the way `liqoctl peer` does, and starts london's host.
-pub async fn peered(env: &TestEnv, london: &Client) -> KillOnDrop {
-    testsupport::apply_crds(london, liqo_host::api::crds()).await;
-    Api::<Namespace>::all(london.clone())
+/// The CRDs and namespace `liqo`.
+async fn crds_and_liqo_namespace(client: &Client) {
+    testsupport::apply_crds(client, liqo_host::api::crds()).await;
+    Api::<Namespace>::all(client.clone())
         .patch(
             "liqo",
             &PatchParams::apply("liqo-test"),
@@ -253,6 +253,30 @@ pub async fn peered(env: &TestEnv, london: &Client) -> KillOnDrop {
         )
         .await
         .unwrap();
+}
+
+/// CRDs, namespace liqo and the identity ConfigMap of cluster `id`: what `liqoctl install
+/// --skip-deployment` leaves behind that the host needs.
+pub async fn install_liqo(client: &Client, id: &str) {
+    crds_and_liqo_namespace(client).await;
+    let cm = liqo_host::api::identity::ClusterIdentityConfig {
+        cluster_id: id.into(),
+        cluster_name: id.into(),
+    }
+    .to_config_map();
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "liqo")
+        .patch(
+            "liqo-clusterid-configmap",
+            &PatchParams::apply("liqo-test").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .unwrap();
+}
+
+/// Peers london with newyork the way `liqoctl peer` does, and starts london's host.
+pub async fn peered(env: &TestEnv, london: &Client) -> KillOnDrop {
+    crds_and_liqo_namespace(london).await;
     let kubeconfig = std::fs::read(env.kubeconfig_path("newyork")).unwrap();
     let secret = Secret {
         metadata: kube::api::ObjectMeta {

@@ -16,7 +16,6 @@ use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
-use liqo_host::api::identity::ClusterIdentityConfig;
 use liqo_host::api::namespace_map::{MappingPhase, RemoteNamespaceStatus};
 use liqo_host::tenant;
 use serde_json::{Value, json};
@@ -51,37 +50,9 @@ pub async fn provider() -> (&'static TestEnv, Client) {
 
 async fn prepare(env: &'static TestEnv) {
     let admin = env.client(PROVIDER).await;
-    install(&admin).await;
+    crate::common::install_liqo(&admin, PROVIDER).await;
     start_host(env);
     policies_enforced(env, &admin).await;
-}
-
-/// CRDs, namespace liqo and the identity ConfigMap: what `liqoctl install` leaves behind.
-async fn install(client: &Client) {
-    testsupport::apply_crds(client, liqo_host::api::crds()).await;
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            "liqo",
-            &PatchParams::apply("liqo-test"),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "liqo"}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let cm = ClusterIdentityConfig {
-        cluster_id: PROVIDER.into(),
-        cluster_name: PROVIDER.into(),
-    }
-    .to_config_map();
-    Api::<ConfigMap>::namespaced(client.clone(), "liqo")
-        .patch(
-            &cm.name_any(),
-            &PatchParams::apply("liqo-test").force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .unwrap();
 }
 
 /// Starts newyork's host once for the binary. Statics are never dropped, so a `KillOnDrop`
