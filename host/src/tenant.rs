@@ -294,84 +294,109 @@ async fn provision_inside(
             source,
         }
     };
-    let serde = |e: serde_json::Error| TenantError::Kube {
-        tenant: tenant.to_string(),
-        action: "building the tenant's objects".into(),
-        source: kube::Error::SerdeError(e),
-    };
-    let pp = PostParams::default();
+    // Every object below lives in the tenant namespace: one way to build and create each.
+    async fn create<K>(
+        client: &Client,
+        tenant: &str,
+        object: serde_json::Value,
+        what: &str,
+    ) -> Result<(), TenantError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        let fail = |source| TenantError::Kube {
+            tenant: tenant.to_string(),
+            action: format!("creating the {what}"),
+            source,
+        };
+        let object: K =
+            serde_json::from_value(object).map_err(|e| fail(kube::Error::SerdeError(e)))?;
+        Api::<K>::namespaced(client.clone(), tenant)
+            .create(&PostParams::default(), &object)
+            .await
+            .map(drop)
+            .map_err(fail)
+    }
     let expires =
         Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(ttl.as_secs() as i64);
     let labels = tenant_labels(tenant);
-    let lease: Lease = serde_json::from_value(json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {
-            "name": LEASE_NAME,
-            "labels": {PEERING_LEASE_LABEL: "true", PROVIDER_ID_LABEL: provider_id},
-            "annotations": {TOKEN_EXPIRATION_ANNOTATION: expires.to_string()},
-        },
-        // Unclaimed even when `consumer` binds the id: the tenant namespace's label pins it
-        // (the tenant policy refuses any other claim), and a holder without renewals would be
-        // a stale Lease to revoke.
-        "spec": {"leaseDurationSeconds": LEASE_DURATION_SECONDS},
-    }))
-    .map_err(serde)?;
-    Api::<Lease>::namespaced(client.clone(), tenant)
-        .create(&pp, &lease)
-        .await
-        .map_err(err("creating the peering Lease"))?;
-    let map: NamespaceMap = serde_json::from_value(json!({
-        "apiVersion": "virtualkubelet.liqo.io/v1beta1", "kind": "NamespaceMap",
-        "metadata": {"name": NAMESPACE_MAP_NAME, "labels": labels},
-        "spec": {"desiredMapping": {}},
-    }))
-    .map_err(serde)?;
-    Api::<NamespaceMap>::namespaced(client.clone(), tenant)
-        .create(&pp, &map)
-        .await
-        .map_err(err(
-            "creating the NamespaceMap (are the liqo CRDs installed? run liqoctl install)",
-        ))?;
-    let sa: ServiceAccount = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
-    }))
-    .map_err(serde)?;
-    Api::<ServiceAccount>::namespaced(client.clone(), tenant)
-        .create(&pp, &sa)
-        .await
-        .map_err(err("creating the consumer ServiceAccount"))?;
+    create::<Lease>(
+        client,
+        tenant,
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {
+                "name": LEASE_NAME,
+                "labels": {PEERING_LEASE_LABEL: "true", PROVIDER_ID_LABEL: provider_id},
+                "annotations": {TOKEN_EXPIRATION_ANNOTATION: expires.to_string()},
+            },
+            // Unclaimed even when `consumer` binds the id: the tenant namespace's label pins it
+            // (the tenant policy refuses any other claim), and a holder without renewals would be
+            // a stale Lease to revoke.
+            "spec": {"leaseDurationSeconds": LEASE_DURATION_SECONDS},
+        }),
+        "peering Lease",
+    )
+    .await?;
+    create::<NamespaceMap>(
+        client,
+        tenant,
+        json!({
+            "apiVersion": "virtualkubelet.liqo.io/v1beta1", "kind": "NamespaceMap",
+            "metadata": {"name": NAMESPACE_MAP_NAME, "labels": labels},
+            "spec": {"desiredMapping": {}},
+        }),
+        "NamespaceMap (are the liqo CRDs installed? run liqoctl install)",
+    )
+    .await?;
+    create::<ServiceAccount>(
+        client,
+        tenant,
+        json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
+        }),
+        "consumer ServiceAccount",
+    )
+    .await?;
     // Everything the identity may do outside its twin namespaces, by name.
-    let role: Role = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
-        "rules": [
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-             "resourceNames": [LEASE_NAME], "verbs": ["get", "update", "patch"]},
-            {"apiGroups": ["virtualkubelet.liqo.io"], "resources": ["namespacemaps"],
-             "resourceNames": [NAMESPACE_MAP_NAME], "verbs": ["get", "update", "patch"]},
-            {"apiGroups": [""], "resources": ["serviceaccounts/token"],
-             "resourceNames": [CONSUMER_SERVICE_ACCOUNT], "verbs": ["create"]},
-        ],
-    }))
-    .map_err(serde)?;
-    Api::<Role>::namespaced(client.clone(), tenant)
-        .create(&pp, &role)
-        .await
-        .map_err(err("creating the tenant Role"))?;
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                    "name": CONSUMER_SERVICE_ACCOUNT},
-        "subjects": [{"kind": "ServiceAccount", "name": CONSUMER_SERVICE_ACCOUNT,
-                      "namespace": tenant}],
-    }))
-    .map_err(serde)?;
-    Api::<RoleBinding>::namespaced(client.clone(), tenant)
-        .create(&pp, &binding)
-        .await
-        .map_err(err("creating the tenant RoleBinding"))?;
+    create::<Role>(
+        client,
+        tenant,
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
+            "rules": [
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                 "resourceNames": [LEASE_NAME], "verbs": ["get", "update", "patch"]},
+                {"apiGroups": ["virtualkubelet.liqo.io"], "resources": ["namespacemaps"],
+                 "resourceNames": [NAMESPACE_MAP_NAME], "verbs": ["get", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["serviceaccounts/token"],
+                 "resourceNames": [CONSUMER_SERVICE_ACCOUNT], "verbs": ["create"]},
+            ],
+        }),
+        "tenant Role",
+    )
+    .await?;
+    create::<RoleBinding>(
+        client,
+        tenant,
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": CONSUMER_SERVICE_ACCOUNT, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": CONSUMER_SERVICE_ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": CONSUMER_SERVICE_ACCOUNT,
+                          "namespace": tenant}],
+        }),
+        "tenant RoleBinding",
+    )
+    .await?;
     request_token(client, tenant, ttl.as_secs() as i64)
         .await
         .map_err(err("requesting the consumer's token (TokenRequest)"))

@@ -14,7 +14,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
@@ -57,18 +56,7 @@ fn start_host(env: &TestEnv, cluster: &str) -> KillOnDrop {
 }
 
 async fn token_client(args: &PeerArgs) -> Client {
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "p", "cluster": {"server": args.url, "certificate-authority-data": args.ca}}],
-        "users": [{"name": "p", "user": {"token": args.token}}],
-        "contexts": [{"name": "p", "context": {"cluster": "p", "user": "p"}}],
-        "current-context": "p",
-    });
-    let kubeconfig = Kubeconfig::from_yaml(&kubeconfig.to_string()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+    common::token_client(&args.url, &args.ca, &args.token).await
 }
 
 fn forbidden<T: std::fmt::Debug>(result: kube::Result<T>, expect: &str, what: &str) {

@@ -198,14 +198,19 @@ impl ReflectorPlugin {
         self.manifest.reflects.iter().any(|k| k.same_kind(kind))
     }
 
-    /// Reflects an object given as a parsed value.
-    pub fn reflect(&self, call: &ReflectCall<'_>, object: &Value) -> Result<Outcome, PluginError> {
-        let object_ref = ObjectRef::from_object(object).ok_or_else(|| PluginError::Rejected {
+    /// The identity of `object`, which the host needs to check the plugin's output.
+    fn object_ref(&self, object: &Value) -> Result<ObjectRef, PluginError> {
+        ObjectRef::from_object(object).ok_or_else(|| PluginError::Rejected {
             plugin: self.name.to_string(),
             object: "<object without apiVersion, kind or name>".into(),
             message: "the host cannot reflect an object without apiVersion, kind and metadata.name"
                 .into(),
-        })?;
+        })
+    }
+
+    /// Reflects an object given as a parsed value.
+    pub fn reflect(&self, call: &ReflectCall<'_>, object: &Value) -> Result<Outcome, PluginError> {
+        let object_ref = self.object_ref(object)?;
         self.reflect_json(call, &object_ref, &object.to_string())
     }
 
@@ -216,12 +221,7 @@ impl ReflectorPlugin {
         call: &ReflectCall<'_>,
         object: &Value,
     ) -> Result<Outcome, PluginError> {
-        let object_ref = ObjectRef::from_object(object).ok_or_else(|| PluginError::Rejected {
-            plugin: self.name.to_string(),
-            object: "<object without apiVersion, kind or name>".into(),
-            message: "the host cannot reflect an object without apiVersion, kind and metadata.name"
-                .into(),
-        })?;
+        let object_ref = self.object_ref(object)?;
         let slot = self.call_slot().await;
         self.reflect_json_async(slot, call, &object_ref, object.to_string())
             .await

@@ -435,3 +435,23 @@ pub fn expired_jwt() -> String {
         e.encode(br#"{"exp":1000000000,"iat":999999000,"sub":"system:serviceaccount:x:y"}"#)
     )
 }
+
+/// A client of the API server at `url` (CA `ca`, base64) authenticated with `token` only:
+/// what a peer command's holder has.
+pub async fn token_client(url: &str, ca: &str, token: &str) -> Client {
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "p", "cluster": {"server": url, "certificate-authority-data": ca}}],
+        "users": [{"name": "p", "user": {"token": token}}],
+        "contexts": [{"name": "p", "context": {"cluster": "p", "user": "p"}}],
+        "current-context": "p",
+    });
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig.to_string()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    Client::try_from(config).unwrap()
+}

@@ -14,7 +14,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::namespace_map::{MappingPhase, RemoteNamespaceStatus};
 use liqo_host::tenant;
@@ -302,21 +301,7 @@ fn tenant_of_token(token: &str) -> String {
         .to_string()
 }
 
-/// A client of newyork's API server authenticated with `token` only.
-pub async fn token_client(url: &str, ca: &str, token: &str) -> Client {
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "p", "cluster": {"server": url, "certificate-authority-data": ca}}],
-        "users": [{"name": "p", "user": {"token": token}}],
-        "contexts": [{"name": "p", "context": {"cluster": "p", "user": "p"}}],
-        "current-context": "p",
-    });
-    let kubeconfig = Kubeconfig::from_yaml(&kubeconfig.to_string()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
+pub use crate::common::token_client;
 
 /// A token (TokenRequest, 1 hour) of ServiceAccount `namespace/name`, asked by `client`.
 pub async fn sa_token(client: &Client, namespace: &str, name: &str) -> kube::Result<String> {
