@@ -46,7 +46,7 @@ lint: setup ## cargo fmt --check, clippy -D warnings, gofmt and go vet
 .PHONY: test
 test: setup lint testenv ## Lint, then every test (unit, wasm runtime, real control planes)
 	cd testenv && $(GO) test ./...
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked --no-fail-fast
 	@for example in $(EXAMPLE_PLUGINS); do \
 	  echo "== $$example (its own workspace)"; \
 	  (cd $$example && $(CARGO) test --locked) || exit 1; \

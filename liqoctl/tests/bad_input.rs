@@ -1160,6 +1160,37 @@ fn setup_after_peering(ctx: &Ctx<'_>, peer: &PeerArgs) {
         assert!(Instant::now() < deadline, "{ANCHOR} never reflected");
         std::thread::sleep(Duration::from_millis(250));
     }
+    // The provider records its consumer on its own clock (its tenant pass binds the claimed id
+    // to the tenant namespace, then shows london in `kubectl get foreignclusters`): wait for
+    // both, or a row's snapshot would see that bookkeeping as a change the row made.
+    while !provider_recorded_consumer(env) {
+        assert!(
+            Instant::now() < deadline,
+            "newyork never recorded london as its consumer"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Whether newyork shows london as a consumer: a ForeignCluster and the tenant namespace
+/// bound to its id.
+fn provider_recorded_consumer(env: &TestEnv) -> bool {
+    let shown = env
+        .kubectl("newyork", ["get", "foreignclusters", "london", "-o", "name"])
+        .status
+        .success();
+    let bound = env.kubectl(
+        "newyork",
+        [
+            "get",
+            "namespaces",
+            "-l",
+            "liqo.io/consumer-id=london",
+            "-o",
+            "name",
+        ],
+    );
+    shown && bound.status.success() && !bound.stdout.is_empty()
 }
 
 /// One clear error, no panic, no secret, nothing changed.
