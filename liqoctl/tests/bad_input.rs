@@ -1176,7 +1176,10 @@ fn setup_after_peering(ctx: &Ctx<'_>, peer: &PeerArgs) {
 /// bound to its id.
 fn provider_recorded_consumer(env: &TestEnv) -> bool {
     let shown = env
-        .kubectl("newyork", ["get", "foreignclusters", "london", "-o", "name"])
+        .kubectl(
+            "newyork",
+            ["get", "foreignclusters", "london", "-o", "name"],
+        )
         .status
         .success();
     let bound = env.kubectl(
