@@ -15,10 +15,12 @@
 //! - [`reflect`]: the reflection engine: caches, work queue, plugin calls, remote writes.
 //! - [`telemetry`]: `/metrics`, `/healthz`, `/readyz` server and `tracing` setup.
 //! - [`leader`]: leader election through a Lease, so two replicas never write at once.
+//! - [`endpoint_ranges`]: where a peer's EndpointSlices may point (declared, reviewed, recorded).
 //! - [`tenant`]: peering identities on providers: Lease renewal, incoming peerings, revocation.
 //! - [`user_plugins`]: ReflectionPlugin objects: user plugins loaded, swapped and removed live.
 
 pub mod api;
+pub mod endpoint_ranges;
 pub mod invariants;
 pub mod labels;
 pub mod leader;

@@ -185,6 +185,36 @@ struct Context {
     leases: Mutex<HashMap<String, (Client, String)>>,
     /// This cluster's gateway, when it runs one.
     transport: Option<Transport>,
+    /// This cluster's pod ranges as last read, and when: declared to providers with address
+    /// translation Identity (see [`crate::endpoint_ranges`]).
+    pod_ranges: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+}
+
+/// How long the pod ranges read from the Nodes are reused (Leases are renewed every 20 s).
+const POD_RANGES_TTL: Duration = Duration::from_secs(60);
+
+impl Context {
+    /// This cluster's pod ranges, read at most every [`POD_RANGES_TTL`]; the last known ones
+    /// when the Nodes cannot be read (`None` when never read: the declaration is then left as
+    /// it is on the Lease rather than emptied by a transient error).
+    async fn pod_ranges(&self) -> Option<Vec<String>> {
+        let mut cached = self.pod_ranges.lock().await;
+        if let Some((at, ranges)) = cached.as_ref()
+            && at.elapsed() < POD_RANGES_TTL
+        {
+            return Some(ranges.clone());
+        }
+        match crate::endpoint_ranges::local_pod_ranges(&self.client).await {
+            Ok(ranges) => {
+                *cached = Some((std::time::Instant::now(), ranges.clone()));
+                Some(ranges)
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot read this cluster's Nodes for its pod ranges");
+                cached.as_ref().map(|(_, r)| r.clone())
+            }
+        }
+    }
 }
 
 /// Runs the peering controller until `shutdown` resolves, without keeping Leases on providers
@@ -260,6 +290,7 @@ async fn run_inner(
         local,
         leases: Mutex::new(HashMap::new()),
         transport,
+        pod_ranges: tokio::sync::Mutex::new(None),
     });
     // A link change re-evaluates every ForeignCluster (there are few): NETWORKING follows it.
     let link_changed = futures::stream::unfold(link_changes, |rx| async move {
@@ -625,21 +656,34 @@ async fn keep_lease(
         .transport
         .as_ref()
         .filter(|_| matches!(gateway_of(fc), Ok(Some(_))));
-    let renewed = tenant::renew_lease_announcing(
-        peer,
-        &cred.namespace,
-        &local.id,
-        crate::transport::lease_annotations(announce),
-    )
-    .await;
+    let mut announcements = crate::transport::lease_annotations(announce);
+    // The ranges this cluster's endpoints use there (nothing through the gateways): the
+    // provider lets its EndpointSlices point nowhere else.
+    let networking = fc.spec.networking.as_ref();
+    let translation = networking
+        .map(|n| n.address_translation)
+        .unwrap_or_default();
+    let pod_ranges = match translation {
+        AddressTranslation::Identity => ctx.pod_ranges().await,
+        _ => Some(Vec::new()),
+    };
+    if let Some(pods) = pod_ranges {
+        let declared = crate::endpoint_ranges::declaration(networking, &pods);
+        merge_annotations(
+            &mut announcements,
+            crate::endpoint_ranges::lease_annotation(declared.as_deref()),
+        );
+    }
+    let renewed =
+        tenant::renew_lease_announcing(peer, &cred.namespace, &local.id, announcements).await;
     let renewed = match renewed {
-        // A provider whose tenant policy predates gateway announcements refuses them: keep
-        // the peering alive without one (its NETWORKING stays down, with the reason in logs).
-        Err(kube::Error::Api(s)) if announce.is_some() && (s.code == 422 || s.code == 403) => {
+        // A provider whose tenant policy predates these announcements refuses them: keep the
+        // peering alive without them (its NETWORKING may stay down, with the reason in logs).
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 403 => {
             tracing::warn!(peer = %id, reason = %s.message,
-                "the provider refused this cluster's gateway announcement on the peering Lease \
-                 (its tenant policy may predate gateways: run liqoctl generate peer-command on it \
-                 to update the policy); renewing without it");
+                "the provider refused this cluster's announcements on the peering Lease \
+                 (gateway, endpoint ranges; its tenant policy may be older than this host: run \
+                 liqoctl generate peer-command on it to update the policy); renewing without them");
             tenant::renew_lease(peer, &cred.namespace, &local.id).await
         }
         other => other,
@@ -679,6 +723,13 @@ async fn keep_lease(
         tracing::info!(peer = %fc.spec.cluster_id, "peering token replaced");
     }
     Ok(())
+}
+
+/// Adds the keys of `extra` (a JSON object) to `into` (a JSON object).
+fn merge_annotations(into: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(extra)) = (into.as_object_mut(), extra) {
+        into.extend(extra);
+    }
 }
 
 async fn write_status(

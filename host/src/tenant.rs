@@ -152,8 +152,9 @@ pub async fn renew_lease(peer: &Client, tenant: &str, consumer_id: &str) -> kube
 }
 
 /// Like [`renew_lease`], also writing `annotations` (a JSON merge patch of the Lease's
-/// annotations; the tenant policy lets a consumer change only `gateway.liqo.io/*` ones, which
-/// announce its gateway, see [`crate::transport`]).
+/// annotations; the tenant policy lets a consumer change only its announcements: the two
+/// `gateway.liqo.io/*` ones, see [`crate::transport`], and its declared endpoint ranges, see
+/// [`crate::endpoint_ranges`]).
 pub async fn renew_lease_announcing(
     peer: &Client,
     tenant: &str,

@@ -38,6 +38,7 @@ use crate::api::namespace_map::{
     MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap, NamespaceMapStatus, RemoteNamespaceStatus,
     reasons,
 };
+use crate::endpoint_ranges;
 use crate::labels;
 use crate::plugin::ClusterIdentity;
 use crate::tenant;
@@ -63,17 +64,6 @@ pub const LIMITS_KEY_QUOTA: &str = "quota";
 pub const LIMITS_KEY_SERVICE_TYPES: &str = "serviceTypes";
 /// The ClusterRole bound in each twin namespace (`deploy/peering/clusterrole.yaml`).
 pub const REFLECTED_KINDS_CLUSTER_ROLE: &str = "liqo-peering-reflected-kinds";
-
-/// Always denied to a peer's EndpointSlices: loopback, "this network", link-local (cloud
-/// metadata services live there) and unspecified addresses.
-pub const ALWAYS_DENIED_RANGES: &[&str] = &[
-    "0.0.0.0/8",
-    "127.0.0.0/8",
-    "169.254.0.0/16",
-    "::/128",
-    "::1/128",
-    "fe80::/10",
-];
 
 /// What this cluster allows each peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +254,8 @@ pub async fn run(
 ) {
     let maps: Api<NamespaceMap> = Api::all(ctx.client.clone());
     let twins: Api<Namespace> = Api::all(ctx.client.clone());
+    // The announcements last seen on each tenant's Lease.
+    let seen: std::sync::Mutex<BTreeMap<String, BTreeMap<String, String>>> = Default::default();
     Controller::new(maps, watcher::Config::default())
         // A twin namespace that finishes terminating (or is deleted by someone else) updates
         // its tenant's status at once.
@@ -276,6 +268,19 @@ pub async fn run(
                     .map(|t| ObjectRef::new(NAMESPACE_MAP_NAME).within(t))
             },
         )
+        // A consumer's declaration or gateway announcement changes its twins' rules: answered
+        // at once. Renewals (every 20 s) change neither and are not reconciled.
+        .watches(
+            Api::<Lease>::all(ctx.client.clone()),
+            watcher::Config::default().labels(&format!("{}=true", tenant::PEERING_LEASE_LABEL)),
+            move |lease: Lease| {
+                let tenant = lease.namespace()?;
+                let announced = lease_announcements(&lease);
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                (seen.insert(tenant.clone(), announced.clone()) != Some(announced))
+                    .then(|| ObjectRef::new(NAMESPACE_MAP_NAME).within(&tenant))
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|result| async move {
@@ -284,6 +289,21 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// What a consumer announces on its Lease that decides its twins' rules: its endpoint ranges
+/// and its gateway.
+fn lease_announcements(lease: &Lease) -> BTreeMap<String, String> {
+    lease
+        .annotations()
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str() == endpoint_ranges::DECLARED_RANGES_ANNOTATION
+                || k.as_str() == crate::transport::LEASE_ADDRESS_ANNOTATION
+                || k.as_str() == crate::transport::LEASE_FINGERPRINT_ANNOTATION
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn error_policy(_: Arc<NamespaceMap>, err: &TwinError, _: Arc<TwinContext>) -> Action {
@@ -340,6 +360,40 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
             .as_ref()
             .and_then(|l| crate::transport::import_peer_of(l.annotations()))
             .is_some();
+    let own_ranges = endpoint_ranges::provider_ranges(client).await;
+    // The ranges the consumer declared on its Lease, reviewed against this cluster's own and
+    // recorded on the tenant namespace (the consumer cannot write there).
+    let declared = lease
+        .as_ref()
+        .and_then(|l| {
+            l.annotations()
+                .get(endpoint_ranges::DECLARED_RANGES_ANNOTATION)
+        })
+        .map(String::as_str)
+        .unwrap_or("");
+    let review = endpoint_ranges::review(declared, &own_ranges);
+    if !terminating_tenant && !review.recorded_in(tenant_object.annotations()) {
+        namespaces
+            .patch(
+                &tenant_ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": review.record()}})),
+            )
+            .await
+            .map_err(err("recording the declared endpoint ranges"))?;
+        if review.refused.is_empty() {
+            tracing::info!(tenant = %tenant_ns, accepted = %review.accepted.join(","),
+                "declared endpoint ranges recorded");
+        } else {
+            let message = format!(
+                "declared endpoint ranges refused (the consumer's EndpointSlices may not point \
+                 there): {}",
+                review.refused.join("; ")
+            );
+            tracing::warn!(tenant = %tenant_ns, "{message}");
+            warn_event(client, &map, reasons::RANGES_REFUSED, &message).await;
+        }
+    }
     let consumer = lease
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity)
@@ -349,7 +403,8 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
         &limits,
         gateway_mode,
         gateway,
-        &provider_ranges(client).await,
+        &own_ranges,
+        &review.accepted,
     );
     let ours: Vec<Namespace> = namespaces
         .list(&ListParams::default().labels(&format!("{}={tenant_ns}", tenant::TENANT_LABEL)))
@@ -605,68 +660,6 @@ async fn read_limits(client: &Client) -> PeerLimits {
     }
 }
 
-/// This cluster's own address ranges that a peer's endpoints may never point at: its Service
-/// ranges (ServiceCIDR objects), its nodes' addresses and pod ranges, and the addresses of its
-/// API server (the `kubernetes` Service's endpoints). Read each time; what cannot be read is
-/// left out (and logged).
-async fn provider_ranges(client: &Client) -> Vec<String> {
-    use k8s_openapi::api::core::v1::Node;
-    use k8s_openapi::api::discovery::v1::EndpointSlice;
-    use k8s_openapi::api::networking::v1::ServiceCIDR;
-    let host = |ip: std::net::IpAddr| format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 });
-    let mut ranges = Vec::new();
-    match Api::<Node>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => {
-            for node in list.items {
-                if let Some(spec) = node.spec {
-                    ranges.extend(spec.pod_cidrs.unwrap_or_default());
-                }
-                for address in node.status.and_then(|s| s.addresses).unwrap_or_default() {
-                    if let Ok(ip) = address.address.parse() {
-                        ranges.push(host(ip));
-                    }
-                }
-            }
-        }
-        Err(e) => tracing::debug!(%e, "cannot list Nodes"),
-    }
-    match Api::<ServiceCIDR>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => ranges.extend(
-            list.items
-                .into_iter()
-                .filter_map(|c| c.spec)
-                .flat_map(|s| s.cidrs.unwrap_or_default()),
-        ),
-        Err(e) => tracing::debug!(%e, "cannot list ServiceCIDRs"),
-    }
-    match Api::<EndpointSlice>::namespaced(client.clone(), "default")
-        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
-        .await
-    {
-        Ok(list) => {
-            for slice in list.items {
-                for endpoint in slice.endpoints {
-                    for address in endpoint.addresses {
-                        if let Ok(ip) = address.parse() {
-                            ranges.push(host(ip));
-                        }
-                    }
-                }
-            }
-        }
-        Err(e) => tracing::debug!(%e, "cannot list the API server's endpoints"),
-    }
-    ranges.sort();
-    ranges.dedup();
-    ranges
-}
-
 /// Annotation on a twin namespace: the ResourceQuota it was given (`k=v,...`), so a change of
 /// the limits is seen without reading every quota.
 pub const QUOTA_ANNOTATION: &str = "liqo.io/peering-quota";
@@ -682,13 +675,15 @@ pub struct TwinRules {
 
 impl TwinRules {
     /// The rules for a tenant: `gateway_mode` when its consumer reflects through the gateways
-    /// (endpoints may then point at `gateway` only), else any address outside the always
-    /// denied ranges and `own_ranges`.
+    /// (endpoints may then point at `gateway` only), else the `declared` ranges the provider
+    /// accepted (see [`crate::endpoint_ranges`]), never inside the always denied ranges and
+    /// `own_ranges` (those can grow after the review).
     pub fn new(
         limits: &PeerLimits,
         gateway_mode: bool,
         gateway: Option<std::net::IpAddr>,
         own_ranges: &[String],
+        declared: &[String],
     ) -> Self {
         let (allowed, denied) = match (gateway_mode, gateway) {
             // Endpoints through the gateways point at this cluster's gateway and nowhere else.
@@ -697,8 +692,8 @@ impl TwinRules {
                 String::new(),
             ),
             _ => (
-                "0.0.0.0/0,::/0".to_string(),
-                ALWAYS_DENIED_RANGES
+                declared.join(","),
+                endpoint_ranges::ALWAYS_DENIED_RANGES
                     .iter()
                     .map(|r| r.to_string())
                     .chain(own_ranges.iter().cloned())
@@ -880,16 +875,21 @@ mod tests {
     fn gateway_mode_allows_only_the_gateway() {
         let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
         let own = ["10.96.0.0/16".to_string()];
-        let a = TwinRules::new(&PeerLimits::default(), true, Some(ip), &own).annotations;
+        let declared = ["10.200.0.0/16".to_string()];
+        let a = TwinRules::new(&PeerLimits::default(), true, Some(ip), &own, &declared).annotations;
         assert_eq!(a[ENDPOINT_RANGES_ANNOTATION], "10.0.0.7/32");
         assert_eq!(a[DENIED_RANGES_ANNOTATION], "");
-        let a = TwinRules::new(&PeerLimits::default(), false, Some(ip), &own).annotations;
-        assert_eq!(a[ENDPOINT_RANGES_ANNOTATION], "0.0.0.0/0,::/0");
+        let a =
+            TwinRules::new(&PeerLimits::default(), false, Some(ip), &own, &declared).annotations;
+        assert_eq!(a[ENDPOINT_RANGES_ANNOTATION], "10.200.0.0/16");
         assert!(a[DENIED_RANGES_ANNOTATION].contains("169.254.0.0/16"));
         assert!(a[DENIED_RANGES_ANNOTATION].ends_with(",10.96.0.0/16"));
         assert_eq!(
             a[SERVICE_TYPES_ANNOTATION],
             "ClusterIP,NodePort,ExternalName"
         );
+        // Nothing declared (or all refused): endpoints may point nowhere.
+        let a = TwinRules::new(&PeerLimits::default(), false, None, &own, &[]).annotations;
+        assert_eq!(a[ENDPOINT_RANGES_ANNOTATION], "");
     }
 }

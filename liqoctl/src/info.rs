@@ -87,6 +87,12 @@ pub struct ConsumerInfo {
     /// Requests this cluster refused (`NAMESPACE: REASON: message`), e.g. over the limit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<String>,
+    /// Where its EndpointSlices may point: the ranges it declared that this cluster accepted
+    /// (a gateway peering points at this cluster's gateway instead).
+    pub endpoint_ranges: Vec<String>,
+    /// Declared ranges this cluster refused, each `CIDR: why`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused_endpoint_ranges: Vec<String>,
 }
 
 /// This cluster's gateway.
@@ -320,7 +326,7 @@ async fn collect(client: &Client) -> Result<Info> {
 /// The peering identities made here, with their twin namespaces and refused requests.
 async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
     use liqo_host::api::namespace_map::{MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap};
-    use liqo_host::tenant;
+    use liqo_host::{endpoint_ranges, tenant};
     let tenants = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
         .list(
             &kube::api::ListParams::default()
@@ -365,11 +371,25 @@ async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
                     .collect()
             })
             .unwrap_or_default();
+        let recorded = |key: &str, separator: &str| -> Vec<String> {
+            ns.annotations()
+                .get(key)
+                .map(|v| {
+                    v.split(separator)
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         out.push(ConsumerInfo {
             tenant: name,
             consumer_id,
             twin_namespaces,
             refused,
+            endpoint_ranges: recorded(endpoint_ranges::RECORDED_RANGES_ANNOTATION, ","),
+            refused_endpoint_ranges: recorded(endpoint_ranges::REFUSED_RANGES_ANNOTATION, ";"),
         });
     }
     Ok(out)
@@ -623,6 +643,21 @@ fn print_human(info: &Info) {
                 format!(" ({})", c.twin_namespaces.join(", "))
             }
         );
+        if !c.consumer_id.is_empty() {
+            println!(
+                "    endpoint ranges: {}",
+                if c.endpoint_ranges.is_empty() {
+                    "none declared or accepted (its EndpointSlices may point nowhere, unless \
+                     through the gateways)"
+                        .to_string()
+                } else {
+                    c.endpoint_ranges.join(", ")
+                }
+            );
+        }
+        for r in &c.refused_endpoint_ranges {
+            println!("    refused endpoint range: {r}");
+        }
         for r in &c.refused {
             println!("    refused: {r}");
         }

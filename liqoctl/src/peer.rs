@@ -39,6 +39,7 @@ use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig, IdentityError,
 };
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
+use liqo_host::endpoint_ranges;
 use liqo_host::tenant;
 use serde::Deserialize as _;
 use serde_json::json;
@@ -119,6 +120,11 @@ pub enum GenerateCommand {
 #[derive(Subcommand, Debug)]
 pub enum PeerCommand {
     /// Peer using the credentials printed by `liqoctl generate peer-command`.
+    ///
+    /// Claims the peering identity on the provider, declaring where this cluster's endpoints
+    /// are (its Nodes' pod ranges; nothing through the gateways): the provider lets the
+    /// reflected EndpointSlices point nowhere else. The host keeps the declaration current
+    /// (new nodes; with spec.networking.addressTranslation CidrRemap, the remoteCIDRs).
     OutOfBand {
         /// Name of the provider cluster (names the ForeignCluster).
         name: String,
@@ -366,7 +372,31 @@ pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
         }
     };
     spinner.set_message(format!("Claiming the peering identity on {name}"));
-    if let Err(err) = tenant::renew_lease(&provider, &tenant, &local.cluster_id).await {
+    // The claim declares where this cluster's endpoints are (its pod ranges; nothing through
+    // the gateways): the provider lets its EndpointSlices point nowhere else. The host keeps
+    // the declaration current at every renewal (a new node's range, a CidrRemap edit).
+    let declared = if gateway.is_some() {
+        None
+    } else {
+        // Not fatal: the host declares them at its first renewal (and says why it cannot).
+        endpoint_ranges::local_pod_ranges(&client)
+            .await
+            .ok()
+            .and_then(|pods| endpoint_ranges::declaration(None, &pods))
+    };
+    let claimed = match declared {
+        Some(ranges) => {
+            tenant::renew_lease_announcing(
+                &provider,
+                &tenant,
+                &local.cluster_id,
+                endpoint_ranges::lease_annotation(Some(&ranges)),
+            )
+            .await
+        }
+        None => tenant::renew_lease(&provider, &tenant, &local.cluster_id).await,
+    };
+    if let Err(err) = claimed {
         spinner.fail("the provider refused the claim");
         return Err(anyhow!(
             "{name} refused to let this cluster ({}) claim the peering identity in {tenant}: {err}",

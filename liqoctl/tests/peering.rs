@@ -17,7 +17,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
-use liqo_host::tenant;
+use liqo_host::{endpoint_ranges, tenant};
 use serde_json::json;
 mod common;
 
@@ -361,6 +361,58 @@ async fn peer_secure_and_unpeer() {
         assert!(sas.items.len() >= 2, "one identity per generated command");
         claimed.namespace().unwrap()
     };
+    // london declared where its endpoints are (its node's pod range, at the claim); newyork
+    // recorded it, and follows london's ForeignCluster when it switches to CidrRemap and back.
+    let recorded = |expected: &'static str| {
+        let namespaces = Api::<Namespace>::all(newyork.clone());
+        let tenant_ns = tenant_ns.clone();
+        async move {
+            eventually(
+                &format!("newyork to record london's endpoint ranges {expected}"),
+                WAIT,
+                || async {
+                    let ns = namespaces.get(&tenant_ns).await.ok()?;
+                    (ns.annotations()
+                        .get(endpoint_ranges::RECORDED_RANGES_ANNOTATION)
+                        .map(String::as_str)
+                        == Some(expected))
+                    .then_some(())
+                },
+            )
+            .await
+        }
+    };
+    recorded("10.200.0.0/16").await;
+    let out = run_liqoctl(env, "newyork", &["info", "-o", "json"]);
+    assert!(out.status.success(), "info: {}", text(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let london_entry = info["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["consumerID"] == "london")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        london_entry["endpointRanges"],
+        json!(["10.200.0.0/16"]),
+        "liqoctl info -o json on newyork: {london_entry}"
+    );
+    let remap = json!({"spec": {"networking": {"addressTranslation": "CidrRemap",
+        "remapping": [{"localCIDR": "10.200.0.0/16", "remoteCIDR": "10.70.0.0/16"}]}}});
+    fcs.patch("newyork", &PatchParams::default(), &Patch::Merge(&remap))
+        .await
+        .unwrap();
+    recorded("10.70.0.0/16").await;
+    fcs.patch(
+        "newyork",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"networking": null}})),
+    )
+    .await
+    .unwrap();
+    recorded("10.200.0.0/16").await;
+
     // No cluster-scoped object is made for a peering identity.
     assert!(
         Api::<ClusterRoleBinding>::all(newyork.clone())

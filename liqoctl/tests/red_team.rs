@@ -824,6 +824,194 @@ async fn content_rules_hold_in_its_own_twin() {
     assert_eq!(slice_names, ["allowed"], "EndpointSlices in {twin}");
 }
 
+/// EndpointSlices point only inside the ranges the peering declared on its Lease (london's pod
+/// range here, as `liqoctl peer` and the consumer's host declare it), never at a declared range
+/// that overlaps the provider's own; the declaration follows a CidrRemap change at once, the
+/// provider records what it accepted and refused where the peer cannot write, and an oversized
+/// declaration is refused.
+#[tokio::test]
+async fn endpoints_point_only_where_the_peering_declared() {
+    use liqo_host::endpoint_ranges::{
+        DECLARED_RANGES_ANNOTATION, RECORDED_RANGES_ANNOTATION, REFUSED_RANGES_ANNOTATION,
+        lease_annotation,
+    };
+    use liqo_host::twins::ENDPOINT_RANGES_ANNOTATION;
+    let (env, admin) = provider().await;
+    let _limits = LIMITS.read().await;
+    let mut t = Tenant::generate(env, "rt-ranges", false).await;
+    t.claim(&admin).await;
+    let twin = "rt-ranges-twin";
+    t.twin("rt-ranges-app", twin).await;
+    let labels = owned_labels("rt-ranges");
+    let pp = PostParams::default();
+    let slices = Api::<EndpointSlice>::namespaced(t.peer.clone(), twin);
+    let namespaces = Api::<Namespace>::all(admin.clone());
+
+    slices
+        .create(
+            &pp,
+            &slice("declared", labels.clone(), "IPv4", "10.200.3.4"),
+        )
+        .await
+        .expect("an EndpointSlice inside the declared range 10.200.0.0/16");
+    // Addresses the provider does not own, but the peering never declared.
+    for address in ["192.0.2.44", "10.70.0.5"] {
+        refused(
+            slices
+                .create(&pp, &slice("undeclared", labels.clone(), "IPv4", address))
+                .await,
+            POLICY,
+            "a peering may point EndpointSlices only at 10.200.0.0/16,",
+            &format!("an EndpointSlice at {address}, outside the declared ranges"),
+        );
+    }
+
+    // The consumer moves to CidrRemap (its endpoints now seen as 10.70.0.0/16) and also
+    // declares ranges of newyork's own: its pod range, its Service range, loopback.
+    let own_pods: Vec<String> = Api::<k8s_openapi::api::core::v1::Node>::all(admin.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.spec?.pod_cidrs)
+        .flatten()
+        .collect();
+    let own_pods = own_pods
+        .first()
+        .expect("newyork's node has a pod range")
+        .clone();
+    let service_range = service_cidrs(&admin)
+        .await
+        .first()
+        .expect("newyork has a ServiceCIDR")
+        .clone();
+    let declaration = format!("10.70.0.0/16,{own_pods},{service_range},127.0.0.0/8");
+    tenant::renew_lease_announcing(
+        &t.peer,
+        &t.name,
+        &t.id,
+        lease_annotation(Some(&declaration)),
+    )
+    .await
+    .expect("the consumer changes its declaration");
+    let record = eventually("newyork to record the new declaration", WAIT, || async {
+        let ns = namespaces.get(&t.name).await.ok()?;
+        let a = ns.annotations();
+        (a.get(RECORDED_RANGES_ANNOTATION).map(String::as_str) == Some("10.70.0.0/16")).then(|| {
+            a.get(REFUSED_RANGES_ANNOTATION)
+                .cloned()
+                .unwrap_or_default()
+        })
+    })
+    .await;
+    eprintln!("red team: refused declaration recorded: {record}");
+    for range in [&own_pods, &service_range, &"127.0.0.0/8".to_string()] {
+        assert!(
+            record.contains(&format!("{range}: overlaps")),
+            "the refusal of {range} is not recorded: {record}"
+        );
+    }
+    eventually("the twin to follow the declaration", WAIT, || async {
+        let ns = namespaces.get(twin).await.ok()?;
+        (ns.annotations()
+            .get(ENDPOINT_RANGES_ANNOTATION)
+            .map(String::as_str)
+            == Some("10.70.0.0/16"))
+        .then_some(())
+    })
+    .await;
+    slices
+        .create(&pp, &slice("remapped", labels.clone(), "IPv4", "10.70.0.5"))
+        .await
+        .expect("an EndpointSlice inside the new declared range 10.70.0.0/16");
+    for (address, what) in [
+        ("10.200.3.5".to_string(), "no longer declared"),
+        (
+            address_in(&own_pods).to_string(),
+            "newyork's pod range, declared",
+        ),
+    ] {
+        refused(
+            slices
+                .create(&pp, &slice("stale", labels.clone(), "IPv4", &address))
+                .await,
+            POLICY,
+            "a peering may point EndpointSlices only at 10.70.0.0/16,",
+            &format!("an EndpointSlice at {address} ({what})"),
+        );
+    }
+
+    // The record is the provider's: the peer cannot write it, nor declare without bound.
+    refused(
+        namespaces_as(&t)
+            .patch(
+                &t.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    RECORDED_RANGES_ANNOTATION: "0.0.0.0/0"}}})),
+            )
+            .await,
+        RBAC,
+        &rbac("patch", "namespaces"),
+        "the peer rewrites the provider's record of its ranges",
+    );
+    refused(
+        tenant::renew_lease_announcing(
+            &t.peer,
+            &t.name,
+            &t.id,
+            lease_annotation(Some(&"10.70.0.0/16,".repeat(80))),
+        )
+        .await,
+        POLICY,
+        "liqo.io/declared-endpoint-ranges, of at most 1024",
+        "a declaration of 1120 characters",
+    );
+    let lease = Api::<Lease>::namespaced(admin.clone(), &t.name)
+        .get(LEASE_NAME)
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.annotations().get(DECLARED_RANGES_ANNOTATION),
+        Some(&declaration),
+        "the refused declaration changed the Lease"
+    );
+    let ns = namespaces.get(&t.name).await.unwrap();
+    assert_eq!(
+        ns.annotations()
+            .get(RECORDED_RANGES_ANNOTATION)
+            .map(String::as_str),
+        Some("10.70.0.0/16"),
+        "the refused writes changed the record"
+    );
+
+    // The provider's admin sees both.
+    let out = liqoctl(env, &["info"]).await;
+    assert!(out.status.success(), "liqoctl info: {}", text(&out));
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        info.contains("endpoint ranges: 10.70.0.0/16")
+            && info.contains(&format!("refused endpoint range: {own_pods}: overlaps")),
+        "liqoctl info does not show rt-ranges' endpoint ranges:\n{info}"
+    );
+
+    let names: Vec<String> = Api::<EndpointSlice>::namespaced(admin.clone(), twin)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(names, ["declared", "remapped"], "EndpointSlices in {twin}");
+}
+
+/// The namespaces API with the tenant's token.
+fn namespaces_as(t: &Tenant) -> Api<Namespace> {
+    Api::all(t.peer.clone())
+}
+
 // ---- (6) reserved and taken twin names ---------------------------------------------------------
 
 #[tokio::test]

@@ -21,14 +21,15 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::namespace_map::{MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap};
+use liqo_host::endpoint_ranges;
 use liqo_host::tenant::{CONSUMER_SERVICE_ACCOUNT, LEASE_NAME, TENANT_LABEL};
 use serde_json::{Map, Value, json};
 use testsupport::{TestEnv, eventually};
 
 use crate::harness::{
-    DESTINATION, ORIGIN, PROVIDER, Tenant, WAIT, address_in, admin_namespace, api_server_addresses,
-    cidr_contains, denied_ranges, merge, namespaces_labelled, owned_labels, service, service_cidrs,
-    slice,
+    CONSUMER_PODS, DESTINATION, ORIGIN, PROVIDER, Tenant, WAIT, address_in, admin_namespace,
+    api_server_addresses, cidr_contains, denied_ranges, merge, namespaces_labelled, owned_labels,
+    service, service_cidrs, slice,
 };
 
 /// A tiny xorshift64 generator: reproducible from its seed, no dependency.
@@ -181,6 +182,8 @@ struct World {
     provider_ns: String,
     /// The ranges the design denies a peer's endpoints.
     denied: Vec<String>,
+    /// The endpoint ranges the peer declared when it claimed: its endpoints point nowhere else.
+    declared: Vec<String>,
     bad_ipv4: Vec<String>,
     /// Names the NamespaceMap may ask for that the provider must refuse.
     refused_twins: Vec<String>,
@@ -412,6 +415,10 @@ fn patch(rng: &mut Rng, w: &World, kind: Kind) -> Value {
                         ("gateway.liqo.io/fingerprint", json!("ab".repeat(32))),
                         ("gateway.liqo.io/address", json!("1".repeat(129))),
                         ("gateway.liqo.io/other", json!("x")),
+                        (
+                            endpoint_ranges::DECLARED_RANGES_ANNOTATION,
+                            json!(format!("{CONSUMER_PODS},").repeat(80)),
+                        ),
                         ("example.com/note", json!("x")),
                         ("liqo.io/peer-command-expiration", Value::Null),
                     ])
@@ -551,17 +558,21 @@ fn content_ok(w: &World, kind: Kind, object: &Value) -> bool {
                     .all(|a| {
                         a.as_str()
                             .and_then(|a| a.parse::<IpAddr>().ok())
-                            .is_some_and(|ip| !w.denied.iter().any(|r| cidr_contains(r, ip)))
+                            .is_some_and(|ip| {
+                                w.declared.iter().any(|r| cidr_contains(r, ip))
+                                    && !w.denied.iter().any(|r| cidr_contains(r, ip))
+                            })
                     })
         }
         _ => false,
     }
 }
 
-/// The peer's Lease: it may set the renew time, and the two gateway annotations; the holder
-/// is fixed once claimed; everything else is the provider's.
+/// The peer's Lease: it may set the renew time, the two gateway annotations and its declared
+/// endpoint ranges; the holder is fixed once claimed; everything else is the provider's.
 fn lease_ok(w: &World, old: &Value, new: &Value) -> bool {
     const GATEWAY: [&str; 2] = ["gateway.liqo.io/address", "gateway.liqo.io/fingerprint"];
+    const DECLARED: &str = "liqo.io/declared-endpoint-ranges";
     let metadata_kept = ["labels", "ownerReferences", "finalizers"]
         .iter()
         .all(|f| same(&old["metadata"][f], &new["metadata"][f]));
@@ -580,10 +591,11 @@ fn lease_ok(w: &World, old: &Value, new: &Value) -> bool {
     let new_annotations = new["metadata"]["annotations"].as_object().unwrap_or(&empty);
     let annotations = new_annotations.iter().all(|(k, v)| {
         (GATEWAY.contains(&k.as_str()) && v.as_str().is_some_and(|v| v.len() <= 128))
+            || (k == DECLARED && v.as_str().is_some_and(|v| v.len() <= 1024))
             || old_annotations.get(k) == Some(v)
     }) && old_annotations
         .keys()
-        .all(|k| GATEWAY.contains(&k.as_str()) || new_annotations.contains_key(k));
+        .all(|k| GATEWAY.contains(&k.as_str()) || k == DECLARED || new_annotations.contains_key(k));
     metadata_kept && spec_kept && holder && annotations
 }
 
@@ -596,8 +608,9 @@ fn map_ok(old: &Value, new: &Value) -> bool {
 
 /// Whether the design allows `write`, given the object before (`old`) and what it would be
 /// after (`new`). Allowed only: Services and EndpointSlices in its own twin, labelled as its
-/// copies before and after, of an allowed type, without externalIPs, pointing outside the
-/// denied ranges; its Lease's renew time and gateway annotations; its NamespaceMap's spec.
+/// copies before and after, of an allowed type, without externalIPs, pointing inside its
+/// declared ranges and outside the denied ones; its Lease's renew time and announcements; its
+/// NamespaceMap's spec.
 fn in_scope(w: &World, write: &Write, old: Option<&Value>, new: Option<&Value>) -> bool {
     let ns = write.namespace.as_deref();
     match write.kind {
@@ -951,6 +964,7 @@ async fn setup(env: &'static TestEnv, admin: &Client) -> (World, Tenant, Tenant)
         },
         provider_ns: provider_ns.into(),
         denied: denied_ranges(admin).await,
+        declared: vec![CONSUMER_PODS.to_string()],
         bad_ipv4,
         refused_twins: vec![
             "kube-system".into(),

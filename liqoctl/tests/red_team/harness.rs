@@ -16,7 +16,7 @@ use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::namespace_map::{MappingPhase, RemoteNamespaceStatus};
-use liqo_host::tenant;
+use liqo_host::{endpoint_ranges, tenant};
 use serde_json::{Value, json};
 use testsupport::{TestEnv, eventually, output_text as text};
 
@@ -27,6 +27,8 @@ use crate::common::{PeerArgs, host_log, liqo_host_bin, parse_peer_command, run_l
 pub const PROVIDER: &str = "newyork";
 /// Waits for the provider's host (it answers a NamespaceMap change at once).
 pub const WAIT: Duration = Duration::from_secs(60);
+/// The endpoint ranges every consumer declares when it claims (london's pod range in testenv).
+pub const CONSUMER_PODS: &str = "10.200.0.0/16";
 /// The labels the admission policy trusts on a twin namespace and asks of every object in it.
 pub const ORIGIN: &str = "offloading.liqo.io/origin";
 pub const DESTINATION: &str = "offloading.liqo.io/destination";
@@ -212,13 +214,19 @@ impl Tenant {
         }
     }
 
-    /// Claims the identity for `self.id` with the token (as the consumer's host does), waits
-    /// until the provider's host has bound the id to this tenant namespace, and keeps the
-    /// Lease renewed (every 20 s; it lasts 90) until the tenant is dropped.
+    /// Claims the identity for `self.id` with the token, declaring [`CONSUMER_PODS`] as its
+    /// endpoint ranges (as `liqoctl peer` and the consumer's host do), waits until the
+    /// provider's host has bound the id to this tenant namespace, and keeps the Lease renewed
+    /// (every 20 s; it lasts 90) until the tenant is dropped.
     pub async fn claim(&mut self, admin: &Client) {
-        tenant::renew_lease(&self.peer, &self.name, &self.id)
-            .await
-            .unwrap_or_else(|e| panic!("{} claims {}: {e}", self.name, self.id));
+        tenant::renew_lease_announcing(
+            &self.peer,
+            &self.name,
+            &self.id,
+            endpoint_ranges::lease_annotation(Some(CONSUMER_PODS)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} claims {}: {e}", self.name, self.id));
         let namespaces: Api<Namespace> = Api::all(admin.clone());
         eventually(
             &format!("newyork to bind consumer id {} to {}", self.id, self.name),
@@ -226,6 +234,18 @@ impl Tenant {
             || async {
                 let ns = namespaces.get(&self.name).await.ok()?;
                 (ns.labels().get(tenant::CONSUMER_ID_LABEL) == Some(&self.id)).then_some(())
+            },
+        )
+        .await;
+        eventually(
+            &format!("newyork to record the endpoint ranges {} declared", self.id),
+            WAIT,
+            || async {
+                let ns = namespaces.get(&self.name).await.ok()?;
+                let recorded = ns
+                    .annotations()
+                    .get(endpoint_ranges::RECORDED_RANGES_ANNOTATION)?;
+                (recorded == CONSUMER_PODS).then_some(())
             },
         )
         .await;
