@@ -17,7 +17,10 @@
 //!   `liqo-peering-reflection` admission policy enforces them.
 //!
 //! A declaration can change (a CidrRemap edit, a new node's pod range): the provider follows
-//! it at once, and never accepts a range that overlaps its own. No declaration allows nothing.
+//! it at once, and never accepts a range that overlaps its own as it reads them (when it cannot
+//! read them, it keeps the rules it had). No declaration allows nothing. The admission policy
+//! judges writes: EndpointSlices written before a declaration narrowed stay until the consumer
+//! changes or deletes them.
 
 use std::net::IpAddr;
 
@@ -42,15 +45,24 @@ pub const RECORDED_RANGES_ANNOTATION: &str = "liqo.io/endpoint-ranges";
 /// each with why (`CIDR: reason; ...`).
 pub const REFUSED_RANGES_ANNOTATION: &str = "liqo.io/refused-endpoint-ranges";
 
-/// Always denied to a peer's EndpointSlices: loopback, "this network", link-local (cloud
-/// metadata services live there) and unspecified addresses.
+/// Always denied to a peer's EndpointSlices: "this network", loopback, link-local (cloud
+/// metadata services live there), multicast and broadcast, unspecified addresses, NAT64's
+/// well-known prefix (it can embed any IPv4 address, the metadata service's included), and
+/// the cloud metadata and host services outside link-local (AWS's IPv6 one, Azure's
+/// WireServer).
 pub const ALWAYS_DENIED_RANGES: &[&str] = &[
     "0.0.0.0/8",
     "127.0.0.0/8",
     "169.254.0.0/16",
+    "224.0.0.0/4",
+    "255.255.255.255/32",
+    "168.63.129.16/32",
     "::/128",
     "::1/128",
     "fe80::/10",
+    "ff00::/8",
+    "64:ff9b::/96",
+    "fd00:ec2::254/128",
 ];
 
 /// What the consumer declares for a peering with `networking` (absent: `Identity`), given its
@@ -181,28 +193,27 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 
 /// This cluster's own address ranges that a peer's endpoints may never point at: its Service
 /// ranges (ServiceCIDR objects), its nodes' addresses and pod ranges, and the addresses of its
-/// API server (the `kubernetes` Service's endpoints). Read each time; what cannot be read is
-/// left out (and logged).
-pub async fn provider_ranges(client: &Client) -> Vec<String> {
+/// API server (the `kubernetes` Service's endpoints). Read each time. A read that fails is an
+/// error, so the caller keeps the rules it had rather than judging with ranges missing (fail
+/// closed); only a cluster without the ServiceCIDR API (before Kubernetes 1.33) is read
+/// without it, with a warning (its Service range is then not known, see docs/security.md).
+pub async fn provider_ranges(client: &Client) -> kube::Result<Vec<String>> {
     let host = |ip: IpAddr| format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 });
     let mut ranges = Vec::new();
-    match Api::<Node>::all(client.clone())
+    for node in Api::<Node>::all(client.clone())
         .list(&ListParams::default())
-        .await
+        .await?
+        .items
     {
-        Ok(list) => {
-            for node in list.items {
-                if let Some(spec) = node.spec {
-                    ranges.extend(spec.pod_cidrs.unwrap_or_default());
-                }
-                for address in node.status.and_then(|s| s.addresses).unwrap_or_default() {
-                    if let Ok(ip) = address.address.parse() {
-                        ranges.push(host(ip));
-                    }
-                }
+        if let Some(spec) = node.spec {
+            ranges.extend(spec.pod_cidrs.unwrap_or_default());
+            ranges.extend(spec.pod_cidr);
+        }
+        for address in node.status.and_then(|s| s.addresses).unwrap_or_default() {
+            if let Ok(ip) = address.address.parse() {
+                ranges.push(host(ip));
             }
         }
-        Err(e) => tracing::debug!(%e, "cannot list Nodes"),
     }
     match Api::<ServiceCIDR>::all(client.clone())
         .list(&ListParams::default())
@@ -214,28 +225,28 @@ pub async fn provider_ranges(client: &Client) -> Vec<String> {
                 .filter_map(|c| c.spec)
                 .flat_map(|s| s.cidrs.unwrap_or_default()),
         ),
-        Err(e) => tracing::debug!(%e, "cannot list ServiceCIDRs"),
+        Err(kube::Error::Api(s)) if s.code == 404 => tracing::warn!(
+            "this cluster serves no ServiceCIDR API (Kubernetes before 1.33): its Service range \
+             is not denied to peers' endpoints"
+        ),
+        Err(e) => return Err(e),
     }
-    match Api::<EndpointSlice>::namespaced(client.clone(), "default")
+    for slice in Api::<EndpointSlice>::namespaced(client.clone(), "default")
         .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
-        .await
+        .await?
+        .items
     {
-        Ok(list) => {
-            for slice in list.items {
-                for endpoint in slice.endpoints {
-                    for address in endpoint.addresses {
-                        if let Ok(ip) = address.parse() {
-                            ranges.push(host(ip));
-                        }
-                    }
+        for endpoint in slice.endpoints {
+            for address in endpoint.addresses {
+                if let Ok(ip) = address.parse() {
+                    ranges.push(host(ip));
                 }
             }
         }
-        Err(e) => tracing::debug!(%e, "cannot list the API server's endpoints"),
     }
     ranges.sort();
     ranges.dedup();
-    ranges
+    Ok(ranges)
 }
 
 #[cfg(test)]

@@ -669,17 +669,28 @@ async fn keep_lease(
     };
     if let Some(pods) = pod_ranges {
         let declared = crate::endpoint_ranges::declaration(networking, &pods);
-        merge_annotations(
-            &mut announcements,
-            crate::endpoint_ranges::lease_annotation(declared.as_deref()),
-        );
+        match declared {
+            // The provider would refuse the whole renewal: keep the last declaration there.
+            Some(d) if d.len() > crate::endpoint_ranges::MAX_DECLARATION_LEN => {
+                tracing::warn!(peer = %id, length = d.len(),
+                    "this cluster's endpoint ranges do not fit the {} characters a provider \
+                     accepts; the provider keeps the last declaration it accepted",
+                    crate::endpoint_ranges::MAX_DECLARATION_LEN)
+            }
+            declared => merge_annotations(
+                &mut announcements,
+                crate::endpoint_ranges::lease_annotation(declared.as_deref()),
+            ),
+        }
     }
     let renewed =
         tenant::renew_lease_announcing(peer, &cred.namespace, &local.id, announcements).await;
     let renewed = match renewed {
         // A provider whose tenant policy predates these announcements refuses them: keep the
         // peering alive without them (its NETWORKING may stay down, with the reason in logs).
-        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 403 => {
+        Err(kube::Error::Api(s))
+            if s.code == 422 && s.message.contains(tenant::LEASE_ANNOTATIONS_REFUSED) =>
+        {
             tracing::warn!(peer = %id, reason = %s.message,
                 "the provider refused this cluster's announcements on the peering Lease \
                  (gateway, endpoint ranges; its tenant policy may be older than this host: run \

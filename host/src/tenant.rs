@@ -174,6 +174,11 @@ pub async fn renew_lease_announcing(
         .await
 }
 
+/// How the tenant admission policy (`deploy/peering/policies.yaml`) begins its refusal of a
+/// Lease annotation: a provider older than an announcement refuses it with these words.
+pub const LEASE_ANNOTATIONS_REFUSED: &str =
+    "the annotations of a peering Lease belong to the provider";
+
 /// Releases the consumer's Lease (on unpeer): the renew time goes back to the epoch, so the
 /// provider sees it expired long ago and revokes the identity at once. (A Lease cannot be
 /// deleted by the consumer, and its duration must stay positive.)
@@ -1125,6 +1130,17 @@ mod tests {
     use super::*;
     use k8s_openapi::api::coordination::v1::LeaseSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    #[test]
+    fn the_policy_refuses_lease_annotations_in_the_words_the_host_recognises() {
+        let policies = include_str!("../../deploy/peering/policies.yaml");
+        // The message is a folded YAML scalar: compare with the line breaks as spaces.
+        let folded = policies.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            folded.contains(LEASE_ANNOTATIONS_REFUSED),
+            "deploy/peering/policies.yaml no longer says {LEASE_ANNOTATIONS_REFUSED:?}"
+        );
+    }
 
     fn jwt(claims: serde_json::Value) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;

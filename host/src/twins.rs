@@ -274,7 +274,10 @@ pub async fn run(
             Api::<Lease>::all(ctx.client.clone()),
             watcher::Config::default().labels(&format!("{}=true", tenant::PEERING_LEASE_LABEL)),
             move |lease: Lease| {
-                let tenant = lease.namespace()?;
+                // Only tenant namespaces are served (and remembered).
+                let tenant = lease
+                    .namespace()
+                    .filter(|ns| ns.starts_with(tenant::TENANT_NAMESPACE_PREFIX))?;
                 let announced = lease_announcements(&lease);
                 let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
                 (seen.insert(tenant.clone(), announced.clone()) != Some(announced))
@@ -360,7 +363,10 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
             .as_ref()
             .and_then(|l| crate::transport::import_peer_of(l.annotations()))
             .is_some();
-    let own_ranges = endpoint_ranges::provider_ranges(client).await;
+    // Unreadable own ranges fail the pass (retried): the twins keep the rules they have.
+    let own_ranges = endpoint_ranges::provider_ranges(client)
+        .await
+        .map_err(err("reading this cluster's own address ranges"))?;
     // The ranges the consumer declared on its Lease, reviewed against this cluster's own and
     // recorded on the tenant namespace (the consumer cannot write there).
     let declared = lease

@@ -384,15 +384,26 @@ pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
             .ok()
             .and_then(|pods| endpoint_ranges::declaration(None, &pods))
     };
+    let declared = declared.filter(|d| d.len() <= endpoint_ranges::MAX_DECLARATION_LEN);
     let claimed = match declared {
         Some(ranges) => {
-            tenant::renew_lease_announcing(
+            match tenant::renew_lease_announcing(
                 &provider,
                 &tenant,
                 &local.cluster_id,
                 endpoint_ranges::lease_annotation(Some(&ranges)),
             )
             .await
+            {
+                // A provider older than declarations refuses the annotation (and does not
+                // need it): claim without it.
+                Err(kube::Error::Api(s))
+                    if s.code == 422 && s.message.contains(tenant::LEASE_ANNOTATIONS_REFUSED) =>
+                {
+                    tenant::renew_lease(&provider, &tenant, &local.cluster_id).await
+                }
+                other => other,
+            }
         }
         None => tenant::renew_lease(&provider, &tenant, &local.cluster_id).await,
     };

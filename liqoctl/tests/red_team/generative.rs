@@ -287,7 +287,15 @@ fn ghost_owner() -> Value {
 fn address(rng: &mut Rng, w: &World, address_type: &str) -> String {
     match address_type {
         "IPv6" => rng
-            .pick(&["fd00:10::5", "2001:db8::7", "::1", "fe80::1", "::"])
+            .pick(&[
+                "fd00:10::5",
+                "2001:db8::7",
+                "::1",
+                "fe80::1",
+                "::",
+                "64:ff9b::a9fe:a9fe",
+                "fd00:ec2::254",
+            ])
             .to_string(),
         "FQDN" => rng
             .pick(&[
@@ -296,7 +304,14 @@ fn address(rng: &mut Rng, w: &World, address_type: &str) -> String {
             ])
             .to_string(),
         _ if rng.chance(50) => rng
-            .pick(&["10.200.0.5", "10.200.7.20", "192.0.2.44", "198.51.100.7"])
+            .pick(&[
+                "10.200.0.5",
+                "10.200.7.20",
+                "192.0.2.44",
+                "198.51.100.7",
+                "168.63.129.16",
+                "224.0.0.251",
+            ])
             .to_string(),
         _ => rng.pick(&w.bad_ipv4).clone(),
     }

@@ -511,16 +511,23 @@ pub async fn service_cidrs(admin: &Client) -> Vec<String> {
 }
 
 /// The ranges the design denies a peer's endpoints: loopback, "this network", link-local
-/// (cloud metadata), unspecified, plus the provider's Service ranges and API server addresses.
-/// Written from the design, not read from the implementation.
+/// (cloud metadata), multicast, broadcast, unspecified, NAT64, the metadata services outside
+/// link-local, plus the provider's Service ranges and API server addresses. Written from the
+/// design, not read from the implementation.
 pub async fn denied_ranges(admin: &Client) -> Vec<String> {
     let mut ranges: Vec<String> = [
         "0.0.0.0/8",
         "127.0.0.0/8",
         "169.254.0.0/16",
+        "224.0.0.0/4",
+        "255.255.255.255/32",
+        "168.63.129.16/32",
         "::/128",
         "::1/128",
         "fe80::/10",
+        "ff00::/8",
+        "64:ff9b::/96",
+        "fd00:ec2::254/128",
     ]
     .map(String::from)
     .to_vec();
