@@ -313,6 +313,14 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
 pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
     let client = global.client().await?;
     ensure_nothing_active(&client).await?;
+    crate::context::confirm(
+        global,
+        if args.purge {
+            "Remove liqo from this cluster, its CRDs and every object of their kinds included?"
+        } else {
+            "Remove liqo's host from this cluster (its CRDs stay)?"
+        },
+    )?;
     let deadline = Instant::now() + args.timeout;
     let mut removed = Vec::new();
 

@@ -24,6 +24,12 @@ mod progress;
 ///   echo "$PEER" | bash
 ///   liqoctl offload namespace liqo-demo --namespace-mapping-strategy EnforceSameName \
 ///       --pod-offloading-strategy Local
+///
+/// or, in Liqo v1's form, with both kubeconfigs at hand:
+///
+///   liqoctl peer --remote-kubeconfig "$KUBECONFIG_NEWYORK"
+///   liqoctl offload namespace liqo-demo ...
+///   liqoctl unpeer --remote-kubeconfig "$KUBECONFIG_NEWYORK" --skip-confirm
 #[derive(Parser)]
 #[command(name = "liqoctl", version, about, verbatim_doc_comment)]
 struct Cli {
@@ -43,11 +49,18 @@ enum Command {
     #[command(subcommand)]
     Generate(peer::GenerateCommand),
     /// Peer with a provider cluster.
-    #[command(subcommand)]
-    Peer(peer::PeerCommand),
-    /// Remove a peering.
-    #[command(subcommand)]
-    Unpeer(peer::UnpeerCommand),
+    ///
+    /// Liqo v1's form, with admin kubeconfigs of both clusters:
+    ///
+    ///   liqoctl peer --remote-kubeconfig "$KUBECONFIG_NEWYORK"
+    ///
+    /// makes the least-privilege identity on the provider (as `generate peer-command`) and peers
+    /// with it here (as `peer out-of-band`). Without access to the provider's kubeconfig, its
+    /// admin runs `liqoctl generate peer-command` and you run the printed `peer out-of-band`.
+    #[command(verbatim_doc_comment)]
+    Peer(peer::PeerArgs),
+    /// Remove a peering: `--remote-kubeconfig` (Liqo v1; both sides) or `out-of-band NAME`.
+    Unpeer(peer::UnpeerArgs),
     /// Offload a namespace to peered clusters.
     #[command(subcommand)]
     Offload(offload::OffloadCommand),

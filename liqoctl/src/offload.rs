@@ -287,6 +287,10 @@ pub async fn unoffload(global: &GlobalArgs, cmd: UnoffloadCommand) -> Result<()>
     let UnoffloadCommand::Namespace { namespace, timeout } = cmd;
     check_namespace_name("namespace", &namespace)?;
     let client = global.client().await?;
+    crate::context::confirm(
+        global,
+        &format!("Stop offloading {namespace} (its twin namespaces in the peers are deleted)?"),
+    )?;
     let api: Api<NamespaceOffloading> = Api::namespaced(client, &namespace);
     match api
         .delete(NAMESPACE_OFFLOADING_NAME, &DeleteParams::default())

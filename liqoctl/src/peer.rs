@@ -49,6 +49,7 @@ use crate::offload::parse_duration;
 use crate::progress::Spinner;
 
 pub(crate) mod input;
+pub(crate) mod remote;
 use input as peering;
 
 /// Field manager of liqoctl's writes.
@@ -116,7 +117,18 @@ pub enum GenerateCommand {
     },
 }
 
-/// `liqoctl peer ...`.
+/// `liqoctl peer ...`: Liqo v1's form (`--remote-kubeconfig`, see [`remote`]) or v0's
+/// `out-of-band` subcommand.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PeerArgs {
+    #[command(subcommand)]
+    pub out_of_band: Option<PeerCommand>,
+    #[command(flatten)]
+    pub remote: remote::RemotePeerArgs,
+}
+
+/// `liqoctl peer out-of-band ...`.
 #[derive(Subcommand, Debug)]
 pub enum PeerCommand {
     /// Peer using the credentials printed by `liqoctl generate peer-command`.
@@ -125,52 +137,71 @@ pub enum PeerCommand {
     /// are (its Nodes' pod ranges; nothing through the gateways): the provider lets the
     /// reflected EndpointSlices point nowhere else. The host keeps the declaration current
     /// (new nodes; with spec.networking.addressTranslation CidrRemap, the remoteCIDRs).
-    OutOfBand {
-        /// Name of the provider cluster (names the ForeignCluster).
-        name: String,
-        /// URL of the provider's API server.
-        #[arg(long)]
-        api_server_url: String,
-        /// Base64 CA bundle of the provider's API server.
-        #[arg(long)]
-        ca_data: String,
-        /// The provider's cluster id.
-        #[arg(long)]
-        cluster_id: String,
-        /// The peering token.
-        #[arg(long)]
-        token: String,
-        /// SHA-256 fingerprint of the provider gateway's certificate (64 hex digits): the only
-        /// certificate this cluster's gateway accepts from it. Needs --gateway-endpoint.
-        #[arg(long, value_name = "HEX")]
-        gateway_fingerprint: Option<String>,
-        /// IP:PORT inside the provider where its gateway accepts connections for the Services
-        /// reflected there. Needs --gateway-fingerprint. With both, traffic to this cluster's
-        /// Services goes through the gateways (spec.networking.addressTranslation Gateway);
-        /// without them, addresses are used unchanged (Identity).
-        #[arg(long, value_name = "IP:PORT")]
-        gateway_endpoint: Option<String>,
-        /// How long to wait for the host to establish the peering.
-        #[arg(long, default_value = "120s", value_parser = parse_duration)]
-        timeout: Duration,
-    },
+    OutOfBand(OutOfBandArgs),
 }
 
-/// `liqoctl unpeer ...`.
+/// The flags of `liqoctl peer out-of-band`: what `liqoctl generate peer-command` prints.
+#[derive(clap::Args, Debug)]
+pub struct OutOfBandArgs {
+    /// Name of the provider cluster (names the ForeignCluster).
+    pub name: String,
+    /// URL of the provider's API server.
+    #[arg(long)]
+    pub api_server_url: String,
+    /// Base64 CA bundle of the provider's API server.
+    #[arg(long)]
+    pub ca_data: String,
+    /// The provider's cluster id.
+    #[arg(long)]
+    pub cluster_id: String,
+    /// The peering token.
+    #[arg(long)]
+    pub token: String,
+    /// SHA-256 fingerprint of the provider gateway's certificate (64 hex digits): the only
+    /// certificate this cluster's gateway accepts from it. Needs --gateway-endpoint.
+    #[arg(long, value_name = "HEX")]
+    pub gateway_fingerprint: Option<String>,
+    /// IP:PORT inside the provider where its gateway accepts connections for the Services
+    /// reflected there. Needs --gateway-fingerprint. With both, traffic to this cluster's
+    /// Services goes through the gateways (spec.networking.addressTranslation Gateway);
+    /// without them, addresses are used unchanged (Identity).
+    #[arg(long, value_name = "IP:PORT")]
+    pub gateway_endpoint: Option<String>,
+    /// How long to wait for the host to establish the peering.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `liqoctl unpeer ...`: Liqo v1's form (`--remote-kubeconfig`, see [`remote`]) or v0's
+/// `out-of-band` subcommand.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct UnpeerArgs {
+    #[command(subcommand)]
+    pub out_of_band: Option<UnpeerCommand>,
+    #[command(flatten)]
+    pub remote: remote::RemoteUnpeerArgs,
+}
+
+/// `liqoctl unpeer out-of-band ...`.
 #[derive(Subcommand, Debug)]
 pub enum UnpeerCommand {
     /// Remove an out-of-band peering.
-    OutOfBand {
-        /// Name of the provider cluster.
-        name: String,
-        /// Unpeer even while namespaces are offloaded to the provider (their twin namespaces
-        /// there are deleted when the provider revokes the identity).
-        #[arg(long)]
-        force: bool,
-        /// How long to wait for the host to remove the peering.
-        #[arg(long, default_value = "120s", value_parser = parse_duration)]
-        timeout: Duration,
-    },
+    OutOfBand(UnpeerOutOfBandArgs),
+}
+
+/// The flags of `liqoctl unpeer out-of-band`.
+#[derive(clap::Args, Debug)]
+pub struct UnpeerOutOfBandArgs {
+    /// Name of the provider cluster.
+    pub name: String,
+    /// Unpeer even while namespaces are offloaded to the provider (their twin namespaces
+    /// there are deleted when the provider revokes the identity).
+    #[arg(long)]
+    pub force: bool,
+    /// How long to wait for the host to remove the peering.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// Runs `liqoctl generate ...`.
@@ -196,39 +227,25 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
         .transpose()?;
     let config = global.config().await?;
     let client = global.client().await?;
-    let identity = local_identity(&client).await?;
-    // Before anything is created: a gateway that cannot be announced fails the command.
-    let gateway = local_gateway(&client, endpoint_override).await?;
-    let url = match api_server_url {
-        Some(url) => peering::check_url(&url)?,
-        None => peering::check_url(&config.cluster_url.to_string()).with_context(
-            || "the kubeconfig's server cannot be used by a consumer; pass --api-server-url",
-        )?,
-    };
-    let ca = match &config.root_cert {
-        Some(ders) if !ders.is_empty() => peering::der_to_pem(ders),
-        _ => bail!(
-            "the kubeconfig has no certificate-authority for this cluster, and the peer command \
-             must carry one: use a kubeconfig with certificate-authority-data"
-        ),
-    };
-
-    apply_manifests(&client).await?;
-    let expires =
-        Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(ttl.as_secs() as i64);
-    if let Some(id) = &consumer {
-        ensure_id_unbound(&client, id).await?;
-    }
-    let endpoint = gateway.as_ref().map(|g| g.endpoint.to_string());
-    let tenant::Provisioned { tenant, token } = tenant::provision(
+    let made = make_identity(
         &client,
-        &identity.cluster_id,
+        &config,
         consumer.as_deref(),
         ttl,
-        endpoint.as_deref(),
+        api_server_url,
+        endpoint_override,
     )
     .await?;
-    let name = peering::peering_name(&identity.cluster_name, &identity.cluster_id);
+    let MadeIdentity {
+        identity,
+        name,
+        url,
+        ca_pem: ca,
+        token,
+        gateway,
+        tenant,
+        expires,
+    } = made;
     let command = peering::peer_command(
         &name,
         &url,
@@ -267,6 +284,82 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
     Ok(())
 }
 
+/// A peering identity made on a provider: what a peer command carries.
+pub(crate) struct MadeIdentity {
+    /// The provider's identity.
+    pub identity: ClusterIdentityConfig,
+    /// The name the consumer gives the provider's ForeignCluster.
+    pub name: String,
+    /// The provider's API server URL, as the consumer uses it.
+    pub url: String,
+    /// The provider's CA bundle (PEM).
+    pub ca_pem: String,
+    /// The identity's token (a secret).
+    pub token: String,
+    /// The provider's gateway, when it runs one.
+    pub gateway: Option<peering::GatewayFlags>,
+    /// The tenant namespace of the identity.
+    pub tenant: String,
+    /// Until when the token can be used.
+    pub expires: Timestamp,
+}
+
+/// Makes a peering identity on the provider `client` (`config` is its client configuration,
+/// for the URL and CA the consumer will use): applies the peering RBAC and policies, then the
+/// tenant (see [`tenant::provision`]), bound to `consumer` when given.
+pub(crate) async fn make_identity(
+    client: &Client,
+    config: &kube::Config,
+    consumer: Option<&str>,
+    ttl: Duration,
+    api_server_url: Option<String>,
+    endpoint_override: Option<std::net::SocketAddr>,
+) -> Result<MadeIdentity> {
+    let identity = local_identity(client).await?;
+    // Before anything is created: a gateway that cannot be announced fails the command.
+    let gateway = local_gateway(client, endpoint_override).await?;
+    let url = match api_server_url {
+        Some(url) => peering::check_url(&url)?,
+        None => peering::check_url(&config.cluster_url.to_string()).with_context(
+            || "the kubeconfig's server cannot be used by a consumer; pass --api-server-url",
+        )?,
+    };
+    let ca_pem = match &config.root_cert {
+        Some(ders) if !ders.is_empty() => peering::der_to_pem(ders),
+        _ => bail!(
+            "the kubeconfig has no certificate-authority for this cluster, and the peer command \
+             must carry one: use a kubeconfig with certificate-authority-data"
+        ),
+    };
+
+    apply_manifests(client).await?;
+    let expires =
+        Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(ttl.as_secs() as i64);
+    if let Some(id) = consumer {
+        ensure_id_unbound(client, id).await?;
+    }
+    let endpoint = gateway.as_ref().map(|g| g.endpoint.to_string());
+    let tenant::Provisioned { tenant, token } = tenant::provision(
+        client,
+        &identity.cluster_id,
+        consumer,
+        ttl,
+        endpoint.as_deref(),
+    )
+    .await?;
+    let name = peering::peering_name(&identity.cluster_name, &identity.cluster_id);
+    Ok(MadeIdentity {
+        identity,
+        name,
+        url,
+        ca_pem,
+        token,
+        gateway,
+        tenant,
+        expires,
+    })
+}
+
 /// What the peer command announces about this cluster's gateway: the host's ConfigMap, with
 /// its endpoint replaced by `--gateway-endpoint`. `None` when no gateway runs here.
 async fn local_gateway(
@@ -287,8 +380,16 @@ async fn local_gateway(
 }
 
 /// Runs `liqoctl peer ...`.
-pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
-    let PeerCommand::OutOfBand {
+pub async fn peer(global: &GlobalArgs, args: PeerArgs) -> Result<()> {
+    match args.out_of_band {
+        Some(PeerCommand::OutOfBand(args)) => peer_out_of_band(global, args).await,
+        None => remote::peer(global, args.remote).await,
+    }
+}
+
+/// Runs `liqoctl peer out-of-band ...` (also the last step of the v1 form).
+pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -> Result<()> {
+    let OutOfBandArgs {
         name,
         api_server_url,
         ca_data,
@@ -297,7 +398,7 @@ pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
         gateway_fingerprint,
         gateway_endpoint,
         timeout,
-    } = cmd;
+    } = args;
     // Input first: nothing is contacted with a malformed command.
     peering::check_name(&name)?;
     peering::check_cluster_id(&cluster_id)?;
@@ -466,13 +567,32 @@ pub async fn peer(global: &GlobalArgs, cmd: PeerCommand) -> Result<()> {
 }
 
 /// Runs `liqoctl unpeer ...`.
-pub async fn unpeer(global: &GlobalArgs, cmd: UnpeerCommand) -> Result<()> {
-    let UnpeerCommand::OutOfBand {
+pub async fn unpeer(global: &GlobalArgs, args: UnpeerArgs) -> Result<()> {
+    match args.out_of_band {
+        Some(UnpeerCommand::OutOfBand(args)) => {
+            let client = global.client().await?;
+            crate::context::confirm(
+                global,
+                &format!(
+                    "Remove the peering with {} (its twin namespaces there are deleted)?",
+                    args.name
+                ),
+            )?;
+            unpeer_out_of_band(&client, args).await
+        }
+        None => remote::unpeer(global, args.remote).await,
+    }
+}
+
+/// Runs `liqoctl unpeer out-of-band ...` against the consumer `client` (also the first step of
+/// the v1 form).
+pub(crate) async fn unpeer_out_of_band(client: &Client, args: UnpeerOutOfBandArgs) -> Result<()> {
+    let UnpeerOutOfBandArgs {
         name,
         force,
         timeout,
-    } = cmd;
-    let client = global.client().await?;
+    } = args;
+    let client = client.clone();
     let fcs: Api<ForeignCluster> = Api::all(client.clone());
     let fc = fcs
         .get_opt(&name)
@@ -542,7 +662,7 @@ pub async fn unpeer(global: &GlobalArgs, cmd: UnpeerCommand) -> Result<()> {
 
 // ---- provider side ---------------------------------------------------------------------------
 
-async fn local_identity(client: &Client) -> Result<ClusterIdentityConfig> {
+pub(crate) async fn local_identity(client: &Client) -> Result<ClusterIdentityConfig> {
     let cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
         .get_opt(CLUSTER_IDENTITY_CONFIGMAP)
         .await

@@ -72,6 +72,13 @@ pub const CREDENTIALS_KEY_SERVER: &str = "server";
         json_path = ".metadata.creationTimestamp"
     ),
     printcolumn(
+        name = "ROLE",
+        type_ = "string",
+        json_path = ".status.role",
+        priority = 1,
+        description = "The peer's role for this cluster (Liqo v1's column): Provider, Consumer, ConsumerAndProvider."
+    ),
+    printcolumn(
         name = "CLUSTER ID",
         type_ = "string",
         json_path = ".spec.clusterID",
