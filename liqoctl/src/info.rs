@@ -35,12 +35,29 @@ use crate::install::deployment_available;
 use crate::install::manifests::{self, HOST_NAME, HOST_NAMESPACE};
 use crate::output::{OutputFormat, print};
 
+mod peer;
+
 /// Flags of `liqoctl info`.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct InfoArgs {
+    #[command(subcommand)]
+    pub command: Option<InfoCommand>,
     /// Output format (default: a human summary).
     #[arg(short, long, value_enum)]
     pub output: Option<OutputFormat>,
+    /// Print one field of the report, by its dotted path (for example `host.status`,
+    /// `clusterIdentity.clusterID`, `peerings.0.health`).
+    #[arg(long, value_name = "PATH")]
+    pub get: Option<String>,
+}
+
+/// `liqoctl info ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum InfoCommand {
+    /// Report on peerings (Liqo v1): role, health, address translation, offloaded namespaces,
+    /// objects reflected each way.
+    Peer(peer::InfoPeerArgs),
 }
 
 /// Everything `liqoctl info` reports (the `-o json|yaml` document).
@@ -199,8 +216,15 @@ pub struct PeeringInfo {
 
 /// Runs `liqoctl info`.
 pub async fn info(global: &GlobalArgs, args: InfoArgs) -> Result<()> {
+    if let Some(InfoCommand::Peer(args)) = args.command {
+        return peer::info_peer(global, args).await;
+    }
     let client = global.client().await?;
     let info = collect(&client).await?;
+    if let Some(path) = &args.get {
+        let value = serde_json::to_value(&info)?;
+        return crate::output::print_field(&value, path, args.output, "the report of liqoctl info");
+    }
     match args.output {
         Some(format) => print(&info, format),
         None => {

@@ -49,6 +49,7 @@ use crate::offload::parse_duration;
 use crate::progress::Spinner;
 
 pub(crate) mod input;
+pub(crate) mod peering_user;
 pub(crate) mod remote;
 use input as peering;
 
@@ -114,6 +115,30 @@ pub enum GenerateCommand {
         /// there, so it must be reachable from this cluster's pods.
         #[arg(long, value_name = "IP:PORT")]
         gateway_endpoint: Option<String>,
+    },
+    /// Print a kubeconfig of a peering identity for one consumer (Liqo v1).
+    ///
+    /// Makes the same least-privilege identity as `peer-command`, bound to
+    /// --consumer-cluster-id (no other cluster can claim it), and prints it as a kubeconfig:
+    /// this cluster's API server, its CA, the identity's token, and (in a context extension)
+    /// this cluster's id and gateway. The consumer's admin peers with it:
+    ///
+    ///   liqoctl generate peering-user --consumer-cluster-id london > peering-user.yaml
+    ///   liqoctl peer --remote-kubeconfig peering-user.yaml      # against london
+    ///
+    /// It carries a credential: share it only with the consumer's administrator.
+    #[command(verbatim_doc_comment)]
+    PeeringUser {
+        /// The consumer's cluster id (required: the identity is bound to it).
+        #[arg(long, value_name = "ID")]
+        consumer_cluster_id: String,
+        /// How long the token can be used (at least 10m); once used, the consumer's host
+        /// replaces it before it expires.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// The API server URL the consumer should use (default: the server of the kubeconfig).
+        #[arg(long)]
+        api_server_url: Option<String>,
     },
 }
 
@@ -206,13 +231,26 @@ pub struct UnpeerOutOfBandArgs {
 
 /// Runs `liqoctl generate ...`.
 pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
-    let GenerateCommand::PeerCommand {
-        only_command,
-        ttl,
-        consumer,
-        api_server_url,
-        gateway_endpoint,
-    } = cmd;
+    let (only_command, ttl, consumer, api_server_url, gateway_endpoint) = match cmd {
+        GenerateCommand::PeerCommand {
+            only_command,
+            ttl,
+            consumer,
+            api_server_url,
+            gateway_endpoint,
+        } => (
+            only_command,
+            ttl,
+            consumer,
+            api_server_url,
+            gateway_endpoint,
+        ),
+        GenerateCommand::PeeringUser {
+            consumer_cluster_id,
+            ttl,
+            api_server_url,
+        } => return generate_peering_user(global, consumer_cluster_id, ttl, api_server_url).await,
+    };
     if ttl < MIN_TTL {
         bail!("--ttl {ttl:?} is too short: the API server issues tokens for at least 10m");
     }
@@ -281,6 +319,34 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
         println!();
         println!("{command}");
     }
+    Ok(())
+}
+
+/// Runs `liqoctl generate peering-user`.
+async fn generate_peering_user(
+    global: &GlobalArgs,
+    consumer: String,
+    ttl: Duration,
+    api_server_url: Option<String>,
+) -> Result<()> {
+    if ttl < MIN_TTL {
+        bail!("--ttl {ttl:?} is too short: the API server issues tokens for at least 10m");
+    }
+    peering::check_cluster_id(&consumer).map_err(|_| {
+        anyhow!(
+            "--consumer-cluster-id {consumer:?} is not a valid cluster id (a label value, e.g. london)"
+        )
+    })?;
+    let config = global.config().await?;
+    let client = global.client().await?;
+    let made = make_identity(&client, &config, Some(&consumer), ttl, api_server_url, None).await?;
+    let kubeconfig = peering_user::kubeconfig(&made, &consumer)?;
+    eprintln!(
+        "note: this kubeconfig carries a credential of {consumer}'s peering identity (tenant \
+         namespace {}, usable until {}): share it only with {consumer}'s administrator",
+        made.tenant, made.expires
+    );
+    print!("{}", serde_yaml::to_string(&kubeconfig)?);
     Ok(())
 }
 

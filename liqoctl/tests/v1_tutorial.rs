@@ -155,6 +155,58 @@ async fn offloading_a_service_with_liqo_v1_commands() {
     })
     .await;
 
+    // `liqoctl info peer`: the report of each side, and one field of it.
+    let report = eventually("info peer to count the reflected copies", WAIT, || async {
+        let out = sh_ok(env, "liqoctl info peer newyork -o json");
+        let reports: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let r = reports[0].clone();
+        eprintln!("info peer newyork: {r}");
+        (r["reflected"]["Service"] == 1 && r["reflected"]["EndpointSlice"] == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(report["role"], "Provider", "{report}");
+    assert_eq!(report["health"], "healthy", "{report}");
+    assert_eq!(report["addressTranslation"], "Identity", "{report}");
+    assert_eq!(
+        report["offloadedNamespaces"],
+        serde_json::json!([{"namespace": "liqo-demo", "remoteNamespace": "liqo-demo", "ready": "True"}]),
+        "{report}"
+    );
+    assert_eq!(
+        sh_ok(env, "liqoctl info peer newyork --get role").trim(),
+        "Provider"
+    );
+    let here = sh_ok(
+        env,
+        "liqoctl info peer london --get reflectedHere --kubeconfig \"$KUBECONFIG_NEWYORK\"",
+    );
+    assert!(
+        here.contains("Service: 1") && here.contains("EndpointSlice: 1"),
+        "{here}"
+    );
+    let human = sh_ok(env, "liqoctl info peer");
+    assert!(
+        human.contains("role: Provider")
+            && human.contains("offloaded namespaces: liqo-demo -> liqo-demo (Ready True)")
+            && human.contains("reflected there: 1 EndpointSlice, 1 Service"),
+        "{human}"
+    );
+    let out = sh(env, "liqoctl info peer newyork --get reflected.Pod");
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .contains("no field \"Pod\" under reflected (fields there: EndpointSlice, Service)"),
+        "{}",
+        text(&out)
+    );
+    let out = sh(env, "liqoctl info peer paris");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("ForeignCluster paris not found"),
+        "{}",
+        text(&out)
+    );
+
     // Teardown as the v1 page writes it (no terminal here, so nothing would be asked anyway;
     // --skip-confirm is accepted everywhere).
     sh_ok(env, "liqoctl unoffload namespace liqo-demo --skip-confirm");
@@ -195,6 +247,78 @@ async fn offloading_a_service_with_liqo_v1_commands() {
         "{}",
         text(&out)
     );
+
+    // A peering user (Liqo v1): newyork's admin prints a kubeconfig for london's identity,
+    // london's admin peers with it, holding no other credential of newyork.
+    let user_file = env.dir().join("peering-user.yaml");
+    let out = sh(
+        env,
+        &format!(
+            "liqoctl generate peering-user --consumer-cluster-id london --kubeconfig \"$KUBECONFIG_NEWYORK\" > {}",
+            user_file.display()
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("share it only with london's administrator"),
+        "{}",
+        text(&out)
+    );
+    let user = user_file.display().to_string();
+    // It can do what the peer command's token can, and no more.
+    for (verb, expected) in [
+        ("patch leases/liqo-peering", "yes"),
+        (
+            "create serviceaccounts/liqo-consumer --subresource token",
+            "yes",
+        ),
+        ("create namespaces", "no"),
+        ("delete namespace/kube-system", "no"),
+        ("get secrets --all-namespaces", "no"),
+        ("create clusterrolebindings", "no"),
+        ("create services -n default", "no"),
+    ] {
+        let out = sh(
+            env,
+            &format!("kubectl auth can-i {verb} --kubeconfig {user}"),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            expected,
+            "the peering user: can-i {verb}: {}",
+            text(&out)
+        );
+    }
+    // Made for london: another cluster cannot use it (newyork plays that cluster here).
+    let out = sh(
+        env,
+        &format!("liqoctl peer --remote-kubeconfig {user} --kubeconfig \"$KUBECONFIG_NEWYORK\""),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .contains("is the peering user of consumer london, not of this cluster (newyork)"),
+        "{}",
+        text(&out)
+    );
+    let out = sh_ok(env, &format!("liqoctl peer --remote-kubeconfig {user}"));
+    assert!(out.contains("Peered with newyork"), "{out}");
+    assert_eq!(
+        &rows(&sh_ok(env, "kubectl get foreignclusters"))[0][..5],
+        ["newyork", "Established", "None", "None", "Established"]
+    );
+    let out = sh_ok(
+        env,
+        &format!("liqoctl unpeer --remote-kubeconfig {user} --skip-confirm"),
+    );
+    assert!(
+        out.contains("newyork revokes the peering identity"),
+        "{out}"
+    );
+    eventually("newyork to revoke the peering user", WAIT, || async {
+        tenants().trim().is_empty().then_some(())
+    })
+    .await;
 
     sh_ok(env, "liqoctl uninstall --skip-confirm");
     sh_ok(

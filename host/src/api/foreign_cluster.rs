@@ -653,6 +653,8 @@ mod tests {
                     0
                 ),
                 ("AGE", ".metadata.creationTimestamp", 0),
+                // Liqo v1's column, in -o wide only: the v0 table stays as it was.
+                ("ROLE", ".status.role", 1),
                 ("CLUSTER ID", ".spec.clusterID", 1),
                 (
                     "API SERVER",

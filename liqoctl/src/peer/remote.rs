@@ -22,7 +22,7 @@ use kube::{Client, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::tenant;
 
-use super::{OutOfBandArgs, UnpeerOutOfBandArgs};
+use super::{OutOfBandArgs, UnpeerOutOfBandArgs, peering_user};
 use crate::context::GlobalArgs;
 use crate::offload::parse_duration;
 use crate::progress::Spinner;
@@ -48,8 +48,9 @@ pub enum GatewayServiceType {
 /// The flags of `liqoctl peer` in Liqo v1's form.
 #[derive(clap::Args, Debug)]
 pub struct RemotePeerArgs {
-    /// Kubeconfig of the provider cluster, with rights to make the peering identity there (what
-    /// `liqoctl generate peer-command` needs). Its credential is not stored anywhere.
+    /// Kubeconfig of the provider cluster: an admin's (the peering identity is made there, as
+    /// by `liqoctl generate peer-command`; that credential is not stored anywhere), or the
+    /// peering user's that `liqoctl generate peering-user` printed on the provider.
     #[arg(long, value_name = "PATH")]
     pub remote_kubeconfig: Option<String>,
     /// Context of --remote-kubeconfig (default: its current context).
@@ -131,6 +132,25 @@ async fn foreign_cluster_of(client: &Client, id: &str) -> Result<Option<ForeignC
 
 /// Runs `liqoctl peer --remote-kubeconfig ...`.
 pub async fn peer(global: &GlobalArgs, args: RemotePeerArgs) -> Result<()> {
+    // A peering user's kubeconfig (`generate peering-user`) already is the identity: peer with
+    // it exactly as with the peer command it stands for.
+    if let Some(path) = &args.remote_kubeconfig
+        && let Some((facts, out_of_band)) =
+            peering_user::peering_user(path, args.remote_context.as_deref(), args.timeout)?
+    {
+        let client = global.client().await?;
+        let local = super::local_identity(&client).await?;
+        peering_user::check_consumer(path, &facts, &local.cluster_id)?;
+        if let Some(fc) = foreign_cluster_of(&client, &facts.cluster_id).await? {
+            println!(
+                "Already peered with cluster {} (ForeignCluster {}): nothing to do.",
+                facts.cluster_id,
+                fc.name_any()
+            );
+            return Ok(());
+        }
+        return super::peer_out_of_band(global, out_of_band).await;
+    }
     let provider = provider(global, args.remote_kubeconfig, args.remote_context, "peer").await?;
     let client = global.client().await?;
     let local = super::local_identity(&client).await?;
@@ -216,10 +236,38 @@ pub async fn peer(global: &GlobalArgs, args: RemotePeerArgs) -> Result<()> {
 
 /// Runs `liqoctl unpeer --remote-kubeconfig ...`.
 pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
+    // With a peering user's kubeconfig this side cannot revoke anything on the provider: it
+    // removes the peering here, which releases the Lease, and the provider's host revokes.
+    if let Some(path) = &args.remote_kubeconfig
+        && let Some((facts, _)) =
+            peering_user::peering_user(path, args.remote_context.as_deref(), args.timeout)?
+    {
+        let client = global.client().await?;
+        let Some(fc) = foreign_cluster_of(&client, &facts.cluster_id).await? else {
+            bail!(
+                "this cluster is not peered with cluster {}: nothing to unpeer \
+                 (`kubectl get foreignclusters` lists the peerings)",
+                facts.cluster_id
+            );
+        };
+        crate::context::confirm(
+            global,
+            &format!(
+                "Remove the peering with {} (its twin namespaces there are deleted)?",
+                facts.cluster_id
+            ),
+        )?;
+        unpeer_here(&client, &fc, &args).await?;
+        println!(
+            "{} revokes the peering identity when its host sees the released Lease.",
+            facts.cluster_id
+        );
+        return Ok(());
+    }
     let provider = provider(
         global,
-        args.remote_kubeconfig,
-        args.remote_context,
+        args.remote_kubeconfig.clone(),
+        args.remote_context.clone(),
         "unpeer",
     )
     .await?;
@@ -242,16 +290,8 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
             provider.id
         ),
     )?;
-    if let Some(fc) = fc {
-        super::unpeer_out_of_band(
-            &client,
-            UnpeerOutOfBandArgs {
-                name: fc.name_any(),
-                force: args.force,
-                timeout: args.timeout,
-            },
-        )
-        .await?;
+    if let Some(fc) = &fc {
+        unpeer_here(&client, fc, &args).await?;
     }
     let spinner = Spinner::start(format!(
         "Revoking {}'s peering identity on {}",
@@ -295,6 +335,19 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
     }
     spinner.success(format!("Unpeered from {} on both clusters", provider.id));
     Ok(())
+}
+
+/// Removes the peering of `fc` in this cluster, as `unpeer out-of-band` does.
+async fn unpeer_here(client: &Client, fc: &ForeignCluster, args: &RemoteUnpeerArgs) -> Result<()> {
+    super::unpeer_out_of_band(
+        client,
+        UnpeerOutOfBandArgs {
+            name: fc.name_any(),
+            force: args.force,
+            timeout: args.timeout,
+        },
+    )
+    .await
 }
 
 /// The live tenant namespaces of the provider bound to consumer `id`.

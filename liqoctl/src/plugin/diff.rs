@@ -539,7 +539,7 @@ async fn remote_namespace(
 }
 
 /// A client for the peer, authenticated with the peering credential as the host's is.
-async fn peer_client(client: &Client, fc: &ForeignCluster) -> Result<Client> {
+pub(crate) async fn peer_client(client: &Client, fc: &ForeignCluster) -> Result<Client> {
     let name = fc.name_any();
     let reference = fc.spec.credentials_secret_ref.as_ref().ok_or_else(|| {
         anyhow!(
