@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use liqo_host::api::namespace_offloading::{
     NAMESPACE_OFFLOADING_NAME, NamespaceOffloading, OffloadingPhase,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::context::GlobalArgs;
 use crate::output::{self, OutputFormat};
@@ -50,7 +50,8 @@ pub enum OffloadCommand {
         /// How long to wait for the host to create the twin namespaces.
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: Duration,
-        /// Print the NamespaceOffloading at the end.
+        /// Print the NamespaceOffloading instead of applying it (Liqo v1, for GitOps): nothing
+        /// is contacted or changed; `| kubectl apply -f -` offloads with it.
         #[arg(short, long, value_enum)]
         output: Option<OutputFormat>,
     },
@@ -153,6 +154,23 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
         _ => {}
     }
 
+    let mut spec = json!({
+        "namespaceMappingStrategy": format!("{namespace_mapping_strategy:?}"),
+        "podOffloadingStrategy": "Local",
+    });
+    if let Some(name) = &remote_namespace_name {
+        spec["remoteNamespaceName"] = json!(name);
+    }
+    let manifest = json!({
+        "apiVersion": "offloading.liqo.io/v1beta1",
+        "kind": "NamespaceOffloading",
+        "metadata": {"name": NAMESPACE_OFFLOADING_NAME, "namespace": namespace},
+        "spec": spec,
+    });
+    if let Some(format) = output {
+        return output::print(&manifest, format);
+    }
+
     let client = global.client().await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     if namespaces
@@ -167,35 +185,55 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     }
 
     let api: Api<NamespaceOffloading> = Api::namespaced(client, &namespace);
-    let mut spec = json!({
-        "namespaceMappingStrategy": format!("{namespace_mapping_strategy:?}"),
-        "podOffloadingStrategy": "Local",
-    });
-    if let Some(name) = &remote_namespace_name {
-        spec["remoteNamespaceName"] = json!(name);
+    // Already offloaded with this spec (by liqoctl, or applied from `-o yaml` by kubectl or a
+    // GitOps tool): nothing to write, and no field-ownership conflict with that manager. A
+    // change of an immutable field is refused here, whoever manages the object.
+    let current = api.get_opt(NAMESPACE_OFFLOADING_NAME).await.ok().flatten();
+    let mut existing = None;
+    if let Some(o) = current {
+        let spec = serde_json::to_value(&o.spec).unwrap_or_default();
+        let wanted = manifest["spec"].as_object().cloned().unwrap_or_default();
+        for field in ["namespaceMappingStrategy", "remoteNamespaceName"] {
+            let (now, asked) = (&spec[field], wanted.get(field).unwrap_or(&Value::Null));
+            if now != asked {
+                bail!(
+                    "namespace {namespace} is offloaded with {field} {now}, and {field} is \
+                     immutable: unoffload the namespace (liqoctl unoffload namespace {namespace}) \
+                     and offload it again to change it"
+                );
+            }
+        }
+        if wanted.iter().all(|(k, v)| &spec[k] == v) {
+            existing = Some(o);
+        }
     }
-    let applied = api
-        .patch(
-            NAMESPACE_OFFLOADING_NAME,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(json!({
-                "apiVersion": "offloading.liqo.io/v1beta1",
-                "kind": "NamespaceOffloading",
-                "metadata": {"name": NAMESPACE_OFFLOADING_NAME, "namespace": namespace},
-                "spec": spec,
-            })),
-        )
-        .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 422 => anyhow::anyhow!(
-                "the API server refused the NamespaceOffloading of {namespace}: {}",
-                s.message
-            ),
-            kube::Error::Api(s) if s.code == 404 => anyhow::anyhow!(
-                "the NamespaceOffloading kind is not installed in this cluster: run liqoctl install"
-            ),
-            other => anyhow::Error::new(other).context(format!("offloading namespace {namespace}")),
-        })?;
+    let applied = match existing {
+        Some(o) => Ok(o),
+        None => {
+            api.patch(
+                NAMESPACE_OFFLOADING_NAME,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&manifest),
+            )
+            .await
+        }
+    };
+    let applied = applied.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 409 => anyhow::anyhow!(
+            "the NamespaceOffloading of {namespace} is managed by someone else, and liqoctl \
+                 would change it ({}): change it where it is managed (for example with kubectl \
+                 or your GitOps repository), or unoffload and offload again",
+            s.message
+        ),
+        kube::Error::Api(s) if s.code == 422 => anyhow::anyhow!(
+            "the API server refused the NamespaceOffloading of {namespace}: {}",
+            s.message
+        ),
+        kube::Error::Api(s) if s.code == 404 => anyhow::anyhow!(
+            "the NamespaceOffloading kind is not installed in this cluster: run liqoctl install"
+        ),
+        other => anyhow::Error::new(other).context(format!("offloading namespace {namespace}")),
+    })?;
     let generation = applied.metadata.generation.unwrap_or_default();
 
     let spinner = Spinner::start(format!("Offloading namespace {namespace}"));
@@ -248,9 +286,6 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
                 status.message.unwrap_or_default()
             );
         }
-    }
-    if let Some(format) = output {
-        output::print(&object, format)?;
     }
     Ok(())
 }

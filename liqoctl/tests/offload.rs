@@ -63,7 +63,62 @@ async fn offload_and_unoffload_through_liqoctl() {
     assert!(!out.status.success());
     assert!(text(&out).contains("does not exist"), "{}", text(&out));
 
-    // The tutorial's command.
+    // Liqo v1, for GitOps: -o yaml prints the NamespaceOffloading and applies nothing;
+    // `kubectl apply -f -` of that output offloads the namespace.
+    let out = run_liqoctl(
+        env,
+        &[
+            "offload",
+            "namespace",
+            &ns,
+            "--namespace-mapping-strategy",
+            "EnforceSameName",
+            "-o",
+            "yaml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let printed: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["kind"], "NamespaceOffloading");
+    assert_eq!(printed["metadata"]["namespace"], ns.as_str());
+    assert_eq!(
+        printed["spec"]["namespaceMappingStrategy"],
+        "EnforceSameName"
+    );
+    assert!(
+        nso.get_opt("offloading").await.unwrap().is_none(),
+        "-o yaml applied the NamespaceOffloading"
+    );
+    let mut apply = std::process::Command::new(env.kubectl_bin())
+        .args(["apply", "-f", "-", "--kubeconfig"])
+        .arg(env.kubeconfig_path("london"))
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    apply.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let applied = apply.wait_with_output().unwrap();
+    assert!(
+        applied.status.success(),
+        "kubectl apply: {}",
+        text(&applied)
+    );
+    eventually(
+        "the applied NamespaceOffloading to be Ready",
+        WAIT,
+        || async {
+            let o = nso.get_opt("offloading").await.ok()??;
+            (o.status?.offloading_phase?
+                == liqo_host::api::namespace_offloading::OffloadingPhase::Ready)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The tutorial's command (on the namespace offloaded above: the same spec, idempotent).
     let out = run_liqoctl(
         env,
         &[
@@ -84,7 +139,7 @@ async fn offload_and_unoffload_through_liqoctl() {
     })
     .await;
 
-    // Re-running is idempotent and -o yaml prints the object.
+    // Re-running is idempotent.
     let out = run_liqoctl(
         env,
         &[
@@ -95,16 +150,13 @@ async fn offload_and_unoffload_through_liqoctl() {
             "EnforceSameName",
             "--pod-offloading-strategy",
             "Local",
-            "-o",
-            "yaml",
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let printed: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
-    assert_eq!(printed["status"]["offloadingPhase"], "Ready");
+    let object = nso.get("offloading").await.unwrap();
     assert_eq!(
-        printed["spec"]["namespaceMappingStrategy"],
-        "EnforceSameName"
+        object.status.and_then(|s| s.offloading_phase),
+        Some(liqo_host::api::namespace_offloading::OffloadingPhase::Ready)
     );
 
     // The strategy cannot change once offloaded: the API server says so, liqoctl relays it.
