@@ -162,12 +162,14 @@ if [ "${KEEP:-0}" = 1 ]; then
   exit 0
 fi
 
+# --skip-confirm: run from a terminal, these destructive commands would ask first (as Liqo
+# v1's do); the demo answers for the reader, as Liqo v1's tutorial pages write them.
 bold "Tearing down, as the tutorial does"
-step liqoctl unoffload namespace liqo-demo
-step liqoctl unpeer out-of-band newyork
-step liqoctl uninstall
-step liqoctl uninstall --kubeconfig '"$KUBECONFIG_NEWYORK"'
+step liqoctl unoffload namespace liqo-demo --skip-confirm
+step liqoctl unpeer out-of-band newyork --skip-confirm
+step liqoctl uninstall --skip-confirm
+step liqoctl uninstall --skip-confirm --kubeconfig '"$KUBECONFIG_NEWYORK"'
 stop_hosts
-step liqoctl uninstall --purge
-step liqoctl uninstall --kubeconfig '"$KUBECONFIG_NEWYORK"' --purge
+step liqoctl uninstall --skip-confirm --purge
+step liqoctl uninstall --skip-confirm --kubeconfig '"$KUBECONFIG_NEWYORK"' --purge
 bold "Done: everything the demo created is gone."
