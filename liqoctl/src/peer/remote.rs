@@ -306,21 +306,28 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
     let deadline = Instant::now() + args.timeout;
     let namespaces: Api<Namespace> = Api::all(provider.client.clone());
     loop {
+        // The tenant and twin namespaces, and the provider's ForeignCluster for this cluster
+        // (its host removes its finalizer): gone on both sides when the command returns.
         let mut left = Vec::new();
         for ns in &tenants {
             if namespaces.get_opt(ns).await?.is_some() {
-                left.push(ns.clone());
+                left.push(format!("namespace {ns}"));
             }
-            left.extend(tenant::twin_namespaces(&provider.client, ns).await?);
+            for twin in tenant::twin_namespaces(&provider.client, ns).await? {
+                left.push(format!("namespace {twin}"));
+            }
+        }
+        if let Some(fc) = foreign_cluster_of(&provider.client, &local.cluster_id).await? {
+            left.push(format!("ForeignCluster {}", fc.name_any()));
         }
         if left.is_empty() {
             break;
         }
         if Instant::now() >= deadline {
-            spinner.fail("namespaces are still terminating");
+            spinner.fail("the provider still holds this peering's objects");
             bail!(
-                "namespaces {} on {} were not gone within {:?}: `kubectl get namespace` there \
-                 shows what holds them",
+                "{} on {} were not gone within {:?}: `kubectl get` them there to see what \
+                 holds them (a finalizer of a host that is not running?)",
                 left.join(", "),
                 provider.id,
                 args.timeout
