@@ -104,9 +104,15 @@ pub async fn info_peer(global: &GlobalArgs, args: InfoPeerArgs) -> Result<()> {
             selected.len()
         );
     }
+    // Read once for every report: each picks the offloadings that report on its peer.
+    let offloadings = manifests::list_if_installed(
+        &Api::<NamespaceOffloading>::all(client.clone()),
+        "NamespaceOffloadings",
+    )
+    .await?;
     let mut reports = Vec::new();
     for fc in selected {
-        reports.push(report(&client, &local_id, fc).await?);
+        reports.push(report(&client, &local_id, fc, &offloadings).await?);
     }
     if let Some(path) = &args.get {
         let value = serde_json::to_value(&reports[0])?;
@@ -129,7 +135,12 @@ pub async fn info_peer(global: &GlobalArgs, args: InfoPeerArgs) -> Result<()> {
     }
 }
 
-async fn report(client: &Client, local_id: &str, fc: &ForeignCluster) -> Result<PeerReport> {
+async fn report(
+    client: &Client,
+    local_id: &str,
+    fc: &ForeignCluster,
+    offloadings: &[NamespaceOffloading],
+) -> Result<PeerReport> {
     let peering = peering_info(client, fc).await;
     let peer_id = fc.spec.cluster_id.clone();
     let role = fc
@@ -148,13 +159,8 @@ async fn report(client: &Client, local_id: &str, fc: &ForeignCluster) -> Result<
     let mut count_errors = Vec::new();
 
     // Outgoing: the namespaces offloaded to the peer, and their copies there.
-    let offloadings = manifests::list_if_installed(
-        &Api::<NamespaceOffloading>::all(client.clone()),
-        "NamespaceOffloadings",
-    )
-    .await?;
     let mut offloaded_namespaces = Vec::new();
-    for o in &offloadings {
+    for o in offloadings {
         let Some(status) = &o.status else { continue };
         let Some(conditions) = status.remote_namespaces_conditions.get(&peer_id) else {
             continue;
