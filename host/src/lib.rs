@@ -20,6 +20,7 @@
 //! - [`user_plugins`]: ReflectionPlugin objects: user plugins loaded, swapped and removed live.
 
 pub mod api;
+pub mod cluster_labels;
 pub mod endpoint_ranges;
 pub mod invariants;
 pub mod labels;

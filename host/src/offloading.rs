@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
@@ -22,6 +21,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::api::ConditionStatus;
+use crate::api::cluster_selector::ClusterSelector;
 use crate::api::conditions::{self, now, upsert_condition};
 use crate::api::foreign_cluster::ForeignCluster;
 use crate::api::namespace_offloading::{
@@ -183,38 +183,79 @@ async fn apply(
         return Ok(Action::await_change());
     }
 
+    // A selector the host cannot evaluate sends the namespace nowhere (never everywhere).
+    let selector = o.spec.cluster_selector.as_ref();
+    if let Err(invalid) = selector.map(ClusterSelector::check).transpose() {
+        let mut withdrawing = false;
+        for peer in ctx.peers.list() {
+            withdrawing |= withdraw(o, &peer, status.remote_namespace_name.as_deref(), ctx).await?;
+        }
+        status.offloading_phase = Some(OffloadingPhase::AllFailed);
+        status.message = Some(format!(
+            "{invalid}; the namespace is offloaded to no peer until the selector is fixed \
+             (kubectl edit namespaceoffloading offloading -n {namespace}, or liqoctl offload \
+             namespace {namespace} --selector KEY=VALUE)"
+        ));
+        write_status(o, status, ctx).await?;
+        return Ok(if withdrawing {
+            Action::requeue(Duration::from_secs(1))
+        } else {
+            Action::await_change()
+        });
+    }
+    let wanted = selector.map_or_else(|| "every peer".to_string(), ClusterSelector::describe);
+
     let spec_json = serde_json::to_value(&o.spec).unwrap_or_default();
     let mut outcomes: BTreeMap<String, PeerOutcome> = BTreeMap::new();
     let mut selected = 0;
+    let mut withdrawing = false;
     let mut remote_name: Option<String> = None;
     for peer in ctx.peers.list() {
         let id = peer.identity.id.clone();
-        let conds = status
-            .remote_namespaces_conditions
-            .entry(id.clone())
-            .or_default();
-        if !selects(o.spec.cluster_selector.as_ref(), &peer) {
+        let labels = render_labels(&peer.labels);
+        if !ClusterSelector::selects(selector, &peer.labels).unwrap_or(false) {
+            // A peer that stopped matching loses its twin namespace (and the copies in it);
+            // the other peers keep theirs.
+            let terminating =
+                withdraw(o, &peer, status.remote_namespace_name.as_deref(), ctx).await?;
+            withdrawing |= terminating;
+            let conds = status
+                .remote_namespaces_conditions
+                .entry(id.clone())
+                .or_default();
+            conds.retain(|c| c.type_ == RemoteNamespaceConditionType::OffloadingRequired);
             upsert_condition(
                 conds,
                 RemoteNamespaceCondition::new(
                     RemoteNamespaceConditionType::OffloadingRequired,
                     ConditionStatus::False,
                     conditions::REASON_CLUSTER_NOT_SELECTED,
-                    "the cluster selector does not match this peer",
+                    format!(
+                        "the cluster selector ({wanted}) does not match this peer's labels \
+                         ({labels}){}",
+                        if terminating {
+                            "; its twin namespace is being deleted"
+                        } else {
+                            ""
+                        }
+                    ),
                 ),
                 now(),
             );
-            ctx.engine.unoffload(&id, &namespace);
             continue;
         }
         selected += 1;
+        let conds = status
+            .remote_namespaces_conditions
+            .entry(id.clone())
+            .or_default();
         upsert_condition(
             conds,
             RemoteNamespaceCondition::new(
                 RemoteNamespaceConditionType::OffloadingRequired,
                 ConditionStatus::True,
                 conditions::REASON_CLUSTER_SELECTED,
-                "the cluster selector matches this peer",
+                format!("the cluster selector ({wanted}) matches this peer's labels ({labels})"),
             ),
             now(),
         );
@@ -350,8 +391,11 @@ async fn apply(
         .any(|o| !o.ready && o.reason == conditions::REASON_CREATING);
     write_status(o, status, ctx).await?;
     // Failures are retried until they clear (for example a foreign namespace is removed); a
-    // twin namespace the provider is creating is looked at again soon (it answers at once).
-    Ok(if failed.is_empty() {
+    // twin namespace the provider is creating, or one being deleted in a peer that is no
+    // longer selected, is looked at again soon (providers answer at once).
+    Ok(if withdrawing {
+        Action::requeue(Duration::from_secs(1))
+    } else if failed.is_empty() {
         Action::requeue(Duration::from_secs(300))
     } else if creating {
         Action::requeue(Duration::from_millis(300))
@@ -547,28 +591,16 @@ fn owned(ns: &Namespace, local: &str, peer: &str) -> bool {
             == Some(peer)
 }
 
-/// `matchLabels` and `matchExpressions` (In, NotIn, Exists, DoesNotExist) over the
-/// ForeignCluster's labels; absent or empty selects every peer.
-fn selects(selector: Option<&LabelSelector>, peer: &Peer) -> bool {
-    let Some(sel) = selector else { return true };
-    let labels = &peer.labels;
-    let labels_ok = sel
-        .match_labels
+/// `k=v,...` of a peer's labels, for condition messages (`no labels` when it has none).
+fn render_labels(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "no labels".into();
+    }
+    labels
         .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 async fn cleanup(
@@ -584,48 +616,13 @@ async fn cleanup(
     }
     let mut terminating = Vec::new();
     for peer in ctx.peers.list() {
-        ctx.engine.unoffload(&peer.identity.id, &namespace);
-        let Some(remote_name) = status.remote_namespace_name.clone() else {
-            continue;
-        };
-        if let Some(tenant) = &peer.tenant {
-            ctx.metrics.write(&peer.identity.id, "delete");
-            match crate::tenant::withdraw_twin(&peer.client, tenant, &namespace).await {
-                Ok(false) => {}
-                Ok(true) => terminating.push(format!("{remote_name} in {}", peer.identity.name)),
-                Err(source) => {
-                    return Err(OffloadingError::Kube {
-                        namespace: namespace.clone(),
-                        source,
-                    });
-                }
-            }
-            continue;
-        }
-        let api: Api<Namespace> = Api::all(peer.client.clone());
-        let Ok(Some(existing)) = api.get_opt(&remote_name).await else {
-            continue;
-        };
-        if !owned(&existing, &ctx.local.id, &peer.identity.id) {
-            continue;
-        }
-        terminating.push(format!("{remote_name} in {}", peer.identity.name));
-        if existing.metadata.deletion_timestamp.is_none() {
-            ctx.metrics.write(&peer.identity.id, "delete");
-            let params = DeleteParams {
-                preconditions: Some(kube::api::Preconditions {
-                    uid: existing.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            api.delete(&remote_name, &params)
-                .await
-                .map_err(|source| OffloadingError::Kube {
-                    namespace: namespace.clone(),
-                    source,
-                })?;
-            tracing::info!(peer = %peer.identity.id, %remote_name, "twin namespace deleted");
+        let remote_name = status.remote_namespace_name.as_deref();
+        if withdraw(o, &peer, remote_name, ctx).await? {
+            terminating.push(format!(
+                "{} in {}",
+                remote_name.unwrap_or_default(),
+                peer.identity.name
+            ));
         }
     }
     // The finalizer stays until the twin namespaces are gone, so `liqoctl unoffload` (which
@@ -637,6 +634,52 @@ async fn cleanup(
         });
     }
     Ok(Action::await_change())
+}
+
+/// Stops reflecting `o`'s namespace to `peer` and deletes its twin namespace there (the copies
+/// go with it): through the tenant's NamespaceMap, or directly when this cluster created it.
+/// `true` while the twin namespace still exists (terminating).
+async fn withdraw(
+    o: &NamespaceOffloading,
+    peer: &Peer,
+    remote_name: Option<&str>,
+    ctx: &OffloadingContext,
+) -> Result<bool, OffloadingError> {
+    let namespace = o.namespace().unwrap_or_default();
+    ctx.engine.unoffload(&peer.identity.id, &namespace);
+    let Some(remote_name) = remote_name else {
+        return Ok(false);
+    };
+    let kube_err = |source| OffloadingError::Kube {
+        namespace: namespace.clone(),
+        source,
+    };
+    if let Some(tenant) = &peer.tenant {
+        // No write when the NamespaceMap has no entry for this namespace.
+        return crate::tenant::withdraw_twin(&peer.client, tenant, &namespace)
+            .await
+            .map_err(kube_err);
+    }
+    let api: Api<Namespace> = Api::all(peer.client.clone());
+    let Ok(Some(existing)) = api.get_opt(remote_name).await else {
+        return Ok(false);
+    };
+    if !owned(&existing, &ctx.local.id, &peer.identity.id) {
+        return Ok(false);
+    }
+    if existing.metadata.deletion_timestamp.is_none() {
+        ctx.metrics.write(&peer.identity.id, "delete");
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: existing.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        api.delete(remote_name, &params).await.map_err(kube_err)?;
+        tracing::info!(peer = %peer.identity.id, %remote_name, "twin namespace deleted");
+    }
+    Ok(true)
 }
 
 async fn write_status(

@@ -127,6 +127,25 @@ impl Peers {
         self.changes.send_modify(|n| *n += 1);
     }
 
+    /// Records the current labels of peer `id`'s ForeignCluster (they change without
+    /// re-establishing the peer: `kubectl label`, or the provider's cluster labels); the
+    /// offloading controller is notified when they differ, so selection follows them.
+    fn set_labels(&self, id: &str, labels: &BTreeMap<String, String>) {
+        let changed = {
+            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            match inner.get_mut(id) {
+                Some((peer, _)) if &peer.labels != labels => {
+                    peer.labels = labels.clone();
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
     fn remove(&self, id: &str) {
         let removed = self
             .inner
@@ -426,6 +445,7 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                         );
                         tracing::info!(peer = %id, "peer established");
                     }
+                    ctx.peers.set_labels(&id, fc.labels());
                     Ok(())
                 }
                 Err(failure) => Err(failure),
@@ -612,6 +632,42 @@ fn network_condition(fc: &ForeignCluster, transport: Option<&Transport>) -> Peer
     }
 }
 
+/// Puts the provider's cluster labels, as it publishes them on the tenant's NamespaceMap, on
+/// its ForeignCluster here (see [`crate::cluster_labels`]). Best effort: a failure is logged and
+/// tried again at the next renewal; the labels in place stay meanwhile.
+async fn sync_cluster_labels(fc: &ForeignCluster, peer: &Client, tenant: &str, ctx: &Context) {
+    use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
+    let name = fc.name_any();
+    let map = Api::<NamespaceMap>::namespaced(peer.clone(), tenant)
+        .get(NAMESPACE_MAP_NAME)
+        .await;
+    let published = match map {
+        Ok(map) => map.status.and_then(|s| s.cluster_labels),
+        Err(err) => {
+            tracing::debug!(foreign_cluster = %name, %err, "cannot read the provider's cluster labels");
+            return;
+        }
+    };
+    // A provider that publishes nothing (older than cluster labels) leaves the labels alone.
+    let Some(published) = published else { return };
+    let labels = crate::cluster_labels::accepted(&published);
+    if labels.len() != published.len() {
+        tracing::warn!(foreign_cluster = %name,
+            "some cluster labels of this provider are not valid labels or use a prefix reserved \
+             to Liqo; they are ignored");
+    }
+    if crate::cluster_labels::in_place(fc, &labels) {
+        return;
+    }
+    ctx.metrics.write("local", "apply");
+    match crate::cluster_labels::apply(&ctx.client, &name, &labels).await {
+        Ok(_) => tracing::info!(foreign_cluster = %name,
+            labels = %crate::cluster_labels::render(&labels), "cluster labels of the provider applied"),
+        Err(err) => tracing::warn!(foreign_cluster = %name, %err,
+            "cannot put the provider's cluster labels on its ForeignCluster"),
+    }
+}
+
 /// The peer's gateway from `spec.networking` (pinned fingerprint, service endpoint), `None`
 /// when the peering is not in gateway mode, or why the spec is unusable.
 fn gateway_of(fc: &ForeignCluster) -> Result<Option<(Fingerprint, SocketAddr)>, String> {
@@ -709,7 +765,8 @@ async fn keep_lease(
     ctx.leases
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(id, (peer.clone(), cred.namespace.clone()));
+        .insert(id.clone(), (peer.clone(), cred.namespace.clone()));
+    sync_cluster_labels(fc, peer, &cred.namespace, ctx).await;
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let due = tenant::token_times(&cred.token).is_some_and(|t| tenant::token_needs_refresh(t, now));
     if due {

@@ -256,7 +256,28 @@ pub async fn run(
     let twins: Api<Namespace> = Api::all(ctx.client.clone());
     // The announcements last seen on each tenant's Lease.
     let seen: std::sync::Mutex<BTreeMap<String, BTreeMap<String, String>>> = Default::default();
-    Controller::new(maps, watcher::Config::default())
+    let controller = Controller::new(maps, watcher::Config::default());
+    let store = controller.store();
+    controller
+        // This cluster's labels (`liqoctl install --cluster-labels`) are published to every
+        // tenant at once.
+        .watches(
+            Api::<ConfigMap>::namespaced(
+                ctx.client.clone(),
+                crate::api::identity::CLUSTER_IDENTITY_NAMESPACE,
+            ),
+            watcher::Config::default().fields(&format!(
+                "metadata.name={}",
+                crate::api::identity::CLUSTER_IDENTITY_CONFIGMAP
+            )),
+            move |_| {
+                store
+                    .state()
+                    .iter()
+                    .map(|m| ObjectRef::from_obj(m.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         // A twin namespace that finishes terminating (or is deleted by someone else) updates
         // its tenant's status at once.
         .watches(
@@ -424,7 +445,19 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
     };
     let wanted: BTreeSet<&str> = desired.values().map(String::as_str).collect();
 
-    let mut status = NamespaceMapStatus::default();
+    // This cluster's labels, for the consumer's ForeignCluster. Unreadable ones keep what the
+    // consumer was last told (never an empty set that would deselect this cluster).
+    let cluster_labels = match crate::cluster_labels::read_own(client).await {
+        Ok(labels) => Some(labels),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant_ns, "{e}");
+            map.status.as_ref().and_then(|s| s.cluster_labels.clone())
+        }
+    };
+    let mut status = NamespaceMapStatus {
+        cluster_labels,
+        ..NamespaceMapStatus::default()
+    };
     let mut pending = false;
     // Twin namespaces no longer asked for: deleted, reported Terminating until gone.
     for ns in &ours {
@@ -564,11 +597,26 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
         for (local, e) in &status.current_mapping {
             current.insert(local.clone(), serde_json::to_value(e).unwrap_or_default());
         }
+        let mut labels = serde_json::Map::new();
+        for key in map
+            .status
+            .iter()
+            .flat_map(|s| s.cluster_labels.iter().flatten())
+            .map(|(k, _)| k)
+        {
+            labels.insert(key.clone(), serde_json::Value::Null);
+        }
+        for (key, value) in status.cluster_labels.iter().flatten() {
+            labels.insert(key.clone(), json!(value));
+        }
         Api::<NamespaceMap>::namespaced(client.clone(), &tenant_ns)
             .patch_status(
                 NAMESPACE_MAP_NAME,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"currentMapping": current}})),
+                &Patch::Merge(json!({"status": {
+                    "currentMapping": current,
+                    "clusterLabels": labels,
+                }})),
             )
             .await
             .map_err(err("writing the status"))?;

@@ -90,6 +90,18 @@ pub struct InstallArgs {
     /// ClusterIP,NodePort,ExternalName.
     #[arg(long, value_name = "TYPE,...", value_parser = parse_service_types)]
     pub peer_service_types: Option<Vec<String>>,
+    /// This cluster's labels, as in Liqo (`topology.liqo.io/region=south,...`). Consumers see
+    /// them on their ForeignCluster for this cluster and offload to it by them (`liqoctl
+    /// offload namespace NS --selector topology.liqo.io/region=south`). Running install again
+    /// with other labels updates every consumer within seconds; without the flag the labels
+    /// stay as they are; `--cluster-labels ''` removes them. Keys under liqo.io/ prefixes
+    /// other than topology.liqo.io/ are reserved.
+    #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_cluster_labels)]
+    pub cluster_labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+fn parse_cluster_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    liqo_host::cluster_labels::parse(text)
 }
 
 fn parse_peer_quota(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
@@ -151,6 +163,12 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
             (new_identity(id, &args), false)
         }
     };
+    let cluster_labels = match &args.cluster_labels {
+        Some(labels) => labels.clone(),
+        None => liqo_host::cluster_labels::read_own(&client)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} (nothing was changed)"))?,
+    };
     let image = match &args.image {
         Some(image) => image.clone(),
         None => manifests::default_image()?,
@@ -181,6 +199,10 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     let mut cm = identity.to_config_map();
     cm.labels_mut()
         .insert("app.kubernetes.io/part-of".into(), "liqo".into());
+    cm.data.get_or_insert_default().insert(
+        liqo_host::cluster_labels::CLUSTER_LABELS_KEY.into(),
+        liqo_host::cluster_labels::render(&cluster_labels),
+    );
     Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
         .patch(CLUSTER_IDENTITY_CONFIGMAP, &params, &Patch::Apply(&cm))
         .await
@@ -249,6 +271,14 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     println!("liqo installed:");
     println!("  cluster id:    {}{id_note}", identity.cluster_id);
     println!("  cluster name:  {}", identity.cluster_name);
+    println!(
+        "  cluster labels: {}",
+        if cluster_labels.is_empty() {
+            "none (--cluster-labels)".to_string()
+        } else {
+            liqo_host::cluster_labels::render(&cluster_labels)
+        }
+    );
     println!("  CRDs:          {} (established)", crd_names.join(", "));
     println!(
         "  peer limits:   {} twin namespaces per consumer; quota {}; Service types {}",

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::ListParams;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use liqo_host::api::cluster_selector::{self, ClusterSelector, ClusterSelectorTerm};
 use liqo_host::api::namespace_offloading::{
     NAMESPACE_OFFLOADING_NAME, NamespaceOffloading, OffloadingPhase,
 };
@@ -26,46 +29,82 @@ const FIELD_MANAGER: &str = "liqoctl";
 /// `liqoctl offload ...`.
 #[derive(Subcommand, Debug)]
 pub enum OffloadCommand {
-    /// Offload a namespace: its Services and EndpointSlices are reflected into a twin namespace
-    /// in every peered cluster (pods stay in this cluster).
+    /// Offload namespaces: their Services and EndpointSlices are reflected into a twin
+    /// namespace in every selected peered cluster (pods stay in this cluster).
     ///
-    /// Example:
+    /// Examples:
     ///   liqoctl offload namespace liqo-demo --namespace-mapping-strategy EnforceSameName \
     ///       --pod-offloading-strategy Local
+    ///   # Only to the providers installed with --cluster-labels topology.liqo.io/region=south:
+    ///   liqoctl offload namespace liqo-demo --selector 'topology.liqo.io/region=south'
+    ///   # To the south, or to any cluster with a gpu label (each --selector is an alternative):
+    ///   liqoctl offload namespace liqo-demo -l 'topology.liqo.io/region=south' -l gpu
+    ///   # Every namespace labelled team=web:
+    ///   liqoctl offload namespace --namespace-selector team=web
     #[command(verbatim_doc_comment)]
     Namespace {
-        /// The namespace to offload.
-        namespace: String,
+        /// The namespaces to offload (or --namespace-selector).
+        #[arg(
+            value_name = "NAMESPACE",
+            required_unless_present = "namespace_selector",
+            conflicts_with = "namespace_selector"
+        )]
+        namespaces: Vec<String>,
+        /// Offload every namespace whose labels match this label query (Liqo v1's
+        /// --ns-selector), e.g. `team=web` or `env in (prod,staging)`.
+        #[arg(long, visible_alias = "ns-selector", value_name = "QUERY")]
+        namespace_selector: Option<String>,
         /// How the twin namespace is named: EnforceSameName (same name, so DNS names work
         /// unchanged), DefaultName (`<namespace>-<local cluster id>`) or SelectedName
         /// (`--remote-namespace-name`). Cannot change once offloaded.
         #[arg(long, value_enum, default_value_t = MappingStrategy::DefaultName)]
         namespace_mapping_strategy: MappingStrategy,
-        /// The twin namespace name; only with `--namespace-mapping-strategy SelectedName`.
+        /// The twin namespace name; only with `--namespace-mapping-strategy SelectedName` and
+        /// a single namespace.
         #[arg(long)]
         remote_namespace_name: Option<String>,
         /// Where pods run. Only Local (pods stay in this cluster) is supported.
         #[arg(long, value_enum, default_value_t = PodStrategy::Local)]
         pod_offloading_strategy: PodStrategy,
-        /// How long to wait for the host to create the twin namespaces.
+        /// Offload only to the peered clusters whose labels match (those of their
+        /// ForeignCluster, which carry each provider's `liqoctl install --cluster-labels`).
+        /// Liqo's syntax: `key=value`, `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key`,
+        /// `!key`, `key>N`, `key<N`; commas AND them. Repeat the flag for alternatives (ORed).
+        /// Default: every peered cluster, present and future.
+        #[arg(short = 'l', long = "selector", value_name = "EXPR", value_parser = parse_selector_term)]
+        selectors: Vec<ClusterSelectorTerm>,
+        /// How long to wait for the host to create the twin namespaces (per namespace).
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: Duration,
-        /// Print the NamespaceOffloading instead of applying it (Liqo v1, for GitOps): nothing
-        /// is contacted or changed; `| kubectl apply -f -` offloads with it.
+        /// Print the NamespaceOffloadings instead of applying them (Liqo v1, for GitOps):
+        /// nothing is changed; `| kubectl apply -f -` offloads with them.
         #[arg(short, long, value_enum)]
         output: Option<OutputFormat>,
     },
 }
 
+fn parse_selector_term(text: &str) -> Result<ClusterSelectorTerm, String> {
+    cluster_selector::parse_term(text)
+}
+
 /// `liqoctl unoffload ...`.
 #[derive(Subcommand, Debug)]
 pub enum UnoffloadCommand {
-    /// Stop offloading a namespace. Destructive: the twin namespaces, and everything in them,
+    /// Stop offloading namespaces. Destructive: the twin namespaces, and everything in them,
     /// are deleted in the peers.
     Namespace {
-        /// The namespace.
-        namespace: String,
-        /// How long to wait for the twin namespaces to be deleted.
+        /// The namespaces (or --namespace-selector).
+        #[arg(
+            value_name = "NAMESPACE",
+            required_unless_present = "namespace_selector",
+            conflicts_with = "namespace_selector"
+        )]
+        namespaces: Vec<String>,
+        /// Stop offloading every offloaded namespace whose labels match this label query
+        /// (Liqo v1's --ns-selector).
+        #[arg(long, visible_alias = "ns-selector", value_name = "QUERY")]
+        namespace_selector: Option<String>,
+        /// How long to wait for the twin namespaces to be deleted (per namespace).
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: Duration,
     },
@@ -125,10 +164,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Runs `liqoctl offload ...`.
 pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     let OffloadCommand::Namespace {
-        namespace,
+        namespaces,
+        namespace_selector,
         namespace_mapping_strategy,
         remote_namespace_name,
         pod_offloading_strategy,
+        selectors,
         timeout,
         output,
     } = cmd;
@@ -140,9 +181,17 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     }
     // Checked before any request, so a typo gets its own sentence rather than "does not
     // exist" (a name kubectl could never create) or the API server's schema error.
-    check_namespace_name("namespace", &namespace)?;
+    for namespace in &namespaces {
+        check_namespace_name("namespace", namespace)?;
+    }
     if let Some(name) = &remote_namespace_name {
         check_namespace_name("--remote-namespace-name", name)?;
+        if namespaces.len() != 1 {
+            bail!(
+                "--remote-namespace-name names the twin of one namespace: offload a single \
+                 namespace with it (two namespaces cannot share a twin)"
+            );
+        }
     }
     match (namespace_mapping_strategy, &remote_namespace_name) {
         (MappingStrategy::SelectedName, None) => {
@@ -153,7 +202,6 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
         ),
         _ => {}
     }
-
     let mut spec = json!({
         "namespaceMappingStrategy": format!("{namespace_mapping_strategy:?}"),
         "podOffloadingStrategy": "Local",
@@ -161,20 +209,89 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     if let Some(name) = &remote_namespace_name {
         spec["remoteNamespaceName"] = json!(name);
     }
-    let manifest = json!({
-        "apiVersion": "offloading.liqo.io/v1beta1",
-        "kind": "NamespaceOffloading",
-        "metadata": {"name": NAMESPACE_OFFLOADING_NAME, "namespace": namespace},
-        "spec": spec,
-    });
-    if let Some(format) = output {
-        return output::print(&manifest, format);
+    if !selectors.is_empty() {
+        spec["clusterSelector"] = serde_json::to_value(ClusterSelector::from_terms(selectors))?;
     }
+    let manifest = |namespace: &str| {
+        json!({
+            "apiVersion": "offloading.liqo.io/v1beta1",
+            "kind": "NamespaceOffloading",
+            "metadata": {"name": NAMESPACE_OFFLOADING_NAME, "namespace": namespace},
+            "spec": spec,
+        })
+    };
 
-    let client = global.client().await?;
+    let client = match (&namespace_selector, output) {
+        // Printing named namespaces needs no cluster at all.
+        (None, Some(_)) => None,
+        _ => Some(global.client().await?),
+    };
+    let namespaces = match (&namespace_selector, &client) {
+        (Some(query), Some(client)) => selected_namespaces(client, query).await?,
+        _ => namespaces,
+    };
+    if let Some(format) = output {
+        let manifests: Vec<Value> = namespaces.iter().map(|ns| manifest(ns)).collect();
+        return match manifests.as_slice() {
+            [one] => output::print(one, format),
+            _ => output::print_list(&manifests, format),
+        };
+    }
+    let client = client.context("a client is made unless printing")?;
+    let mut failures = Vec::new();
+    for namespace in &namespaces {
+        if let Err(err) = offload_one(&client, namespace, &manifest(namespace), timeout).await {
+            if namespaces.len() == 1 {
+                return Err(err);
+            }
+            eprintln!("error: {err:#}");
+            failures.push(namespace.clone());
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} namespaces were not offloaded ({}); see the errors above",
+            failures.len(),
+            namespaces.len(),
+            failures.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The namespaces matching `query` (sorted), refusing a malformed query or one that matches
+/// nothing.
+async fn selected_namespaces(client: &kube::Client, query: &str) -> Result<Vec<String>> {
+    let list = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(query))
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 400 => anyhow::anyhow!(
+                "--namespace-selector {query:?} is not a label query ({}): write for example \
+                 team=web or 'env in (prod,staging)'",
+                s.message
+            ),
+            other => anyhow::Error::new(other).context("listing namespaces"),
+        })?;
+    let mut names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("no namespace matches --namespace-selector {query:?}: nothing to offload");
+    }
+    Ok(names)
+}
+
+/// Applies `manifest` (unless the namespace is already offloaded with this spec) and waits
+/// for the host's answer.
+async fn offload_one(
+    client: &kube::Client,
+    namespace: &str,
+    manifest: &Value,
+    timeout: Duration,
+) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     if namespaces
-        .get_opt(&namespace)
+        .get_opt(namespace)
         .await
         .with_context(|| format!("reading namespace {namespace}"))?
         .is_none()
@@ -184,7 +301,7 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
         );
     }
 
-    let api: Api<NamespaceOffloading> = Api::namespaced(client, &namespace);
+    let api: Api<NamespaceOffloading> = Api::namespaced(client.clone(), namespace);
     // Already offloaded with this spec (by liqoctl, or applied from `-o yaml` by kubectl or a
     // GitOps tool): nothing to write, and no field-ownership conflict with that manager. A
     // change of an immutable field is refused here, whoever manages the object.
@@ -192,9 +309,9 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     let mut existing = None;
     if let Some(o) = current {
         let spec = serde_json::to_value(&o.spec).unwrap_or_default();
-        let wanted = manifest["spec"].as_object().cloned().unwrap_or_default();
+        let wanted = &manifest["spec"];
         for field in ["namespaceMappingStrategy", "remoteNamespaceName"] {
-            let (now, asked) = (&spec[field], wanted.get(field).unwrap_or(&Value::Null));
+            let (now, asked) = (&spec[field], &wanted[field]);
             if now != asked {
                 bail!(
                     "namespace {namespace} is offloaded with {field} {now}, and {field} is \
@@ -203,7 +320,7 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
                 );
             }
         }
-        if wanted.iter().all(|(k, v)| &spec[k] == v) {
+        if &spec == wanted {
             existing = Some(o);
         }
     }
@@ -213,7 +330,7 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
             api.patch(
                 NAMESPACE_OFFLOADING_NAME,
                 &PatchParams::apply(FIELD_MANAGER),
-                &Patch::Apply(&manifest),
+                &Patch::Apply(manifest),
             )
             .await
         }
@@ -271,12 +388,30 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     let (object, phase) = done;
     let status = object.status.clone().unwrap_or_default();
     let remote = status.remote_namespace_name.clone().unwrap_or_default();
+    let selected: Vec<&str> = status
+        .remote_namespaces_conditions
+        .iter()
+        .filter(|(_, conds)| {
+            conds.iter().any(|c| {
+                c.type_ == liqo_host::api::namespace_offloading::RemoteNamespaceConditionType::OffloadingRequired
+                    && c.status == liqo_host::api::ConditionStatus::True
+            })
+        })
+        .map(|(id, _)| id.as_str())
+        .collect();
     match phase {
         OffloadingPhase::Ready => spinner.success(format!(
-            "Namespace {namespace} offloaded to its twin {remote} in every selected cluster"
+            "Namespace {namespace} offloaded to its twin {remote} in {}",
+            selected.join(", ")
         )),
         OffloadingPhase::NoClusterSelected => spinner.success(format!(
-            "Namespace {namespace} is offloaded, but no peered cluster is selected yet"
+            "Namespace {namespace} is offloaded, but no peered cluster is selected yet{}",
+            object
+                .spec
+                .cluster_selector
+                .as_ref()
+                .map(|s| format!(" (selector: {})", s.describe()))
+                .unwrap_or_default()
         )),
         _ => {
             spinner.fail(format!("Offloading namespace {namespace}"));
@@ -319,14 +454,57 @@ fn check_namespace_name(what: &str, name: &str) -> Result<()> {
 
 /// Runs `liqoctl unoffload ...`.
 pub async fn unoffload(global: &GlobalArgs, cmd: UnoffloadCommand) -> Result<()> {
-    let UnoffloadCommand::Namespace { namespace, timeout } = cmd;
-    check_namespace_name("namespace", &namespace)?;
+    let UnoffloadCommand::Namespace {
+        namespaces,
+        namespace_selector,
+        timeout,
+    } = cmd;
+    for namespace in &namespaces {
+        check_namespace_name("namespace", namespace)?;
+    }
     let client = global.client().await?;
+    let namespaces = match &namespace_selector {
+        Some(query) => selected_namespaces(&client, query).await?,
+        None => namespaces,
+    };
     crate::context::confirm(
         global,
-        &format!("Stop offloading {namespace} (its twin namespaces in the peers are deleted)?"),
+        &format!(
+            "Stop offloading {} (their twin namespaces in the peers are deleted)?",
+            namespaces.join(", ")
+        ),
     )?;
-    let api: Api<NamespaceOffloading> = Api::namespaced(client, &namespace);
+    let mut failures = Vec::new();
+    for namespace in &namespaces {
+        let result = unoffload_one(&client, namespace, timeout).await;
+        match result {
+            // A namespace the selector matched but nobody offloaded is not an error.
+            Err(err)
+                if namespace_selector.is_some() && err.to_string().contains("is not offloaded") => {
+            }
+            Err(err) if namespaces.len() == 1 => return Err(err),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                failures.push(namespace.clone());
+            }
+            Ok(()) => {}
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} namespaces were not unoffloaded ({}); see the errors above",
+            failures.len(),
+            namespaces.len(),
+            failures.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Deletes the NamespaceOffloading of `namespace` and waits until the host removed the twin
+/// namespaces (it drops its finalizer then).
+async fn unoffload_one(client: &kube::Client, namespace: &str, timeout: Duration) -> Result<()> {
+    let api: Api<NamespaceOffloading> = Api::namespaced(client.clone(), namespace);
     match api
         .delete(NAMESPACE_OFFLOADING_NAME, &DeleteParams::default())
         .await

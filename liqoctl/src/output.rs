@@ -22,6 +22,30 @@ pub fn print<T: Serialize>(value: &T, format: OutputFormat) -> Result<()> {
     Ok(())
 }
 
+/// Prints several objects as `kubectl get -o` does: YAML documents separated by `---`, or one
+/// JSON `List` (both readable by `kubectl apply -f -`).
+pub fn print_list<T: Serialize>(items: &[T], format: OutputFormat) -> Result<()> {
+    match format {
+        OutputFormat::Yaml => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    println!("---");
+                }
+                print!("{}", serde_yaml::to_string(item)?);
+            }
+        }
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": items,
+            }))?
+        ),
+    }
+    Ok(())
+}
+
 /// Prints the field of `value` at the dotted `path` (`role`, `reflected.Service`,
 /// `offloadedNamespaces.0.namespace`), as `liqoctl info --get` does: a string or number bare,
 /// anything else in `format` (YAML by default). `what` names the document in errors.

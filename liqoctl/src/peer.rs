@@ -1100,10 +1100,10 @@ async fn offloadings_towards(client: &Client, id: &str) -> Result<Vec<String>> {
                 .status
                 .as_ref()
                 .is_some_and(|s| s.remote_namespaces_conditions.contains_key(id));
-            let unrestricted = o.spec.cluster_selector.as_ref().is_none_or(|s| {
-                s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-                    && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
-            });
+            let unrestricted =
+                liqo_host::api::cluster_selector::ClusterSelector::selects_every_peer(
+                    o.spec.cluster_selector.as_ref(),
+                );
             reported || unrestricted
         })
         .filter_map(|o| o.namespace())

@@ -125,6 +125,8 @@ fn every_manifest_is_accepted_and_rbac_is_least_privilege() {
         vec!["get", "configmaps/liqo-plugin-configmap", "-n", "liqo"],
         vec!["get", "secrets", "-n", "liqo"],
         vec!["get", "configmaps/liqo-clusterid-configmap", "-n", "liqo"],
+        // Watched by name for its cluster labels (and nothing else listable: see below).
+        vec!["watch", "configmaps/liqo-clusterid-configmap", "-n", "liqo"],
         vec!["create", "leases.coordination.k8s.io", "-n", "liqo"],
         vec!["update", "leases.coordination.k8s.io", "-n", "liqo"],
         // Provider side of peering: consumers' ForeignClusters, Leases and revocation.

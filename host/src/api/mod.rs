@@ -11,6 +11,7 @@
 //! The CRD YAML in `deploy/crds` is generated from these types by [`crds`] and [`crd_yaml`]
 //! (`cargo run -p liqo-host -- crd --out-dir deploy/crds`); a test fails when it is stale.
 
+pub mod cluster_selector;
 pub mod conditions;
 pub mod foreign_cluster;
 pub mod gateway;

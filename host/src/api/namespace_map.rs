@@ -49,6 +49,11 @@ pub struct NamespaceMapStatus {
     /// Local namespace (in the consumer) → the state of its twin namespace here.
     #[serde(default)]
     pub current_mapping: BTreeMap<String, RemoteNamespaceStatus>,
+    /// This cluster's labels (`liqoctl install --cluster-labels`): the consumer's host puts
+    /// them on its ForeignCluster for this cluster, where `clusterSelector` matches them.
+    /// Absent from a provider too old to publish them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_labels: Option<BTreeMap<String, String>>,
 }
 
 /// The state of one twin namespace.

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::cluster_selector::ClusterSelector;
 use super::conditions::{ConditionLike, ConditionStatus};
 
 /// The only accepted name of a `NamespaceOffloading` object (one per namespace).
@@ -108,11 +109,13 @@ pub struct NamespaceOffloadingSpec {
     #[serde(default)]
     pub pod_offloading_strategy: PodOffloadingStrategy,
 
-    /// Which peers get the namespace, as a label selector over ForeignCluster objects. Absent
-    /// or empty selects every peer. (Liqo uses a NodeSelector over virtual nodes; there are no
-    /// virtual nodes here, so the selector matches ForeignCluster labels directly.)
+    /// Which peers get the namespace: Liqo's `nodeSelectorTerms` (terms ORed, expressions
+    /// ANDed) or a label selector, evaluated against each peer's ForeignCluster labels (which
+    /// carry the provider's `liqoctl install --cluster-labels`). Absent, empty, or with an
+    /// empty `nodeSelectorTerms` list, it selects every peer; a selector the host cannot
+    /// evaluate selects none (see docs/multi-provider.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_selector: Option<LabelSelector>,
+    pub cluster_selector: Option<ClusterSelector>,
 }
 
 impl NamespaceOffloadingSpec {

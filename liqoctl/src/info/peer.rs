@@ -51,6 +51,9 @@ pub struct PeerReport {
     pub role: String,
     /// `Identity`, `CidrRemap` or `Gateway`.
     pub address_translation: String,
+    /// The provider's cluster labels (its `liqoctl install --cluster-labels`), as its
+    /// ForeignCluster here carries them for `--selector`.
+    pub cluster_labels: BTreeMap<String, String>,
     /// As a consumer: this cluster's namespaces offloaded to the peer.
     pub offloaded_namespaces: Vec<OffloadedNamespace>,
     /// As a provider: the twin namespaces the peer has in this cluster.
@@ -209,10 +212,20 @@ async fn report(
     if let Err(e) = count(client, &twins, &peer_id, local_id, &mut reflected_here).await {
         count_errors.push(format!("counting here: {e}"));
     }
+    let managed = fc
+        .annotations()
+        .get(liqo_host::cluster_labels::MANAGED_KEYS_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    let cluster_labels = managed
+        .split(',')
+        .filter_map(|k| fc.labels().get(k).map(|v| (k.to_string(), v.clone())))
+        .collect();
     Ok(PeerReport {
         peering,
         role,
         address_translation,
+        cluster_labels,
         offloaded_namespaces,
         incoming_namespaces,
         reflected,
@@ -273,6 +286,12 @@ fn print_human(r: &PeerReport) {
             r.address_translation, p.name, g.endpoint, g.fingerprint
         ),
         None => println!("  address translation: {}", r.address_translation),
+    }
+    if !r.cluster_labels.is_empty() {
+        println!(
+            "  cluster labels: {}",
+            liqo_host::cluster_labels::render(&r.cluster_labels)
+        );
     }
     let counts = |c: &BTreeMap<String, usize>| {
         c.iter()
