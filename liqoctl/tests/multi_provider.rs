@@ -321,6 +321,14 @@ async fn offloading_with_policies_across_three_clusters() {
     })
     .await;
 
+    // A provider peered later that matches gets the twin: naples (south) peers again.
+    sh_ok(env, "liqoctl peer --remote-kubeconfig \"$KUBECONFIG_NAPLES\"");
+    eventually("naples, peered again, to get flights-service", WAIT, || async {
+        has_service(env, "naples", "liqo-demo", "flights-service").then_some(())
+    })
+    .await;
+    assert!(!has_namespace(env, "florence", "liqo-demo"));
+
     // Liqo's own manifest form (nodeSelectorTerms, ORed terms) applied with kubectl.
     sh_ok(env, "kubectl create namespace liqo-policies");
     sh_ok(
