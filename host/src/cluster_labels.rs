@@ -7,9 +7,9 @@
 //!   `status.clusterLabels` of every tenant's NamespaceMap, the one object of the provider the
 //!   consumer's peering identity may read (nothing new is granted to it).
 //! - The consumer's host reads them at every Lease renewal and server-side applies them to its
-//!   ForeignCluster with its own field manager ([`FIELD_MANAGER`]): a label the provider drops is
+//!   ForeignCluster with its own field manager ([`CLUSTER_LABELS_FIELD_MANAGER`]): a label the provider drops is
 //!   removed, labels set by anyone else (`kubectl label`) stay, and the keys it manages are
-//!   listed in the [`MANAGED_KEYS_ANNOTATION`] annotation.
+//!   listed in the [`CLUSTER_LABELS_ANNOTATION`] annotation.
 //!
 //! A provider chooses its labels, but not every key: keys under Liqo's own prefixes (other than
 //! `topology.liqo.io/`) are refused on both sides, so a provider cannot pose as something the
@@ -23,13 +23,10 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::api::foreign_cluster::ForeignCluster;
+use crate::api::wire::CLUSTER_LABELS_ANNOTATION;
+use crate::api::wire::CLUSTER_LABELS_FIELD_MANAGER;
+use crate::api::wire::CLUSTER_LABELS_KEY;
 
-/// Key of the identity ConfigMap holding this cluster's labels, `k=v,...` (sorted).
-pub const CLUSTER_LABELS_KEY: &str = "CLUSTER_LABELS";
-/// Field manager of the labels the consumer's host puts on a ForeignCluster.
-pub const FIELD_MANAGER: &str = "liqo-cluster-labels";
-/// Annotation on a ForeignCluster: the label keys that came from the provider (comma-separated).
-pub const MANAGED_KEYS_ANNOTATION: &str = "liqo.io/cluster-labels";
 /// At most this many cluster labels.
 pub const MAX_LABELS: usize = 32;
 
@@ -135,7 +132,7 @@ pub fn accepted(published: &BTreeMap<String, String>) -> BTreeMap<String, String
 pub fn in_place(fc: &ForeignCluster, labels: &BTreeMap<String, String>) -> bool {
     let managed = fc
         .annotations()
-        .get(MANAGED_KEYS_ANNOTATION)
+        .get(CLUSTER_LABELS_ANNOTATION)
         .map(String::as_str)
         .unwrap_or_default();
     let keys: Vec<&str> = labels.keys().map(String::as_str).collect();
@@ -156,13 +153,13 @@ pub async fn apply(
         "metadata": {
             "name": name,
             "labels": labels,
-            "annotations": {MANAGED_KEYS_ANNOTATION: keys.join(",")},
+            "annotations": {CLUSTER_LABELS_ANNOTATION: keys.join(",")},
         },
     });
     Api::<ForeignCluster>::all(client.clone())
         .patch(
             name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &PatchParams::apply(CLUSTER_LABELS_FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await
@@ -227,7 +224,7 @@ mod tests {
         fc.labels_mut().insert("region".into(), "south".into());
         assert!(!in_place(&fc, &labels), "the annotation is missing");
         fc.annotations_mut()
-            .insert(MANAGED_KEYS_ANNOTATION.into(), "region".into());
+            .insert(CLUSTER_LABELS_ANNOTATION.into(), "region".into());
         assert!(in_place(&fc, &labels));
         assert!(!in_place(&fc, &BTreeMap::new()), "region must go");
     }

@@ -33,17 +33,12 @@ use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 use crate::api::foreign_cluster::{AddressTranslation, NetworkingSpec};
+use crate::api::wire::DECLARED_RANGES_ANNOTATION;
+use crate::api::wire::RECORDED_RANGES_ANNOTATION;
+use crate::api::wire::REFUSED_RANGES_ANNOTATION;
 
-/// Annotation on the peering Lease (the consumer's to set): the ranges its reflected endpoints
-/// use, comma-separated CIDRs.
-pub const DECLARED_RANGES_ANNOTATION: &str = "liqo.io/declared-endpoint-ranges";
 /// Longest declaration the tenant admission policy accepts, in characters.
 pub const MAX_DECLARATION_LEN: usize = 1024;
-/// Annotation on a tenant namespace (the provider's record): the declared ranges it accepted.
-pub const RECORDED_RANGES_ANNOTATION: &str = "liqo.io/endpoint-ranges";
-/// Annotation on a tenant namespace (the provider's record): the declared ranges it refused,
-/// each with why (`CIDR: reason; ...`).
-pub const REFUSED_RANGES_ANNOTATION: &str = "liqo.io/refused-endpoint-ranges";
 
 /// Always denied to a peer's EndpointSlices: "this network", loopback, link-local (cloud
 /// metadata services live there), multicast and broadcast, unspecified addresses, NAT64's

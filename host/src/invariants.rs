@@ -4,9 +4,8 @@
 //! every `reflect` call the host rewrites what a plugin must not control, and rejects what it
 //! cannot repair. This module is pure (no IO, no wasmtime) so every rule has a unit test.
 
+use crate::api::wire;
 use serde_json::{Map, Value};
-
-use crate::labels;
 
 /// Metadata fields the API server owns; copying them to another cluster is meaningless at best
 /// (uid, resourceVersion) and harmful at worst (ownerReferences to objects that do not exist
@@ -155,8 +154,8 @@ pub fn enforce_value(
             "metadata.labels is not an object",
         ))?;
     for (key, want) in [
-        (labels::ORIGIN, expect.origin_cluster_id),
-        (labels::DESTINATION, expect.destination_cluster_id),
+        (wire::ORIGIN, expect.origin_cluster_id),
+        (wire::DESTINATION, expect.destination_cluster_id),
     ] {
         if let Some(existing) = labels.get(key)
             && existing.as_str() != Some(want)
@@ -247,8 +246,8 @@ pub fn is_owned_by(labels: Option<&Map<String, Value>>, origin: &str, destinatio
     let Some(labels) = labels else {
         return false;
     };
-    labels.get(labels::ORIGIN).and_then(Value::as_str) == Some(origin)
-        && labels.get(labels::DESTINATION).and_then(Value::as_str) == Some(destination)
+    labels.get(wire::ORIGIN).and_then(Value::as_str) == Some(origin)
+        && labels.get(wire::DESTINATION).and_then(Value::as_str) == Some(destination)
 }
 
 #[cfg(test)]
@@ -280,8 +279,8 @@ mod tests {
     fn sets_namespace_and_ownership_labels() {
         let (out, corr) = enforce_value(service(json!({})), &expect()).unwrap();
         assert_eq!(out["metadata"]["namespace"], "liqo-demo");
-        assert_eq!(out["metadata"]["labels"][labels::ORIGIN], "london");
-        assert_eq!(out["metadata"]["labels"][labels::DESTINATION], "newyork");
+        assert_eq!(out["metadata"]["labels"][wire::ORIGIN], "london");
+        assert_eq!(out["metadata"]["labels"][wire::DESTINATION], "newyork");
         assert_eq!(corr, Corrections::default());
     }
 
@@ -295,9 +294,9 @@ mod tests {
 
     #[test]
     fn overrides_forged_ownership_labels_and_keeps_others() {
-        let input = service(json!({"labels": {labels::ORIGIN: "evil", "app": "flights"}}));
+        let input = service(json!({"labels": {wire::ORIGIN: "evil", "app": "flights"}}));
         let (out, corr) = enforce_value(input, &expect()).unwrap();
-        assert_eq!(out["metadata"]["labels"][labels::ORIGIN], "london");
+        assert_eq!(out["metadata"]["labels"][wire::ORIGIN], "london");
         assert_eq!(out["metadata"]["labels"]["app"], "flights");
         assert!(corr.ownership_labels_overridden);
     }
@@ -369,7 +368,7 @@ mod tests {
         let ok = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"liqo-demo","namespace":"x"}}"#;
         let v = enforce_namespace(ok, "liqo-demo", "london", "newyork").unwrap();
         assert!(v["metadata"].get("namespace").is_none());
-        assert_eq!(v["metadata"]["labels"][labels::ORIGIN], "london");
+        assert_eq!(v["metadata"]["labels"][wire::ORIGIN], "london");
         let bad_name = enforce_namespace(ok, "Liqo_Demo", "london", "newyork").unwrap_err();
         assert!(matches!(bad_name, InvalidOutput::InvalidName(_)));
         let mismatch = enforce_namespace(ok, "other", "london", "newyork").unwrap_err();
@@ -389,7 +388,7 @@ mod tests {
     #[test]
     fn ownership_needs_both_labels() {
         let l = |o: &str, d: &str| {
-            json!({labels::ORIGIN: o, labels::DESTINATION: d})
+            json!({wire::ORIGIN: o, wire::DESTINATION: d})
                 .as_object()
                 .cloned()
         };

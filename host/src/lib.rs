@@ -5,28 +5,33 @@
 //! contract in `wit/reflection.wit`); the host enforces the invariants that keep peers safe
 //! (remote namespace, ownership labels, no server-owned fields) after every plugin call.
 //!
-//! Modules:
-//! - [`api`]: CRD types (ForeignCluster, NamespaceOffloading, ReflectionPlugin), conditions, identity.
-//! - [`labels`]: label and annotation keys shared with Liqo.
+//! Modules (`ARCHITECTURE.md` at the repository root has the map and who may import whom):
+//! - [`api`]: CRD types (ForeignCluster, NamespaceOffloading, NamespaceMap, ReflectionPlugin),
+//!   conditions, identity, and [`api::wire`], every name that crosses a process or cluster
+//!   boundary (labels, annotations, finalizers, field managers).
 //! - [`invariants`]: the IO-free post-processing applied to every plugin output.
 //! - [`plugin`]: the only module that touches wasmtime: loading, limits, calls, metrics.
+//! - [`reflect`]: the reflection engine: caches, work queue, plugin calls, remote writes.
+//! - [`peers`]: the established peers, shared by the peering and offloading controllers.
 //! - [`peering`]: ForeignClusters become peers of the engine (credential, health, columns).
 //! - [`offloading`]: NamespaceOffloadings become twin namespaces and reflection.
-//! - [`reflect`]: the reflection engine: caches, work queue, plugin calls, remote writes.
+//! - [`tenant`]: peering identities on providers: Lease renewal, incoming peerings, revocation.
+//! - [`twins`]: the provider's side of twin namespaces (NamespaceMap controller).
+//! - [`endpoint_ranges`]: where a peer's EndpointSlices may point (declared, reviewed, recorded).
+//! - [`cluster_labels`]: a provider's `--cluster-labels` onto its consumers' ForeignClusters.
+//! - [`transport`]: the in-process gateway (cross-cluster data path).
+//! - [`user_plugins`]: ReflectionPlugin objects: user plugins loaded, swapped and removed live.
 //! - [`telemetry`]: `/metrics`, `/healthz`, `/readyz` server and `tracing` setup.
 //! - [`leader`]: leader election through a Lease, so two replicas never write at once.
-//! - [`endpoint_ranges`]: where a peer's EndpointSlices may point (declared, reviewed, recorded).
-//! - [`tenant`]: peering identities on providers: Lease renewal, incoming peerings, revocation.
-//! - [`user_plugins`]: ReflectionPlugin objects: user plugins loaded, swapped and removed live.
 
 pub mod api;
 pub mod cluster_labels;
 pub mod endpoint_ranges;
 pub mod invariants;
-pub mod labels;
 pub mod leader;
 pub mod offloading;
 pub mod peering;
+pub mod peers;
 pub mod plugin;
 pub mod reflect;
 pub mod telemetry;

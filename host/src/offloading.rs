@@ -28,13 +28,11 @@ use crate::api::namespace_offloading::{
     NamespaceOffloading, NamespaceOffloadingStatus, OffloadingPhase, PodOffloadingStrategy,
     RemoteNamespaceCondition, RemoteNamespaceConditionType,
 };
-use crate::labels;
-use crate::peering::{Peer, Peers};
+use crate::api::wire;
+use crate::api::wire::OFFLOADING_FINALIZER;
+use crate::peers::{Peer, Peers};
 use crate::plugin::{ClusterIdentity, NamespaceMapperPlugin};
 use crate::reflect::{Engine, EngineMetrics};
-
-/// Finalizer the host puts on NamespaceOffloadings so twin namespaces are always cleaned up.
-pub const OFFLOADING_FINALIZER: &str = "offloading.liqo.io/finalizer";
 
 /// Reason of a peer's `Ready=False` condition when the twin namespace name is taken in the peer
 /// by a namespace this peering did not create (another consumer's, or the provider's own).
@@ -525,7 +523,7 @@ async fn ensure_twin(
                 }
             };
             let params = PostParams {
-                field_manager: Some(labels::FIELD_MANAGER.to_string()),
+                field_manager: Some(wire::REFLECTION_FIELD_MANAGER.to_string()),
                 ..PostParams::default()
             };
             match api.create(&params, &namespace).await {
@@ -570,7 +568,7 @@ fn not_ours(existing: &Namespace, remote_name: &str, peer: &Peer, local: &str) -
         .metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get(labels::ORIGIN))
+        .and_then(|l| l.get(wire::ORIGIN))
         .filter(|origin| origin.as_str() != local);
     PeerOutcome {
         ready: false,
@@ -585,10 +583,8 @@ fn not_ours(existing: &Namespace, remote_name: &str, peer: &Peer, local: &str) -
 
 fn owned(ns: &Namespace, local: &str, peer: &str) -> bool {
     let l = ns.metadata.labels.as_ref();
-    l.and_then(|l| l.get(labels::ORIGIN)).map(String::as_str) == Some(local)
-        && l.and_then(|l| l.get(labels::DESTINATION))
-            .map(String::as_str)
-            == Some(peer)
+    l.and_then(|l| l.get(wire::ORIGIN)).map(String::as_str) == Some(local)
+        && l.and_then(|l| l.get(wire::DESTINATION)).map(String::as_str) == Some(peer)
 }
 
 /// `k=v,...` of a peer's labels, for condition messages (`no labels` when it has none).
@@ -698,7 +694,7 @@ async fn write_status(
     Api::<NamespaceOffloading>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(
             &o.name_any(),
-            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
             &Patch::Apply(json!({
                 "apiVersion": "offloading.liqo.io/v1beta1",
                 "kind": "NamespaceOffloading",

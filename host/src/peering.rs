@@ -12,10 +12,10 @@
 //! without a credential is an incoming-only peer (created on a provider for its consumer): no
 //! outgoing peering, nothing to connect to.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -33,7 +33,9 @@ use crate::api::foreign_cluster::{
     AddressTranslation, CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_TOKEN, ForeignCluster,
     ForeignClusterStatus, PeeringCondition, PeeringConditionStatus, PeeringConditionType,
 };
-use crate::labels;
+use crate::api::wire;
+use crate::api::wire::PEERING_FINALIZER;
+use crate::peers::{Peer, Peers};
 use crate::plugin::{
     AddressTranslator, CidrRemap, ClusterIdentity, GatewayTranslation, IdentityTranslation,
 };
@@ -42,122 +44,10 @@ use crate::tenant;
 use crate::transport::Transport;
 use liqo_gateway::{Fingerprint, LinkState};
 
-/// Finalizer the host puts on ForeignClusters so a peer is always removed from the engine.
-pub const PEERING_FINALIZER: &str = "liqo.io/peering";
-
 /// How often a peer's API server is probed.
 // Also the Lease renewal period: 9 renewals per 90 s Lease, so a few lost requests never make a
 // provider think this cluster is gone, and an outage shows on the ForeignCluster within 10 s.
 const PROBE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A peer as the offloading controller needs it.
-#[derive(Clone)]
-pub struct Peer {
-    /// The peer's identity.
-    pub identity: ClusterIdentity,
-    /// Client authenticated with the peering credential.
-    pub client: Client,
-    /// The ForeignCluster's labels (matched by `clusterSelector`).
-    pub labels: BTreeMap<String, String>,
-    /// Name of the ForeignCluster.
-    pub foreign_cluster: String,
-    /// The tenant namespace of this cluster's peering identity on the peer, when the credential
-    /// is one (`liqoctl peer`): twin namespaces are then asked for through its NamespaceMap.
-    /// `None` for a credential that may create namespaces itself (an admin's kubeconfig).
-    pub tenant: Option<String>,
-}
-
-/// The established peers, shared by the peering and offloading controllers.
-#[derive(Clone)]
-pub struct Peers {
-    inner: Arc<RwLock<HashMap<String, (Peer, String)>>>,
-    /// Bumped whenever a peer is added, replaced or removed.
-    changes: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl Default for Peers {
-    fn default() -> Self {
-        Self {
-            inner: Arc::default(),
-            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
-        }
-    }
-}
-
-impl Peers {
-    /// Notified whenever a peer is added, replaced or removed. The offloading controller
-    /// re-evaluates every namespace then: a peer that (re)connects after a restart changes no
-    /// ForeignCluster field, so watching ForeignClusters alone would miss it.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
-    /// Every established peer.
-    pub fn list(&self) -> Vec<Peer> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|(p, _)| p.clone())
-            .collect()
-    }
-
-    /// The peer with cluster id `id`.
-    pub fn get(&self, id: &str) -> Option<Peer> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .map(|(p, _)| p.clone())
-    }
-
-    fn fingerprint(&self, id: &str) -> Option<String> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .map(|(_, f)| f.clone())
-    }
-
-    fn insert(&self, peer: Peer, fingerprint: String) {
-        self.inner
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer.identity.id.clone(), (peer, fingerprint));
-        self.changes.send_modify(|n| *n += 1);
-    }
-
-    /// Records the current labels of peer `id`'s ForeignCluster (they change without
-    /// re-establishing the peer: `kubectl label`, or the provider's cluster labels); the
-    /// offloading controller is notified when they differ, so selection follows them.
-    fn set_labels(&self, id: &str, labels: &BTreeMap<String, String>) {
-        let changed = {
-            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-            match inner.get_mut(id) {
-                Some((peer, _)) if &peer.labels != labels => {
-                    peer.labels = labels.clone();
-                    true
-                }
-                _ => false,
-            }
-        };
-        if changed {
-            self.changes.send_modify(|n| *n += 1);
-        }
-    }
-
-    fn remove(&self, id: &str) {
-        let removed = self
-            .inner
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
-            .is_some();
-        if removed {
-            self.changes.send_modify(|n| *n += 1);
-        }
-    }
-}
 
 /// Errors of the peering controller; messages name the ForeignCluster and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +99,7 @@ struct Context {
     pod_ranges: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
 
-/// How long the pod ranges read from the Nodes are reused (Leases are renewed every 20 s).
+/// How long the pod ranges read from the Nodes are reused (Leases are renewed every `PROBE_INTERVAL`, 10 s).
 const POD_RANGES_TTL: Duration = Duration::from_secs(60);
 
 impl Context {
@@ -559,9 +449,9 @@ async fn incoming_only(
     finish(fc, status, t, ctx).await
 }
 
-/// Common end of both paths: NETWORKING says `None` (no cross-cluster data path exists yet, and
-/// the column must be honest), the role follows the conditions, and the status is written if it
-/// changed. The peer is probed again after [`PROBE_INTERVAL`].
+/// Common end of both paths: NETWORKING follows the gateway link ([`network_condition`]:
+/// `None` without a gateway peering), the role follows the conditions, and the status is
+/// written if it changed. The peer is probed again after [`PROBE_INTERVAL`].
 async fn finish(
     fc: &ForeignCluster,
     mut status: ForeignClusterStatus,
@@ -816,7 +706,7 @@ async fn write_status(
     ctx.metrics.write("local", "status");
     api.patch_status(
         &fc.name_any(),
-        &PatchParams::apply(labels::FIELD_MANAGER).force(),
+        &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
         &Patch::Apply(json!({
             "apiVersion": "core.liqo.io/v1beta1",
             "kind": "ForeignCluster",
@@ -889,7 +779,7 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
     };
     let tenant = match (
-        text(tenant::CREDENTIALS_KEY_TENANT),
+        text(wire::CREDENTIALS_KEY_TENANT),
         text(CREDENTIALS_KEY_TOKEN),
     ) {
         (Some(namespace), Some(token)) if text(CREDENTIALS_KEY_KUBECONFIG).is_none() => {

@@ -36,50 +36,24 @@ use crate::api::foreign_cluster::{
     ForeignCluster, ForeignClusterStatus, PeeringCondition, PeeringConditionStatus,
     PeeringConditionType, PeeringRole,
 };
-use crate::labels;
+use crate::api::wire;
+use crate::api::wire::CONSUMER_ID_LABEL;
+use crate::api::wire::CONSUMER_SERVICE_ACCOUNT;
+use crate::api::wire::GATEWAY_ENDPOINT_ANNOTATION;
+use crate::api::wire::LEASE_NAME;
+use crate::api::wire::PEERING_LEASE_LABEL;
+use crate::api::wire::PROVIDER_ID_LABEL;
+use crate::api::wire::TENANT_LABEL;
+use crate::api::wire::TENANT_NAMESPACE_LABEL;
+use crate::api::wire::TENANT_NAMESPACE_PREFIX;
+use crate::api::wire::TOKEN_EXPIRATION_ANNOTATION;
 use crate::plugin::ClusterIdentity;
 
-/// Label on every tenant namespace (value `true`).
-pub const TENANT_NAMESPACE_LABEL: &str = "liqo.io/tenant-namespace";
-/// Prefix of tenant namespace names (the API server adds a random suffix).
-pub const TENANT_NAMESPACE_PREFIX: &str = "liqo-tenant-";
-/// Label on the cluster-scoped objects of a tenant (ClusterRoleBinding, policy binding) and on
-/// a ForeignCluster the provider created for an incoming peering: the tenant namespace.
-pub const TENANT_LABEL: &str = "liqo.io/tenant";
-/// Name of the consumer's ServiceAccount in its tenant namespace.
-pub const CONSUMER_SERVICE_ACCOUNT: &str = "liqo-consumer";
-/// Name of the consumer's Lease in its tenant namespace.
-pub const LEASE_NAME: &str = "liqo-peering";
-/// Label on peering Leases (value `true`), so the provider lists them cluster-wide.
-pub const PEERING_LEASE_LABEL: &str = "liqo.io/peering-lease";
-/// Label on a peering Lease: the provider's cluster id (the destination the policy enforces).
-pub const PROVIDER_ID_LABEL: &str = "liqo.io/provider-cluster-id";
-/// Annotation on a peering Lease: when the peer command's token expires (RFC 3339). An
-/// identity nobody claimed is revoked then.
-pub const TOKEN_EXPIRATION_ANNOTATION: &str = "liqo.io/peer-command-expiration";
-/// Label on a tenant namespace: the consumer cluster id bound to it, set by `liqoctl generate
-/// peer-command --consumer` or by the provider's host when it first sees the claim. The
-/// `liqo-peering-claims` admission policy refuses a claim of an id another tenant namespace
-/// carries. Namespaces are cluster-scoped: neither a peer nor a namespace admin can set it.
-pub const CONSUMER_ID_LABEL: &str = "liqo.io/consumer-id";
-/// Annotation on a tenant namespace: the gateway endpoint the peer command announced (set by
-/// `liqoctl generate peer-command`); reflected endpoints of a gateway peering may point there.
-pub const GATEWAY_ENDPOINT_ANNOTATION: &str = "liqo.io/gateway-endpoint";
-/// The admission policy narrowing every write of a peering identity outside its tenant
-/// namespace to the twin namespaces of its tenant (`deploy/peering/policies.yaml`).
-pub const REFLECTION_POLICY: &str = "liqo-peering-reflection";
-/// The policy guarding the Lease, the NamespaceMap and token requests.
-pub const TENANT_POLICY: &str = "liqo-peering-tenant";
-/// How long a renewal keeps the Lease fresh; the consumer renews every 30 seconds.
+/// How long a renewal keeps the Lease fresh; the consumer renews every 10 seconds.
 pub const LEASE_DURATION_SECONDS: i32 = 90;
-/// Key of the consumer's credential Secret naming its tenant namespace on the provider. Only
-/// credentials made by `liqoctl peer out-of-band` have it; others keep no Lease.
-pub const CREDENTIALS_KEY_TENANT: &str = "tenantNamespace";
 /// Lifetime the consumer's host asks for when it replaces its token (at most 48 hours, which
 /// the tenant policy enforces).
 pub const TOKEN_REFRESH_SECONDS: i64 = 24 * 3600;
-/// Field manager of tenant objects written by the hosts and liqoctl.
-pub const FIELD_MANAGER: &str = "peering.liqo.io";
 
 /// The user name of the consumer's ServiceAccount in `tenant`.
 pub fn consumer_username(tenant: &str) -> String {
@@ -823,10 +797,10 @@ pub async fn gate_endpoints(
     };
     let selector = format!(
         "{}={consumer},{}={local_id},{}={}",
-        labels::ORIGIN,
-        labels::DESTINATION,
-        labels::ENDPOINTSLICE_MANAGED_BY,
-        labels::ENDPOINTSLICE_MANAGED_BY_REFLECTION
+        wire::ORIGIN,
+        wire::DESTINATION,
+        wire::ENDPOINTSLICE_MANAGED_BY,
+        wire::ENDPOINTSLICE_MANAGED_BY_REFLECTION
     );
     let twins = twin_namespaces(client, tenant)
         .await
@@ -843,7 +817,7 @@ pub async fn gate_endpoints(
     {
         let intent = slice
             .annotations()
-            .contains_key(crate::reflect::intent::INTENT_HASH_ANNOTATION);
+            .contains_key(crate::api::wire::INTENT_HASH_ANNOTATION);
         let any_ready = slice.endpoints.iter().any(|e| {
             // An endpoint without a ready condition counts as ready (API semantics).
             e.conditions.as_ref().and_then(|c| c.ready) != Some(false)
@@ -870,7 +844,7 @@ pub async fn gate_endpoints(
         let patch = json!({
             "metadata": {
                 "resourceVersion": slice.resource_version(),
-                "annotations": {crate::reflect::intent::INTENT_HASH_ANNOTATION: null},
+                "annotations": {crate::api::wire::INTENT_HASH_ANNOTATION: null},
             },
             "endpoints": endpoints,
         });
@@ -1017,7 +991,7 @@ async fn write_status(
     Api::<ForeignCluster>::all(client.clone())
         .patch_status(
             &fc.name_any(),
-            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
             &Patch::Apply(json!({
                 "apiVersion": "core.liqo.io/v1beta1",
                 "kind": "ForeignCluster",

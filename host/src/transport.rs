@@ -43,17 +43,13 @@ use crate::api::gateway::{
     GATEWAY_IDENTITY_CERT_KEY, GATEWAY_IDENTITY_KEY_KEY, GATEWAY_IDENTITY_SECRET,
 };
 use crate::api::identity::CLUSTER_IDENTITY_NAMESPACE as GATEWAY_NAMESPACE;
-use crate::labels;
+use crate::api::wire;
+use crate::api::wire::LEASE_ADDRESS_ANNOTATION;
+use crate::api::wire::LEASE_FINGERPRINT_ANNOTATION;
+use crate::api::wire::PUBLISHED_LINK_ADDRESS_KEY;
 use crate::plugin::ClusterIdentity;
 use crate::reflect::Engine;
 
-/// Key of the published ConfigMap ([`GATEWAY_CONFIGMAP`]): where peers dial this gateway's
-/// link listener (informational: consumers announce theirs on the Lease).
-pub const PUBLISHED_LINK_ADDRESS_KEY: &str = "linkAddress";
-/// Annotation of a peering Lease: `HOST:PORT` where the consumer's gateway accepts links.
-pub const LEASE_ADDRESS_ANNOTATION: &str = "gateway.liqo.io/address";
-/// Annotation of a peering Lease: the consumer gateway's certificate fingerprint.
-pub const LEASE_FINGERPRINT_ANNOTATION: &str = "gateway.liqo.io/fingerprint";
 /// How long a link may be down before endpoints are marked not ready: a restart of either
 /// host, or a redial, must not flap every reflected endpoint.
 pub const LINK_DOWN_GRACE: Duration = Duration::from_secs(5);
@@ -227,7 +223,7 @@ impl Transport {
             advertise = %self.inner.config.link_advertise, "gateway listening");
         self.publish(&client).await?;
 
-        let selector = format!("{}={}", labels::DESTINATION, local.id);
+        let selector = format!("{}={}", wire::DESTINATION, local.id);
         let watch = watcher(
             Api::<Service>::all(client.clone()),
             watcher::Config::default().labels(&selector),
@@ -299,7 +295,7 @@ impl Transport {
         Api::<ConfigMap>::namespaced(client.clone(), GATEWAY_NAMESPACE)
             .patch(
                 GATEWAY_CONFIGMAP,
-                &PatchParams::apply(labels::FIELD_MANAGER).force(),
+                &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
                 &Patch::Apply(json!({
                     "apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": GATEWAY_CONFIGMAP, "namespace": GATEWAY_NAMESPACE,
@@ -576,7 +572,7 @@ impl ServiceResolver for ReflectedServices {
             p.port == i32::from(destination.port())
                 && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
         })?;
-        let origin = service.labels().get(labels::ORIGIN)?.clone();
+        let origin = service.labels().get(wire::ORIGIN)?.clone();
         if !lock(&inner.import_peers).contains_key(&origin) {
             return None;
         }

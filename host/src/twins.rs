@@ -15,9 +15,9 @@
 //!   until they are gone.
 //!
 //! Only tenant namespaces that `liqoctl generate peer-command` made are served: they carry
-//! [`crate::tenant::TENANT_NAMESPACE_LABEL`], which neither a peer nor a namespace admin can set
+//! [`crate::api::wire::TENANT_NAMESPACE_LABEL`], which neither a peer nor a namespace admin can set
 //! (namespaces are cluster-scoped). Twin namespaces are recognised by
-//! [`crate::tenant::TENANT_LABEL`], set here and nowhere else.
+//! [`crate::api::wire::TENANT_LABEL`], set here and nowhere else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,32 +38,20 @@ use crate::api::namespace_map::{
     MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap, NamespaceMapStatus, RemoteNamespaceStatus,
     reasons,
 };
+use crate::api::wire;
+use crate::api::wire::DENIED_RANGES_ANNOTATION;
+use crate::api::wire::ENDPOINT_RANGES_ANNOTATION;
+use crate::api::wire::LIMITS_CONFIGMAP;
+use crate::api::wire::LIMITS_KEY_MAX_NAMESPACES;
+use crate::api::wire::LIMITS_KEY_QUOTA;
+use crate::api::wire::LIMITS_KEY_SERVICE_TYPES;
+use crate::api::wire::QUOTA_ANNOTATION;
+use crate::api::wire::REFLECTED_KINDS_CLUSTER_ROLE;
+use crate::api::wire::SERVICE_TYPES_ANNOTATION;
+use crate::api::wire::TWIN_OBJECT_NAME;
 use crate::endpoint_ranges;
-use crate::labels;
 use crate::plugin::ClusterIdentity;
 use crate::tenant;
-
-/// Annotation on a twin namespace: the Service types the consumer may write there
-/// (comma-separated; read by the `liqo-peering-reflection` admission policy).
-pub const SERVICE_TYPES_ANNOTATION: &str = "liqo.io/allowed-service-types";
-/// Annotation on a twin namespace: the address ranges (CIDRs, comma-separated) the consumer's
-/// EndpointSlices may point at (read by the admission policy).
-pub const ENDPOINT_RANGES_ANNOTATION: &str = "liqo.io/allowed-endpoint-ranges";
-/// Annotation on a twin namespace: address ranges the consumer's EndpointSlices may never point
-/// at, even inside the allowed ranges (this cluster's own ranges, loopback, link-local).
-pub const DENIED_RANGES_ANNOTATION: &str = "liqo.io/denied-endpoint-ranges";
-/// Name of the RoleBinding and of the ResourceQuota in each twin namespace.
-pub const TWIN_OBJECT_NAME: &str = "liqo-peering";
-/// ConfigMap (in `liqo`) holding this cluster's limits for peers, written by `liqoctl install`.
-pub const LIMITS_CONFIGMAP: &str = "liqo-peering-limits";
-/// Keys of [`LIMITS_CONFIGMAP`].
-pub const LIMITS_KEY_MAX_NAMESPACES: &str = "maxNamespacesPerPeer";
-/// Keys of [`LIMITS_CONFIGMAP`]: the ResourceQuota of each twin namespace, `k=v,...`.
-pub const LIMITS_KEY_QUOTA: &str = "quota";
-/// Keys of [`LIMITS_CONFIGMAP`]: the Service types peers may write, comma-separated.
-pub const LIMITS_KEY_SERVICE_TYPES: &str = "serviceTypes";
-/// The ClusterRole bound in each twin namespace (`deploy/peering/clusterrole.yaml`).
-pub const REFLECTED_KINDS_CLUSTER_ROLE: &str = "liqo-peering-reflected-kinds";
 
 /// What this cluster allows each peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +195,7 @@ pub fn refused_name(name: &str) -> Option<(&'static str, String)> {
     let reserved = name == "default"
         || name == crate::api::identity::CLUSTER_IDENTITY_NAMESPACE
         || name.starts_with("kube-")
-        || name.starts_with(crate::tenant::TENANT_NAMESPACE_PREFIX)
+        || name.starts_with(crate::api::wire::TENANT_NAMESPACE_PREFIX)
         || name.starts_with("openshift");
     reserved.then(|| {
         (
@@ -282,23 +270,23 @@ pub async fn run(
         // its tenant's status at once.
         .watches(
             twins,
-            watcher::Config::default().labels(tenant::TENANT_LABEL),
+            watcher::Config::default().labels(wire::TENANT_LABEL),
             |ns: Namespace| {
                 ns.labels()
-                    .get(tenant::TENANT_LABEL)
+                    .get(wire::TENANT_LABEL)
                     .map(|t| ObjectRef::new(NAMESPACE_MAP_NAME).within(t))
             },
         )
         // A consumer's declaration or gateway announcement changes its twins' rules: answered
-        // at once. Renewals (every 20 s) change neither and are not reconciled.
+        // at once. Renewals (every 10 s) change neither and are not reconciled.
         .watches(
             Api::<Lease>::all(ctx.client.clone()),
-            watcher::Config::default().labels(&format!("{}=true", tenant::PEERING_LEASE_LABEL)),
+            watcher::Config::default().labels(&format!("{}=true", wire::PEERING_LEASE_LABEL)),
             move |lease: Lease| {
                 // Only tenant namespaces are served (and remembered).
                 let tenant = lease
                     .namespace()
-                    .filter(|ns| ns.starts_with(tenant::TENANT_NAMESPACE_PREFIX))?;
+                    .filter(|ns| ns.starts_with(wire::TENANT_NAMESPACE_PREFIX))?;
                 let announced = lease_announcements(&lease);
                 let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
                 (seen.insert(tenant.clone(), announced.clone()) != Some(announced))
@@ -322,9 +310,9 @@ fn lease_announcements(lease: &Lease) -> BTreeMap<String, String> {
         .annotations()
         .iter()
         .filter(|(k, _)| {
-            k.as_str() == endpoint_ranges::DECLARED_RANGES_ANNOTATION
-                || k.as_str() == crate::transport::LEASE_ADDRESS_ANNOTATION
-                || k.as_str() == crate::transport::LEASE_FINGERPRINT_ANNOTATION
+            k.as_str() == wire::DECLARED_RANGES_ANNOTATION
+                || k.as_str() == crate::api::wire::LEASE_ADDRESS_ANNOTATION
+                || k.as_str() == crate::api::wire::LEASE_FINGERPRINT_ANNOTATION
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
@@ -366,7 +354,7 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
     }
     let terminating_tenant = tenant_object.metadata.deletion_timestamp.is_some();
     let lease = Api::<Lease>::namespaced(client.clone(), &tenant_ns)
-        .get_opt(tenant::LEASE_NAME)
+        .get_opt(wire::LEASE_NAME)
         .await
         .map_err(err("reading the peering Lease"))?;
     // Endpoints through the gateways point at this cluster's gateway only: a consumer that
@@ -375,7 +363,7 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
     // override the host's own), else this host's.
     let gateway = tenant_object
         .annotations()
-        .get(tenant::GATEWAY_ENDPOINT_ANNOTATION)
+        .get(wire::GATEWAY_ENDPOINT_ANNOTATION)
         .and_then(|e| e.parse::<std::net::SocketAddr>().ok())
         .map(|e| e.ip())
         .or(ctx.gateway);
@@ -392,10 +380,7 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
     // recorded on the tenant namespace (the consumer cannot write there).
     let declared = lease
         .as_ref()
-        .and_then(|l| {
-            l.annotations()
-                .get(endpoint_ranges::DECLARED_RANGES_ANNOTATION)
-        })
+        .and_then(|l| l.annotations().get(wire::DECLARED_RANGES_ANNOTATION))
         .map(String::as_str)
         .unwrap_or("");
     let review = endpoint_ranges::review(declared, &own_ranges);
@@ -434,7 +419,7 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
         &review.accepted,
     );
     let ours: Vec<Namespace> = namespaces
-        .list(&ListParams::default().labels(&format!("{}={tenant_ns}", tenant::TENANT_LABEL)))
+        .list(&ListParams::default().labels(&format!("{}={tenant_ns}", wire::TENANT_LABEL)))
         .await
         .map_err(err("listing twin namespaces"))?
         .items;
@@ -477,7 +462,7 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
         }
         let local = ns
             .annotations()
-            .get(labels::REMOTE_NAMESPACE_ORIGIN_NAME)
+            .get(wire::REMOTE_NAMESPACE_ORIGIN_NAME)
             .cloned()
             .unwrap_or_else(|| name.clone());
         status.current_mapping.insert(
@@ -565,8 +550,8 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
                 let existing = namespaces.get_opt(remote).await.ok().flatten();
                 let origin = existing
                     .as_ref()
-                    .filter(|ns| ns.labels().contains_key(tenant::TENANT_LABEL))
-                    .and_then(|ns| ns.labels().get(labels::ORIGIN));
+                    .filter(|ns| ns.labels().contains_key(wire::TENANT_LABEL))
+                    .and_then(|ns| ns.labels().get(wire::ORIGIN));
                 status.current_mapping.insert(
                     local.clone(),
                     entry(
@@ -646,7 +631,7 @@ pub fn conflict_message(remote: &str, owner_origin: Option<&str>, provider: &str
         Some(origin) => (
             format!(
                 "belongs to another consumer, cluster {origin} (label {}={origin})",
-                labels::ORIGIN
+                wire::ORIGIN
             ),
             "",
         ),
@@ -713,10 +698,6 @@ async fn read_limits(client: &Client) -> PeerLimits {
         }
     }
 }
-
-/// Annotation on a twin namespace: the ResourceQuota it was given (`k=v,...`), so a change of
-/// the limits is seen without reading every quota.
-pub const QUOTA_ANNOTATION: &str = "liqo.io/peering-quota";
 
 /// What this cluster applies to every twin namespace of one tenant, computed once per pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -789,7 +770,7 @@ fn twin_namespace(
 ) -> Namespace {
     let mut annotations = rules.annotations.clone();
     annotations.insert(
-        labels::REMOTE_NAMESPACE_ORIGIN_NAME.to_string(),
+        wire::REMOTE_NAMESPACE_ORIGIN_NAME.to_string(),
         local.to_string(),
     );
     serde_json::from_value(json!({
@@ -797,9 +778,9 @@ fn twin_namespace(
         "metadata": {
             "name": remote,
             "labels": {
-                tenant::TENANT_LABEL: tenant_ns,
-                labels::ORIGIN: consumer,
-                labels::DESTINATION: local_id,
+                wire::TENANT_LABEL: tenant_ns,
+                wire::ORIGIN: consumer,
+                wire::DESTINATION: local_id,
             },
             "annotations": annotations,
         },
@@ -823,7 +804,7 @@ async fn prepare_twin(
     if existing.is_some_and(|ns| rules.applied_to(ns)) {
         return Ok(accepted);
     }
-    let pp = PatchParams::apply(tenant::FIELD_MANAGER).force();
+    let pp = PatchParams::apply(wire::PEERING_FIELD_MANAGER).force();
     if !rules.quota.is_empty() {
         let quota = json!({
             "apiVersion": "v1", "kind": "ResourceQuota",
@@ -841,7 +822,7 @@ async fn prepare_twin(
                      "labels": tenant::tenant_labels(tenant_ns)},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                     "name": REFLECTED_KINDS_CLUSTER_ROLE},
-        "subjects": [{"kind": "ServiceAccount", "name": tenant::CONSUMER_SERVICE_ACCOUNT,
+        "subjects": [{"kind": "ServiceAccount", "name": wire::CONSUMER_SERVICE_ACCOUNT,
                       "namespace": tenant_ns}],
     });
     Api::<RoleBinding>::namespaced(client.clone(), twin)

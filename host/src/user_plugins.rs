@@ -42,12 +42,10 @@ use crate::api::conditions::{
 use crate::api::reflection_plugin::{
     FailurePolicy, PluginSource, ReflectionPlugin, ReflectionPluginSpec, ReflectionPluginStatus,
 };
-use crate::labels;
+use crate::api::wire;
+use crate::api::wire::PLUGIN_FINALIZER;
 use crate::plugin::{LoadError, PluginLimits, PluginRuntime, ReflectorPlugin};
 use crate::reflect::{Engine, FailureMode, Release};
-
-/// Finalizer that keeps a ReflectionPlugin until the remote copies it alone made are gone.
-pub const PLUGIN_FINALIZER: &str = "plugins.liqo.io/finalizer";
 
 /// How often ConfigMap and file sources are checked for a new component.
 pub const SOURCE_POLL: Duration = Duration::from_secs(5);
@@ -788,7 +786,7 @@ async fn write_status(
     Api::<ReflectionPlugin>::all(ctx.client.clone())
         .patch_status(
             &rp.name_any(),
-            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
             &Patch::Apply(json!({
                 "apiVersion": "plugins.liqo.io/v1alpha1",
                 "kind": "ReflectionPlugin",

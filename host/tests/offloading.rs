@@ -15,7 +15,8 @@ use kube::{Api, Client};
 use liqo_host::api::foreign_cluster::{ForeignCluster, PeeringConditionType};
 use liqo_host::api::namespace_offloading::{NamespaceOffloading, OffloadingPhase};
 use liqo_host::offloading::{self, OffloadingContext};
-use liqo_host::peering::{self, Peers};
+use liqo_host::peering;
+use liqo_host::peers::Peers;
 use liqo_host::plugin::{
     ClusterIdentity, PluginLimits, PluginMetrics, PluginRuntime, RuntimeConfig, builtin,
 };

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use liqo_host::api::wire;
 use liqo_host::invariants::{InvalidOutput, SERVER_OWNED_METADATA};
-use liqo_host::labels;
 use liqo_host::plugin::{
     CallServices, ClusterIdentity, IdentityTranslation, LoadError, NoObjects, ObjectRef, Outcome,
     PluginError, PluginLimits, PluginMetrics, PluginRuntime, ReflectCall, ReflectorPlugin,
@@ -236,8 +236,8 @@ fn the_host_corrects_namespace_ownership_and_server_fields() {
         assert!(out["metadata"].get(*field).is_none(), "{field} kept");
     }
     assert!(out.get("status").is_none());
-    assert_eq!(out["metadata"]["labels"][labels::ORIGIN], "london");
-    assert_eq!(out["metadata"]["labels"][labels::DESTINATION], "newyork");
+    assert_eq!(out["metadata"]["labels"][wire::ORIGIN], "london");
+    assert_eq!(out["metadata"]["labels"][wire::DESTINATION], "newyork");
 }
 
 #[test]

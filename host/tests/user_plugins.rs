@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use liqo_host::api::reflection_plugin::ReflectionPlugin;
+use liqo_host::api::wire;
 use liqo_host::plugin::{
     ClusterIdentity, IdentityTranslation, PluginLimits, PluginMetrics, PluginRuntime,
     RuntimeConfig, builtin,
@@ -273,7 +274,7 @@ async fn a_user_plugin_is_loaded_swapped_and_removed_while_the_engine_runs() {
         rp.metadata
             .finalizers
             .unwrap_or_default()
-            .contains(&user_plugins::PLUGIN_FINALIZER.to_string())
+            .contains(&wire::PLUGIN_FINALIZER.to_string())
     );
     assert!(
         s.engine

@@ -26,6 +26,7 @@ use liqo_host::api::gateway::{
 use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig,
 };
+use liqo_host::api::wire;
 use liqo_host::api::{ForeignCluster, PeeringConditionStatus, PeeringConditionType};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -311,19 +312,19 @@ async fn collect(client: &Client) -> Result<Info> {
         peerings.push(peering_info(client, fc).await);
     }
     let limits_cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
-        .get_opt(liqo_host::twins::LIMITS_CONFIGMAP)
+        .get_opt(liqo_host::api::wire::LIMITS_CONFIGMAP)
         .await
         .with_context(|| {
             format!(
                 "reading ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{}",
-                liqo_host::twins::LIMITS_CONFIGMAP
+                liqo_host::api::wire::LIMITS_CONFIGMAP
             )
         })?;
     let limits = liqo_host::twins::PeerLimits::from_data(limits_cm.and_then(|c| c.data).as_ref())
         .map_err(|e| {
         anyhow::anyhow!(
             "ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{}: {e}; run `liqoctl install` again",
-            liqo_host::twins::LIMITS_CONFIGMAP
+            liqo_host::api::wire::LIMITS_CONFIGMAP
         )
     })?;
     let consumers = consumers(client).await?;
@@ -350,11 +351,11 @@ async fn collect(client: &Client) -> Result<Info> {
 /// The peering identities made here, with their twin namespaces and refused requests.
 async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
     use liqo_host::api::namespace_map::{MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap};
-    use liqo_host::{endpoint_ranges, tenant};
+    use liqo_host::tenant;
     let tenants = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
         .list(
             &kube::api::ListParams::default()
-                .labels(&format!("{}=true", tenant::TENANT_NAMESPACE_LABEL)),
+                .labels(&format!("{}=true", wire::TENANT_NAMESPACE_LABEL)),
         )
         .await
         .context("listing tenant namespaces")?;
@@ -366,7 +367,7 @@ async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
     {
         let name = ns.name_any();
         let consumer_id = Api::<Lease>::namespaced(client.clone(), &name)
-            .get_opt(tenant::LEASE_NAME)
+            .get_opt(wire::LEASE_NAME)
             .await
             .ok()
             .flatten()
@@ -412,8 +413,8 @@ async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
             consumer_id,
             twin_namespaces,
             refused,
-            endpoint_ranges: recorded(endpoint_ranges::RECORDED_RANGES_ANNOTATION, ","),
-            refused_endpoint_ranges: recorded(endpoint_ranges::REFUSED_RANGES_ANNOTATION, ";"),
+            endpoint_ranges: recorded(wire::RECORDED_RANGES_ANNOTATION, ","),
+            refused_endpoint_ranges: recorded(wire::REFUSED_RANGES_ANNOTATION, ";"),
         });
     }
     Ok(out)

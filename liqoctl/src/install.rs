@@ -41,15 +41,16 @@ use liqo_host::api::gateway::{
 use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig,
 };
+use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
+use liqo_host::api::wire::TENANT_NAMESPACE_LABEL;
 use liqo_host::api::{ForeignCluster, NamespaceOffloading, PeeringRole};
-use liqo_host::tenant::TENANT_NAMESPACE_LABEL;
 
 pub mod manifests;
 
 use crate::context::GlobalArgs;
 use crate::offload::parse_duration;
 use crate::progress::Spinner;
-use manifests::{FIELD_MANAGER, HOST_NAME, HOST_NAMESPACE, POLL};
+use manifests::{HOST_NAME, HOST_NAMESPACE, POLL};
 
 /// Flags of `liqoctl install`.
 #[derive(Args, Debug)]
@@ -178,7 +179,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     // 1. The API: CRDs first, so the host never starts without its kinds.
     let crds = liqo_host::api::crds();
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
     for crd in &crds {
         let name = crd.name_any();
         crd_api
@@ -200,7 +201,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     cm.labels_mut()
         .insert("app.kubernetes.io/part-of".into(), "liqo".into());
     cm.data.get_or_insert_default().insert(
-        liqo_host::cluster_labels::CLUSTER_LABELS_KEY.into(),
+        liqo_host::api::wire::CLUSTER_LABELS_KEY.into(),
         liqo_host::cluster_labels::render(&cluster_labels),
     );
     Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
@@ -221,14 +222,14 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     }
     let limits_cm = serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": liqo_host::twins::LIMITS_CONFIGMAP,
+        "metadata": {"name": liqo_host::api::wire::LIMITS_CONFIGMAP,
                      "namespace": CLUSTER_IDENTITY_NAMESPACE,
                      "labels": {"app.kubernetes.io/part-of": "liqo"}},
         "data": limits.to_data(),
     });
     Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
         .patch(
-            liqo_host::twins::LIMITS_CONFIGMAP,
+            liqo_host::api::wire::LIMITS_CONFIGMAP,
             &params,
             &Patch::Apply(&limits_cm),
         )
@@ -236,7 +237,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         .with_context(|| {
             format!(
                 "applying ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{}",
-                liqo_host::twins::LIMITS_CONFIGMAP
+                liqo_host::api::wire::LIMITS_CONFIGMAP
             )
         })?;
     let spinner = Spinner::start("creating the gateway identity");
@@ -283,7 +284,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     println!(
         "  peer limits:   {} twin namespaces per consumer; quota {}; Service types {}",
         limits.max_namespaces,
-        limits.to_data()[liqo_host::twins::LIMITS_KEY_QUOTA],
+        limits.to_data()[liqo_host::api::wire::LIMITS_KEY_QUOTA],
         limits.service_types.join(",")
     );
     println!(
@@ -779,7 +780,7 @@ async fn ensure_gateway_identity(
     let generated = Identity::generate(&certificate_name(identity))
         .context("generating the gateway identity")?;
     let params = PostParams {
-        field_manager: Some(manifests::FIELD_MANAGER.to_string()),
+        field_manager: Some(LIQOCTL_FIELD_MANAGER.to_string()),
         ..PostParams::default()
     };
     // Create, never apply: if another install created it in the meantime, that one stays.

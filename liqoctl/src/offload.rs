@@ -17,14 +17,12 @@ use liqo_host::api::cluster_selector::{self, ClusterSelector, ClusterSelectorTer
 use liqo_host::api::namespace_offloading::{
     NAMESPACE_OFFLOADING_NAME, NamespaceOffloading, OffloadingPhase,
 };
+use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
 use serde_json::{Value, json};
 
 use crate::context::GlobalArgs;
 use crate::output::{self, OutputFormat};
 use crate::progress::Spinner;
-
-/// Field manager of liqoctl's writes.
-const FIELD_MANAGER: &str = "liqoctl";
 
 /// `liqoctl offload ...`.
 #[derive(Subcommand, Debug)]
@@ -43,17 +41,8 @@ pub enum OffloadCommand {
     ///   liqoctl offload namespace --namespace-selector team=web
     #[command(verbatim_doc_comment)]
     Namespace {
-        /// The namespaces to offload (or --namespace-selector).
-        #[arg(
-            value_name = "NAMESPACE",
-            required_unless_present = "namespace_selector",
-            conflicts_with = "namespace_selector"
-        )]
-        namespaces: Vec<String>,
-        /// Offload every namespace whose labels match this label query (Liqo v1's
-        /// --ns-selector), e.g. `team=web` or `env in (prod,staging)`.
-        #[arg(long, visible_alias = "ns-selector", value_name = "QUERY")]
-        namespace_selector: Option<String>,
+        #[command(flatten)]
+        targets: NamespaceTargets,
         /// How the twin namespace is named: EnforceSameName (same name, so DNS names work
         /// unchanged), DefaultName (`<namespace>-<local cluster id>`) or SelectedName
         /// (`--remote-namespace-name`). Cannot change once offloaded.
@@ -93,21 +82,28 @@ pub enum UnoffloadCommand {
     /// Stop offloading namespaces. Destructive: the twin namespaces, and everything in them,
     /// are deleted in the peers.
     Namespace {
-        /// The namespaces (or --namespace-selector).
-        #[arg(
-            value_name = "NAMESPACE",
-            required_unless_present = "namespace_selector",
-            conflicts_with = "namespace_selector"
-        )]
-        namespaces: Vec<String>,
-        /// Stop offloading every offloaded namespace whose labels match this label query
-        /// (Liqo v1's --ns-selector).
-        #[arg(long, visible_alias = "ns-selector", value_name = "QUERY")]
-        namespace_selector: Option<String>,
+        #[command(flatten)]
+        targets: NamespaceTargets,
         /// How long to wait for the twin namespaces to be deleted (per namespace).
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: Duration,
     },
+}
+
+/// The namespaces a command acts on: named, or chosen by a label query (Liqo v1).
+#[derive(clap::Args, Debug)]
+pub struct NamespaceTargets {
+    /// The namespaces (or --namespace-selector).
+    #[arg(
+        value_name = "NAMESPACE",
+        required_unless_present = "namespace_selector",
+        conflicts_with = "namespace_selector"
+    )]
+    namespaces: Vec<String>,
+    /// Every namespace whose labels match this label query instead (Liqo v1's --ns-selector),
+    /// e.g. `team=web` or `env in (prod,staging)`.
+    #[arg(long, visible_alias = "ns-selector", value_name = "QUERY")]
+    namespace_selector: Option<String>,
 }
 
 /// Namespace mapping strategies, spelled as in Liqo.
@@ -164,8 +160,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Runs `liqoctl offload ...`.
 pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     let OffloadCommand::Namespace {
-        namespaces,
-        namespace_selector,
+        targets:
+            NamespaceTargets {
+                namespaces,
+                namespace_selector,
+            },
         namespace_mapping_strategy,
         remote_namespace_name,
         pod_offloading_strategy,
@@ -329,7 +328,7 @@ async fn offload_one(
         None => {
             api.patch(
                 NAMESPACE_OFFLOADING_NAME,
-                &PatchParams::apply(FIELD_MANAGER),
+                &PatchParams::apply(LIQOCTL_FIELD_MANAGER),
                 &Patch::Apply(manifest),
             )
             .await
@@ -455,8 +454,11 @@ fn check_namespace_name(what: &str, name: &str) -> Result<()> {
 /// Runs `liqoctl unoffload ...`.
 pub async fn unoffload(global: &GlobalArgs, cmd: UnoffloadCommand) -> Result<()> {
     let UnoffloadCommand::Namespace {
-        namespaces,
-        namespace_selector,
+        targets:
+            NamespaceTargets {
+                namespaces,
+                namespace_selector,
+            },
         timeout,
     } = cmd;
     for namespace in &namespaces {

@@ -39,6 +39,8 @@ use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig, IdentityError,
 };
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
+use liqo_host::api::wire;
+use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
 use liqo_host::endpoint_ranges;
 use liqo_host::tenant;
 use serde::Deserialize as _;
@@ -53,8 +55,6 @@ pub(crate) mod peering_user;
 pub(crate) mod remote;
 use input as peering;
 
-/// Field manager of liqoctl's writes.
-const FIELD_MANAGER: &str = "liqoctl";
 /// Label on the credential Secrets liqoctl creates (value `true`), so unpeer deletes only those.
 const CREDENTIALS_LABEL: &str = "liqo.io/peering-credentials";
 /// Label on a credential Secret: the provider's cluster id.
@@ -593,7 +593,7 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
             (CREDENTIALS_KEY_TOKEN, token.as_str()),
             (CREDENTIALS_KEY_CA, ca_pem.as_str()),
             (CREDENTIALS_KEY_SERVER, url.as_str()),
-            (tenant::CREDENTIALS_KEY_TENANT, tenant.as_str()),
+            (wire::CREDENTIALS_KEY_TENANT, tenant.as_str()),
         ],
         gateway.as_ref(),
         repeer,
@@ -697,7 +697,7 @@ pub(crate) async fn unpeer_out_of_band(client: &Client, args: UnpeerOutOfBandArg
                 bail!(
                     "ForeignCluster {name} was not removed within {timeout:?}: its finalizer {} is \
                      removed by the host; is liqo-host running? see `liqoctl info`",
-                    liqo_host::peering::PEERING_FINALIZER
+                    liqo_host::api::wire::PEERING_FINALIZER
                 );
             }
             _ => tokio::time::sleep(Duration::from_millis(300)).await,
@@ -748,7 +748,7 @@ async fn remove_legacy_grants(client: &Client) -> Result<()> {
     let dp = DeleteParams::default();
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     for crb in bindings
-        .list(&ListParams::default().labels(tenant::TENANT_LABEL))
+        .list(&ListParams::default().labels(wire::TENANT_LABEL))
         .await
         .context("listing ClusterRoleBindings")?
     {
@@ -763,7 +763,7 @@ async fn remove_legacy_grants(client: &Client) -> Result<()> {
     }
     let policy_bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
     for b in policy_bindings
-        .list(&ListParams::default().labels(tenant::TENANT_LABEL))
+        .list(&ListParams::default().labels(wire::TENANT_LABEL))
         .await
         .context("listing ValidatingAdmissionPolicyBindings")?
     {
@@ -788,7 +788,7 @@ async fn remove_legacy_grants(client: &Client) -> Result<()> {
 /// Applies the ClusterRole and the admission policies (idempotent, server-side apply).
 async fn apply_manifests(client: &Client) -> Result<()> {
     remove_legacy_grants(client).await?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
     for (file, text) in MANIFESTS {
         for doc in serde_yaml::Deserializer::from_str(text) {
             let value =
@@ -837,8 +837,8 @@ async fn ensure_id_unbound(client: &Client, id: &str) -> Result<()> {
     let bound = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default().labels(&format!(
             "{}=true,{}={id}",
-            tenant::TENANT_NAMESPACE_LABEL,
-            tenant::CONSUMER_ID_LABEL
+            wire::TENANT_NAMESPACE_LABEL,
+            wire::CONSUMER_ID_LABEL
         )))
         .await
         .context("listing tenant namespaces")?;
@@ -910,12 +910,12 @@ async fn check_provider(
         );
     };
     let lease = Api::<Lease>::namespaced(provider.clone(), tenant)
-        .get(tenant::LEASE_NAME)
+        .get(wire::LEASE_NAME)
         .await
         .with_context(|| {
             format!(
                 "reading the peering Lease {tenant}/{} on {name}",
-                tenant::LEASE_NAME
+                wire::LEASE_NAME
             )
         })?;
     let holder = lease
@@ -957,7 +957,7 @@ async fn create_peering(
         secrets
             .patch(
                 secret_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
+                &PatchParams::apply(LIQOCTL_FIELD_MANAGER).force(),
                 &Patch::Apply(&secret),
             )
             .await
@@ -992,7 +992,7 @@ async fn create_peering(
     Api::<ForeignCluster>::all(client.clone())
         .patch(
             name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &PatchParams::apply(LIQOCTL_FIELD_MANAGER).force(),
             &Patch::Apply(&fc),
         )
         .await

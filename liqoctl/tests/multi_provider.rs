@@ -4,12 +4,11 @@
 //! against three real control planes with the three hosts running.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
 
-use common::{liqoctl_bin, start_host};
+use common::{sh, sh_ok, start_host};
 use serde_json::Value;
 use testsupport::{TestEnv, eventually, output_text as text};
 
@@ -19,37 +18,6 @@ const REGION: &str = "topology.liqo.io/region";
 fn repo() -> PathBuf {
     PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
         .join("..")
-}
-
-/// A shell line as the tutorial's user runs it: liqoctl and kubectl on PATH, KUBECONFIG at
-/// london, and `$KUBECONFIG_FLORENCE`, `$KUBECONFIG_NAPLES` at the providers.
-fn sh(env: &TestEnv, line: &str) -> Output {
-    let dirs = [
-        liqoctl_bin().parent().unwrap().to_path_buf(),
-        env.kubectl_bin().parent().unwrap().to_path_buf(),
-    ];
-    let path = format!(
-        "{}:{}:{}",
-        dirs[0].display(),
-        dirs[1].display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new("bash")
-        .arg("-c")
-        .arg(line)
-        .env("PATH", path)
-        .env("KUBECONFIG", env.kubeconfig_path("london"))
-        .env("KUBECONFIG_FLORENCE", env.kubeconfig_path("florence"))
-        .env("KUBECONFIG_NAPLES", env.kubeconfig_path("naples"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("running bash")
-}
-
-fn sh_ok(env: &TestEnv, line: &str) -> String {
-    let out = sh(env, line);
-    assert!(out.status.success(), "`{line}` failed:\n{}", text(&out));
-    text(&out)
 }
 
 /// Whether `cluster` has a Service `name` in namespace `ns`.
@@ -322,10 +290,15 @@ async fn offloading_with_policies_across_three_clusters() {
     .await;
 
     // A provider peered later that matches gets the twin: naples (south) peers again.
-    sh_ok(env, "liqoctl peer --remote-kubeconfig \"$KUBECONFIG_NAPLES\"");
-    eventually("naples, peered again, to get flights-service", WAIT, || async {
-        has_service(env, "naples", "liqo-demo", "flights-service").then_some(())
-    })
+    sh_ok(
+        env,
+        "liqoctl peer --remote-kubeconfig \"$KUBECONFIG_NAPLES\"",
+    );
+    eventually(
+        "naples, peered again, to get flights-service",
+        WAIT,
+        || async { has_service(env, "naples", "liqo-demo", "flights-service").then_some(()) },
+    )
     .await;
     assert!(!has_namespace(env, "florence", "liqo-demo"));
 

@@ -17,7 +17,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
-use liqo_host::{endpoint_ranges, tenant};
+use liqo_host::api::wire;
+use liqo_host::tenant;
 use serde_json::json;
 mod common;
 
@@ -343,10 +344,10 @@ async fn peer_secure_and_unpeer() {
     // The claimed identity's tenant namespace on newyork.
     let tenant_ns = {
         let sas = Api::<ServiceAccount>::all(newyork.clone())
-            .list(&ListParams::default().fields(&format!(
-                "metadata.name={}",
-                tenant::CONSUMER_SERVICE_ACCOUNT
-            )))
+            .list(
+                &ListParams::default()
+                    .fields(&format!("metadata.name={}", wire::CONSUMER_SERVICE_ACCOUNT)),
+            )
             .await
             .unwrap();
         let review = Api::<Lease>::all(newyork.clone())
@@ -373,7 +374,7 @@ async fn peer_secure_and_unpeer() {
                 || async {
                     let ns = namespaces.get(&tenant_ns).await.ok()?;
                     (ns.annotations()
-                        .get(endpoint_ranges::RECORDED_RANGES_ANNOTATION)
+                        .get(wire::RECORDED_RANGES_ANNOTATION)
                         .map(String::as_str)
                         == Some(expected))
                     .then_some(())
@@ -648,7 +649,7 @@ async fn peer_secure_and_unpeer() {
     forbidden(
         Api::<Lease>::namespaced(peer.clone(), &tenant_ns)
             .patch(
-                tenant::LEASE_NAME,
+                wire::LEASE_NAME,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"spec": {"holderIdentity": "paris"}})),
             )
@@ -664,7 +665,7 @@ async fn peer_secure_and_unpeer() {
         async move {
             leases
                 .patch(
-                    tenant::LEASE_NAME,
+                    wire::LEASE_NAME,
                     &PatchParams::default(),
                     &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
                 )
@@ -674,7 +675,7 @@ async fn peer_secure_and_unpeer() {
     for (annotations, what) in [
         (json!({"example.com/note": "x"}), "add an annotation"),
         (
-            json!({tenant::TOKEN_EXPIRATION_ANNOTATION: null}),
+            json!({wire::TOKEN_EXPIRATION_ANNOTATION: null}),
             "remove the provider's annotation",
         ),
         (
@@ -691,7 +692,7 @@ async fn peer_secure_and_unpeer() {
     forbidden(
         leases
             .patch(
-                tenant::LEASE_NAME,
+                wire::LEASE_NAME,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"metadata": {"labels": {"example.com/x": "y"}}})),
             )
@@ -720,7 +721,7 @@ async fn peer_secure_and_unpeer() {
         Api::<ServiceAccount>::namespaced(peer.clone(), &tenant_ns)
             .create_subresource::<_, TokenRequest>(
                 "token",
-                tenant::CONSUMER_SERVICE_ACCOUNT,
+                wire::CONSUMER_SERVICE_ACCOUNT,
                 &PostParams::default(),
                 &long_token,
             )

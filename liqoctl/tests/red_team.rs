@@ -22,7 +22,9 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::api::namespace_map::{MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap, reasons};
-use liqo_host::tenant::{self, LEASE_NAME};
+use liqo_host::api::wire;
+use liqo_host::api::wire::LEASE_NAME;
+use liqo_host::tenant;
 use serde_json::json;
 use testsupport::{eventually, output_text as text};
 
@@ -75,7 +77,7 @@ async fn namespaces_cannot_be_deleted_created_or_relabelled() {
     }
     let forged: Namespace = serde_json::from_value(json!({"metadata": {
         "name": "rt-ns-created",
-        "labels": {harness::ORIGIN: "rt-ns", harness::DESTINATION: PROVIDER, tenant::TENANT_LABEL: &tenant_ns},
+        "labels": {harness::ORIGIN: "rt-ns", harness::DESTINATION: PROVIDER, wire::TENANT_LABEL: &tenant_ns},
     }}))
     .unwrap();
     refused(
@@ -87,7 +89,7 @@ async fn namespaces_cannot_be_deleted_created_or_relabelled() {
     for name in ["rt-ns-twin", tenant_ns.as_str()] {
         for (key, value) in [
             ("pod-security.kubernetes.io/enforce", "privileged"),
-            (tenant::TENANT_NAMESPACE_LABEL, "true"),
+            (wire::TENANT_NAMESPACE_LABEL, "true"),
         ] {
             refused(
                 namespaces
@@ -162,7 +164,7 @@ async fn lease_and_namespace_map_metadata_belong_to_the_provider() {
             "label the Lease",
         ),
         (
-            json!({"metadata": {"labels": {tenant::PEERING_LEASE_LABEL: null}}}),
+            json!({"metadata": {"labels": {wire::PEERING_LEASE_LABEL: null}}}),
             metadata,
             "remove the peering-lease label (the provider would stop looking at the Lease)",
         ),
@@ -451,7 +453,7 @@ async fn a_claimed_consumer_id_cannot_be_claimed_again() {
         "{said}"
     );
     assert_eq!(
-        namespaces_labelled(&admin, &format!("{}=rt-claim", tenant::CONSUMER_ID_LABEL)).await,
+        namespaces_labelled(&admin, &format!("{}=rt-claim", wire::CONSUMER_ID_LABEL)).await,
         [owner_ns.as_str()],
         "another tenant namespace is bound to rt-claim"
     );
@@ -500,15 +502,15 @@ async fn a_namespace_admin_cannot_forge_a_peering() {
     // tenant, claiming the victim's id with a long stale renewal.
     let pp = PostParams::default();
     let forged_sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": tenant::CONSUMER_SERVICE_ACCOUNT}}))
+        serde_json::from_value(json!({"metadata": {"name": wire::CONSUMER_SERVICE_ACCOUNT}}))
             .unwrap();
     Api::<ServiceAccount>::namespaced(mallory.clone(), forge)
         .create(&pp, &forged_sa)
         .await
         .expect("the admin role creates ServiceAccounts");
     let lease: Lease = serde_json::from_value(json!({
-        "metadata": {"name": LEASE_NAME, "labels": {tenant::PEERING_LEASE_LABEL: "true",
-                                                    tenant::PROVIDER_ID_LABEL: PROVIDER}},
+        "metadata": {"name": LEASE_NAME, "labels": {wire::PEERING_LEASE_LABEL: "true",
+                                                    wire::PROVIDER_ID_LABEL: PROVIDER}},
         "spec": {"holderIdentity": "rt-forge-victim", "leaseDurationSeconds": 90,
                  "renewTime": "2020-01-01T00:00:00.000000Z"},
     }))
@@ -579,7 +581,7 @@ async fn a_namespace_admin_cannot_forge_a_peering() {
         "newyork made the twin namespace the forged NamespaceMap asked for"
     );
     assert_eq!(
-        namespaces_labelled(&admin, &format!("{}={forge}", tenant::TENANT_LABEL)).await,
+        namespaces_labelled(&admin, &format!("{}={forge}", wire::TENANT_LABEL)).await,
         Vec::<String>::new(),
         "newyork made a twin namespace for the forged tenant"
     );
@@ -595,11 +597,11 @@ async fn a_namespace_admin_cannot_forge_a_peering() {
     );
 
     // The forged identity's own token can do nothing in the victim's twin.
-    let forged_token = match sa_token(&mallory, forge, tenant::CONSUMER_SERVICE_ACCOUNT).await {
+    let forged_token = match sa_token(&mallory, forge, wire::CONSUMER_SERVICE_ACCOUNT).await {
         Ok(token) => token,
         // The `admin` role may not grant serviceaccounts/token: the cluster admin asks.
         Err(kube::Error::Api(s)) if s.code == 403 => {
-            sa_token(&admin, forge, tenant::CONSUMER_SERVICE_ACCOUNT)
+            sa_token(&admin, forge, wire::CONSUMER_SERVICE_ACCOUNT)
                 .await
                 .unwrap()
         }
@@ -669,7 +671,7 @@ async fn a_namespace_admin_cannot_forge_a_peering() {
     );
     assert!(
         Api::<ServiceAccount>::namespaced(admin.clone(), forge)
-            .get_opt(tenant::CONSUMER_SERVICE_ACCOUNT)
+            .get_opt(wire::CONSUMER_SERVICE_ACCOUNT)
             .await
             .unwrap()
             .is_some(),
@@ -831,11 +833,11 @@ async fn content_rules_hold_in_its_own_twin() {
 /// declaration is refused.
 #[tokio::test]
 async fn endpoints_point_only_where_the_peering_declared() {
-    use liqo_host::endpoint_ranges::{
+    use liqo_host::api::wire::ENDPOINT_RANGES_ANNOTATION;
+    use liqo_host::api::wire::{
         DECLARED_RANGES_ANNOTATION, RECORDED_RANGES_ANNOTATION, REFUSED_RANGES_ANNOTATION,
-        lease_annotation,
     };
-    use liqo_host::twins::ENDPOINT_RANGES_ANNOTATION;
+    use liqo_host::endpoint_ranges::lease_annotation;
     let (env, admin) = provider().await;
     let _limits = LIMITS.read().await;
     let mut t = Tenant::generate(env, "rt-ranges", false).await;
@@ -1078,7 +1080,7 @@ async fn reserved_and_taken_names_are_never_twins() {
     );
     assert!(ns_state(&admin, "liqo-tenant-xyz").await.is_none());
     assert_eq!(
-        namespaces_labelled(&admin, &format!("{}={own_tenant}", tenant::TENANT_LABEL)).await,
+        namespaces_labelled(&admin, &format!("{}={own_tenant}", wire::TENANT_LABEL)).await,
         Vec::<String>::new(),
         "newyork made a twin namespace for rt-names"
     );
@@ -1291,7 +1293,7 @@ async fn a_peer_cannot_claim_the_providers_own_id() {
                 .unwrap();
             let bound = ns_state(&admin, &t.name)
                 .await
-                .and_then(|s| s.labels.get(tenant::CONSUMER_ID_LABEL).cloned());
+                .and_then(|s| s.labels.get(wire::CONSUMER_ID_LABEL).cloned());
             tenant::release_lease(&t.peer, &t.name).await.unwrap();
             panic!(
                 "attack allowed: a peer claimed the provider's own id {PROVIDER}; 7 s later the \

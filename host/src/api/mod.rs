@@ -19,6 +19,7 @@ pub mod identity;
 pub mod namespace_map;
 pub mod namespace_offloading;
 pub mod reflection_plugin;
+pub mod wire;
 
 pub use conditions::{ConditionLike, ConditionStatus, upsert_condition};
 pub use foreign_cluster::{

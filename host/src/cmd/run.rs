@@ -14,7 +14,8 @@ use liqo_host::api::identity::{
 };
 use liqo_host::leader::{self, LeaderConfig};
 use liqo_host::offloading::{self, OffloadingContext};
-use liqo_host::peering::{self, Peers};
+use liqo_host::peering;
+use liqo_host::peers::Peers;
 use liqo_host::plugin::{
     ClusterIdentity, PluginLimits, PluginMetrics, PluginRuntime, RuntimeConfig, builtin,
 };

@@ -8,6 +8,7 @@
 //! only when a pass needs the body: to hand it to a plugin (which takes JSON text anyway) or to
 //! compare a remote copy with the intent.
 
+use crate::api::wire;
 use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -16,8 +17,6 @@ use kube::api::ApiResource;
 use kube::core::DynamicResourceScope;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
-
-use crate::labels;
 
 /// An object in a cache: its identity fields, the labels that decide ownership, and the rest as
 /// JSON text.
@@ -76,9 +75,9 @@ impl CachedObject {
                 .and_then(Value::as_str)
                 .map(Box::from)
         };
-        let origin = label(labels::ORIGIN);
-        let destination = label(labels::DESTINATION);
-        let slice_manager = label(labels::ENDPOINTSLICE_MANAGED_BY);
+        let origin = label(wire::ORIGIN);
+        let destination = label(wire::DESTINATION);
+        let slice_manager = label(wire::ENDPOINTSLICE_MANAGED_BY);
         let text = Value::Object(map).to_string().into_boxed_str();
         Ok(Self {
             metadata,
@@ -124,8 +123,7 @@ impl CachedObject {
         let is_slice = resource.kind == "EndpointSlice" || self.slice_manager.is_some();
         reflected
             && (!is_slice
-                || self.slice_manager.as_deref()
-                    == Some(labels::ENDPOINTSLICE_MANAGED_BY_REFLECTION))
+                || self.slice_manager.as_deref() == Some(wire::ENDPOINTSLICE_MANAGED_BY_REFLECTION))
     }
 
     /// The whole object as JSON text, with the `apiVersion` and `kind` of `resource` (the
@@ -281,8 +279,8 @@ mod tests {
     fn ownership_follows_liqo_rules() {
         let ours = |extra: &[(&str, &str)]| {
             let mut l = Map::new();
-            l.insert(labels::ORIGIN.into(), json!("london"));
-            l.insert(labels::DESTINATION.into(), json!("newyork"));
+            l.insert(wire::ORIGIN.into(), json!("london"));
+            l.insert(wire::DESTINATION.into(), json!("newyork"));
             for (k, v) in extra {
                 l.insert((*k).into(), json!(v));
             }
@@ -291,16 +289,16 @@ mod tests {
         let cases = [
             // (labels, resource, owned by the peering london -> newyork)
             (ours(&[]), services(), true),
-            (json!({labels::ORIGIN: "london"}), services(), false),
+            (json!({wire::ORIGIN: "london"}), services(), false),
             (
-                json!({labels::ORIGIN: "paris", labels::DESTINATION: "newyork"}),
+                json!({wire::ORIGIN: "paris", wire::DESTINATION: "newyork"}),
                 services(),
                 false,
             ),
             // Our labels copied onto a slice by the remote EndpointSlice controller.
             (
                 ours(&[(
-                    labels::ENDPOINTSLICE_MANAGED_BY,
+                    wire::ENDPOINTSLICE_MANAGED_BY,
                     "endpointslice-controller.k8s.io",
                 )]),
                 slices(),
@@ -309,8 +307,8 @@ mod tests {
             (ours(&[]), slices(), false),
             (
                 ours(&[(
-                    labels::ENDPOINTSLICE_MANAGED_BY,
-                    labels::ENDPOINTSLICE_MANAGED_BY_REFLECTION,
+                    wire::ENDPOINTSLICE_MANAGED_BY,
+                    wire::ENDPOINTSLICE_MANAGED_BY_REFLECTION,
                 )]),
                 slices(),
                 true,

@@ -6,11 +6,9 @@
 //! longer contains the intent (someone edited it: drift). Otherwise the host does nothing, so at
 //! steady state, and after a restart, it makes no writes.
 
+use crate::api::wire::INTENT_HASH_ANNOTATION;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-
-/// Annotation holding the hash of the last applied intent.
-pub const INTENT_HASH_ANNOTATION: &str = "reflection.liqo.io/intent-hash";
 
 /// A stable hash of an object (serde_json maps are ordered, so serialization is canonical).
 pub fn intent_hash(intent: &Value) -> String {

@@ -14,7 +14,7 @@ use super::cached::CachedObject;
 use super::engine::{Engine, FailureMode, KindSlot, PeerState, ReflectKey};
 use super::intent;
 use super::reads::TrackingReader;
-use crate::labels;
+use crate::api::wire;
 use crate::plugin::{CallServices, ObjectRef as PluginObjectRef, Outcome, ReflectCall};
 
 /// How long a pass waits for a free call slot of its plugin before it is deferred: far longer
@@ -381,7 +381,7 @@ async fn apply_remote(
     local: &CachedObject,
 ) -> Result<PassResult, String> {
     let api = Api::<DynamicObject>::namespaced_with(peer.client.clone(), namespace, &slot.resource);
-    let params = PatchParams::apply(labels::FIELD_MANAGER).force();
+    let params = PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force();
     engine.inner.metrics.write(&peer.identity.id, "apply");
     tracing::debug!(peer = %peer.identity.id, namespace, kind = %slot.kind.kind, %name, "applying remote copy");
     let applied = match api.patch(name, &params, &Patch::Apply(desired)).await {

@@ -15,7 +15,7 @@ use kube::{Client, ResourceExt};
 use liqo_host::api::ForeignCluster;
 use liqo_host::api::conditions::ConditionStatus;
 use liqo_host::api::namespace_offloading::{NamespaceOffloading, RemoteNamespaceConditionType};
-use liqo_host::labels::{
+use liqo_host::api::wire::{
     DESTINATION, ENDPOINTSLICE_MANAGED_BY, ENDPOINTSLICE_MANAGED_BY_REFLECTION, ORIGIN,
 };
 use serde::Serialize;
@@ -200,7 +200,7 @@ async fn report(
     let incoming_namespaces: Vec<String> = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default().labels(&format!(
             "{},{ORIGIN}={peer_id}",
-            liqo_host::tenant::TENANT_LABEL
+            liqo_host::api::wire::TENANT_LABEL
         )))
         .await?
         .items
@@ -214,7 +214,7 @@ async fn report(
     }
     let managed = fc
         .annotations()
-        .get(liqo_host::cluster_labels::MANAGED_KEYS_ANNOTATION)
+        .get(liqo_host::api::wire::CLUSTER_LABELS_ANNOTATION)
         .cloned()
         .unwrap_or_default();
     let cluster_labels = managed

@@ -2,6 +2,7 @@
 //! applies exactly what the Kustomize base holds (one source of truth, nothing read at run
 //! time), and the helpers that apply and delete them.
 
+use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -11,9 +12,6 @@ use kube::api::{
 use kube::discovery::{self, Scope};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
-
-/// Field manager of every server-side apply by liqoctl.
-pub const FIELD_MANAGER: &str = "liqoctl";
 
 /// Namespace of the host (`deploy/host/namespace.yaml`).
 pub const HOST_NAMESPACE: &str = "liqo";
@@ -157,12 +155,12 @@ async fn api_for(client: &Client, manifest: &Manifest) -> Result<Api<DynamicObje
     })
 }
 
-/// Server-side applies `manifest` as [`FIELD_MANAGER`]. `force` takes over fields another
+/// Server-side applies `manifest` as [`LIQOCTL_FIELD_MANAGER`]. `force` takes over fields another
 /// manager set (for example a previous `kubectl apply --server-side`): the installer owns
 /// these objects.
 pub async fn apply(client: &Client, manifest: &Manifest) -> Result<()> {
     let api = api_for(client, manifest).await?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
     api.patch(
         &manifest.object.name_any(),
         &params,

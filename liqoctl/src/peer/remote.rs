@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
+use liqo_host::api::wire;
 use liqo_host::tenant;
 
 use super::{OutOfBandArgs, UnpeerOutOfBandArgs, peering_user};
@@ -362,8 +363,8 @@ async fn bound_tenants(provider: &Client, id: &str) -> Result<Vec<String>> {
     let list = Api::<Namespace>::all(provider.clone())
         .list(&ListParams::default().labels(&format!(
             "{}=true,{}={id}",
-            tenant::TENANT_NAMESPACE_LABEL,
-            tenant::CONSUMER_ID_LABEL
+            wire::TENANT_NAMESPACE_LABEL,
+            wire::CONSUMER_ID_LABEL
         )))
         .await
         .context("listing the provider's tenant namespaces")?;

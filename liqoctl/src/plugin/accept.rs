@@ -17,9 +17,10 @@ use clap::Args;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Scope, pinned_kind};
+use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
 use serde_json::{Value, json};
 
-use super::install::{FIELD_MANAGER, MANAGED_BY_LABEL};
+use super::install::MANAGED_BY_LABEL;
 use super::kind::KindSpec;
 use crate::context::GlobalArgs;
 
@@ -252,7 +253,7 @@ pub fn accept_role(group: &str, plural: &str) -> Value {
             "name": role_name(group, plural),
             "labels": {
                 AGGREGATE_TO_PEERING_LABEL: "true",
-                MANAGED_BY_LABEL: FIELD_MANAGER,
+                MANAGED_BY_LABEL: LIQOCTL_FIELD_MANAGER,
                 "app.kubernetes.io/part-of": "liqo",
             },
         },
@@ -332,7 +333,7 @@ pub async fn run(global: &GlobalArgs, args: AcceptArgs) -> Result<()> {
         roles
             .patch(
                 &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
+                &PatchParams::apply(LIQOCTL_FIELD_MANAGER).force(),
                 &Patch::Apply(accept_role(&spec.group, &plural)),
             )
             .await

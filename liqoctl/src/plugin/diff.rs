@@ -39,7 +39,7 @@ use crate::context::GlobalArgs;
 use crate::output::{self, OutputFormat};
 
 /// The annotation the host stamps on every object it applies (a hash of the intent).
-pub use liqo_host::reflect::intent::INTENT_HASH_ANNOTATION;
+pub use liqo_host::api::wire::INTENT_HASH_ANNOTATION;
 
 /// Flags of `liqoctl plugin diff`.
 #[derive(Args, Debug)]

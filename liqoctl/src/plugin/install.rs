@@ -22,6 +22,7 @@ use liqo_host::api::conditions::{STATUS_FALSE, STATUS_TRUE};
 use liqo_host::api::reflection_plugin::{
     DEFAULT_CONFIG_MAP_KEY, FailurePolicy, KindReference, PluginSource, ReflectionPlugin,
 };
+use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
 use liqo_host::plugin::{Manifest, PluginLimits};
 use serde_json::{Value, json};
 
@@ -32,8 +33,6 @@ use crate::info::age;
 use crate::offload::parse_duration;
 use crate::progress::Spinner;
 
-/// Field manager of liqoctl's writes.
-pub const FIELD_MANAGER: &str = "liqoctl";
 /// Label on the ConfigMaps liqoctl creates, so that `uninstall` deletes only those.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Label naming the ReflectionPlugin a ConfigMap belongs to.
@@ -171,7 +170,7 @@ pub fn host_read_role(name: &str, manifest: &Manifest) -> Value {
             "labels": {
                 AGGREGATE_TO_HOST_LABEL: "true",
                 PLUGIN_LABEL: name,
-                MANAGED_BY_LABEL: FIELD_MANAGER,
+                MANAGED_BY_LABEL: LIQOCTL_FIELD_MANAGER,
             },
         },
         "rules": rules,
@@ -187,7 +186,7 @@ pub fn config_map(name: &str, namespace: &str, bytes: &[u8], digest: &str) -> Va
         "metadata": {
             "name": config_map_name(name),
             "namespace": namespace,
-            "labels": {MANAGED_BY_LABEL: FIELD_MANAGER, PLUGIN_LABEL: name},
+            "labels": {MANAGED_BY_LABEL: LIQOCTL_FIELD_MANAGER, PLUGIN_LABEL: name},
             "annotations": {DIGEST_ANNOTATION: digest},
         },
         "binaryData": {
@@ -330,7 +329,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         .and_then(|p| p.status.as_ref())
         .and_then(|s| s.loaded().cloned());
 
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
     // The host reads the plugin's kinds in this cluster (a host with an admin kubeconfig
     // needs nothing; one in a Pod gets these rules through the aggregated liqo-host-user-kinds).
     Api::<ClusterRole>::all(client.clone())
@@ -515,7 +514,8 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         .with_context(|| format!("reading ConfigMap {cm_namespace}/{cm_name}"))?;
     match cm {
         Some(cm)
-            if cm.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(FIELD_MANAGER) =>
+            if cm.labels().get(MANAGED_BY_LABEL).map(String::as_str)
+                == Some(LIQOCTL_FIELD_MANAGER) =>
         {
             cms.delete(&cm_name, &DeleteParams::default())
                 .await

@@ -43,8 +43,9 @@ pub fn run_liqoctl(env: &TestEnv, cluster: &str, args: &[&str]) -> Output {
         .expect("running liqoctl")
 }
 
-/// Runs a shell command line with liqoctl and kubectl on PATH and KUBECONFIG set to london,
-/// as the tutorial's user has it.
+/// Runs a shell command line with liqoctl and kubectl on PATH, KUBECONFIG set to london, and
+/// `$KUBECONFIG_<CLUSTER>` (`$KUBECONFIG_NEWYORK`, ...) for every other cluster of `env`, as
+/// the tutorial's user has it.
 pub fn sh(env: &TestEnv, line: &str) -> Output {
     let bin_dir = env.kubectl_bin().parent().unwrap().to_path_buf();
     let liqoctl_dir = liqoctl_bin().parent().unwrap().to_path_buf();
@@ -54,15 +55,19 @@ pub fn sh(env: &TestEnv, line: &str) -> Output {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg("-c")
         .arg(line)
         .env("PATH", path)
-        .env("KUBECONFIG", env.kubeconfig_path("london"))
-        .env("KUBECONFIG_NEWYORK", env.kubeconfig_path("newyork"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("running bash")
+        .env("KUBECONFIG", env.kubeconfig_path("london"));
+    for cluster in env.clusters() {
+        command.env(
+            format!("KUBECONFIG_{}", cluster.name.to_uppercase()),
+            &cluster.kubeconfig,
+        );
+    }
+    command.stdin(Stdio::null()).output().expect("running bash")
 }
 
 /// [`sh`], asserting success; returns stdout and stderr.

@@ -21,8 +21,8 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::namespace_map::{MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap};
-use liqo_host::endpoint_ranges;
-use liqo_host::tenant::{CONSUMER_SERVICE_ACCOUNT, LEASE_NAME, TENANT_LABEL};
+use liqo_host::api::wire;
+use liqo_host::api::wire::{CONSUMER_SERVICE_ACCOUNT, LEASE_NAME, TENANT_LABEL};
 use serde_json::{Map, Value, json};
 use testsupport::{TestEnv, eventually};
 
@@ -431,7 +431,7 @@ fn patch(rng: &mut Rng, w: &World, kind: Kind) -> Value {
                         ("gateway.liqo.io/address", json!("1".repeat(129))),
                         ("gateway.liqo.io/other", json!("x")),
                         (
-                            endpoint_ranges::DECLARED_RANGES_ANNOTATION,
+                            wire::DECLARED_RANGES_ANNOTATION,
                             json!(format!("{CONSUMER_PODS},").repeat(80)),
                         ),
                         ("example.com/note", json!("x")),

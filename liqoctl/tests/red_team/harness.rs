@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::namespace_map::{MappingPhase, RemoteNamespaceStatus};
+use liqo_host::api::wire;
 use liqo_host::{endpoint_ranges, tenant};
 use serde_json::{Value, json};
 use testsupport::{TestEnv, eventually, output_text as text};
@@ -111,7 +112,7 @@ async fn policies_enforced(env: &'static TestEnv, admin: &Client) {
                 .to_string();
             match leases
                 .patch(
-                    tenant::LEASE_NAME,
+                    wire::LEASE_NAME,
                     &PatchParams::default(),
                     &Patch::Merge(
                         json!({"metadata": {"annotations": {"example.com/probe": value}}}),
@@ -233,7 +234,7 @@ impl Tenant {
             WAIT,
             || async {
                 let ns = namespaces.get(&self.name).await.ok()?;
-                (ns.labels().get(tenant::CONSUMER_ID_LABEL) == Some(&self.id)).then_some(())
+                (ns.labels().get(wire::CONSUMER_ID_LABEL) == Some(&self.id)).then_some(())
             },
         )
         .await;
@@ -242,9 +243,7 @@ impl Tenant {
             WAIT,
             || async {
                 let ns = namespaces.get(&self.name).await.ok()?;
-                let recorded = ns
-                    .annotations()
-                    .get(endpoint_ranges::RECORDED_RANGES_ANNOTATION)?;
+                let recorded = ns.annotations().get(wire::RECORDED_RANGES_ANNOTATION)?;
                 (recorded == CONSUMER_PODS).then_some(())
             },
         )
@@ -589,24 +588,24 @@ impl LimitsGuard {
     pub async fn set(env: &'static TestEnv, admin: &Client, data: Value) -> LimitsGuard {
         let api = Api::<ConfigMap>::namespaced(admin.clone(), "liqo");
         let original = api
-            .get_opt(liqo_host::twins::LIMITS_CONFIGMAP)
+            .get_opt(liqo_host::api::wire::LIMITS_CONFIGMAP)
             .await
             .unwrap()
             .map(|cm| {
                 json!({
                     "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": liqo_host::twins::LIMITS_CONFIGMAP, "namespace": "liqo",
+                    "metadata": {"name": liqo_host::api::wire::LIMITS_CONFIGMAP, "namespace": "liqo",
                                  "labels": cm.labels(), "annotations": cm.annotations()},
                     "data": cm.data,
                 })
             });
         let guard = LimitsGuard { env, original };
         api.patch(
-            liqo_host::twins::LIMITS_CONFIGMAP,
+            liqo_host::api::wire::LIMITS_CONFIGMAP,
             &PatchParams::apply("red-team").force(),
             &Patch::Apply(json!({
                 "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": liqo_host::twins::LIMITS_CONFIGMAP, "namespace": "liqo"},
+                "metadata": {"name": liqo_host::api::wire::LIMITS_CONFIGMAP, "namespace": "liqo"},
                 "data": data,
             })),
         )
@@ -618,7 +617,7 @@ impl LimitsGuard {
 
 impl Drop for LimitsGuard {
     fn drop(&mut self) {
-        let name = liqo_host::twins::LIMITS_CONFIGMAP;
+        let name = liqo_host::api::wire::LIMITS_CONFIGMAP;
         let out = match &self.original {
             None => self.env.kubectl(
                 PROVIDER,
