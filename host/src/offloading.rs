@@ -158,54 +158,22 @@ struct PeerOutcome {
     message: String,
 }
 
+/// One pass over a NamespaceOffloading: refuse what cannot be offloaded, then for every peer
+/// decide whether it is selected and make its twin namespace exist (or go), then write the
+/// per-peer conditions and the phase.
 async fn apply(
     o: &NamespaceOffloading,
     ctx: &OffloadingContext,
 ) -> Result<Action, OffloadingError> {
-    let namespace = o.namespace().unwrap_or_default();
     let mut status = o.status.clone().unwrap_or_default();
     status.observed_generation = o.metadata.generation;
-
-    if o.spec.pod_offloading_strategy != PodOffloadingStrategy::Local {
-        for peer in ctx.peers.list() {
-            ctx.engine.unoffload(&peer.identity.id, &namespace);
-        }
-        status.offloading_phase = Some(OffloadingPhase::AllFailed);
-        status.message = Some(format!(
-            "podOffloadingStrategy {} is not supported: only Local (pods stay in this cluster) is. \
-             Run `liqoctl unoffload namespace {namespace}` and offload again with \
-             --pod-offloading-strategy Local",
-            o.spec.pod_offloading_strategy.as_str()
-        ));
-        write_status(o, status, ctx).await?;
-        return Ok(Action::await_change());
+    if let Some(refusal) = refusal(o) {
+        return refuse(o, status, refusal, ctx).await;
     }
-
-    // A selector the host cannot evaluate sends the namespace nowhere (never everywhere).
     let selector = o.spec.cluster_selector.as_ref();
-    if let Err(invalid) = selector.map(ClusterSelector::check).transpose() {
-        let mut withdrawing = false;
-        for peer in ctx.peers.list() {
-            withdrawing |= withdraw(o, &peer, status.remote_namespace_name.as_deref(), ctx).await?;
-        }
-        status.offloading_phase = Some(OffloadingPhase::AllFailed);
-        status.message = Some(format!(
-            "{invalid}; the namespace is offloaded to no peer until the selector is fixed \
-             (kubectl edit namespaceoffloading offloading -n {namespace}, or liqoctl offload \
-             namespace {namespace} --selector KEY=VALUE)"
-        ));
-        write_status(o, status, ctx).await?;
-        return Ok(if withdrawing {
-            Action::requeue(Duration::from_secs(1))
-        } else {
-            Action::await_change()
-        });
-    }
     let wanted = selector.map_or_else(|| "every peer".to_string(), ClusterSelector::describe);
 
-    let spec_json = serde_json::to_value(&o.spec).unwrap_or_default();
     let mut outcomes: BTreeMap<String, PeerOutcome> = BTreeMap::new();
-    let mut selected = 0;
     let mut withdrawing = false;
     let mut remote_name: Option<String> = None;
     for peer in ctx.peers.list() {
@@ -222,71 +190,32 @@ async fn apply(
                 .entry(id.clone())
                 .or_default();
             conds.retain(|c| c.type_ == RemoteNamespaceConditionType::OffloadingRequired);
-            upsert_condition(
+            let deleting = if terminating {
+                "; its twin namespace is being deleted"
+            } else {
+                ""
+            };
+            set_required(
                 conds,
-                RemoteNamespaceCondition::new(
-                    RemoteNamespaceConditionType::OffloadingRequired,
-                    ConditionStatus::False,
-                    conditions::REASON_CLUSTER_NOT_SELECTED,
-                    format!(
-                        "the cluster selector ({wanted}) does not match this peer's labels \
-                         ({labels}){}",
-                        if terminating {
-                            "; its twin namespace is being deleted"
-                        } else {
-                            ""
-                        }
-                    ),
+                false,
+                format!(
+                    "the cluster selector ({wanted}) does not match this peer's labels \
+                     ({labels}){deleting}"
                 ),
-                now(),
             );
             continue;
         }
-        selected += 1;
         let conds = status
             .remote_namespaces_conditions
             .entry(id.clone())
             .or_default();
-        upsert_condition(
+        set_required(
             conds,
-            RemoteNamespaceCondition::new(
-                RemoteNamespaceConditionType::OffloadingRequired,
-                ConditionStatus::True,
-                conditions::REASON_CLUSTER_SELECTED,
-                format!("the cluster selector ({wanted}) matches this peer's labels ({labels})"),
-            ),
-            now(),
+            true,
+            format!("the cluster selector ({wanted}) matches this peer's labels ({labels})"),
         );
-        // Off the async workers (like every plugin call): see `plugin::calls`.
-        let mapped = ctx
-            .mapper
-            .map_namespace_async(&ctx.local, &peer.identity, &namespace, &spec_json)
-            .await;
-        let outcome = match mapped {
-            Err(err) => PeerOutcome {
-                ready: false,
-                reason: "InvalidMapping",
-                message: err.to_string(),
-            },
-            Ok(mapping) => {
-                remote_name = Some(mapping.remote_name.clone());
-                let outcome = match &peer.tenant {
-                    Some(tenant) => {
-                        request_twin(&peer, tenant, &namespace, &mapping.remote_name, ctx).await
-                    }
-                    None => {
-                        ensure_twin(&peer, &mapping.remote_name, &mapping.namespace_object, ctx)
-                            .await
-                    }
-                };
-                if outcome.ready {
-                    ctx.engine.offload(&id, &namespace, &mapping.remote_name);
-                } else {
-                    ctx.engine.unoffload(&id, &namespace);
-                }
-                outcome
-            }
-        };
+        let (outcome, mapped_name) = offload_to(o, &peer, ctx).await;
+        remote_name = mapped_name.or(remote_name);
         outcomes.insert(id, outcome);
     }
     // Peers that are gone keep no condition.
@@ -299,43 +228,152 @@ async fn apply(
     status
         .remote_namespaces_conditions
         .retain(|id, _| known.contains(id));
+    record_outcomes(
+        &mut status,
+        &outcomes,
+        &o.namespace().unwrap_or_default(),
+        ctx,
+    );
 
-    for (id, outcome) in &outcomes {
-        let conflicts = ctx.engine.conflicts(id, &namespace);
+    let (phase, message) = phase_of(&outcomes);
+    status.offloading_phase = Some(phase);
+    status.message = message;
+    status.remote_namespace_name = remote_name.or(status.remote_namespace_name);
+    write_status(o, status, ctx).await?;
+    // Failures are retried until they clear (for example a foreign namespace is removed); a
+    // twin namespace the provider is creating, or one being deleted in a peer that is no
+    // longer selected, is looked at again soon (providers answer at once).
+    let creating = outcomes
+        .values()
+        .any(|o| !o.ready && o.reason == conditions::REASON_CREATING);
+    let failed = outcomes.values().any(|o| !o.ready);
+    Ok(if withdrawing {
+        Action::requeue(Duration::from_secs(1))
+    } else if !failed {
+        Action::requeue(Duration::from_secs(300))
+    } else if creating {
+        Action::requeue(Duration::from_millis(300))
+    } else {
+        Action::requeue(Duration::from_secs(2))
+    })
+}
+
+/// Why `o` cannot be offloaded at all, in a sentence with the fix: a pod offloading strategy
+/// other than Local, or a cluster selector the host cannot evaluate (which sends the namespace
+/// nowhere, never everywhere).
+fn refusal(o: &NamespaceOffloading) -> Option<String> {
+    let namespace = o.namespace().unwrap_or_default();
+    if o.spec.pod_offloading_strategy != PodOffloadingStrategy::Local {
+        return Some(format!(
+            "podOffloadingStrategy {} is not supported: only Local (pods stay in this cluster) is. \
+             Run `liqoctl unoffload namespace {namespace}` and offload again with \
+             --pod-offloading-strategy Local",
+            o.spec.pod_offloading_strategy.as_str()
+        ));
+    }
+    let invalid = o.spec.cluster_selector.as_ref()?.check().err()?;
+    Some(format!(
+        "{invalid}; the namespace is offloaded to no peer until the selector is fixed \
+         (kubectl edit namespaceoffloading offloading -n {namespace}, or liqoctl offload \
+         namespace {namespace} --selector KEY=VALUE)"
+    ))
+}
+
+/// Offloads `o` to no peer (twins withdrawn) and says why in its status (phase `AllFailed`).
+async fn refuse(
+    o: &NamespaceOffloading,
+    mut status: NamespaceOffloadingStatus,
+    why: String,
+    ctx: &OffloadingContext,
+) -> Result<Action, OffloadingError> {
+    let mut withdrawing = false;
+    for peer in ctx.peers.list() {
+        withdrawing |= withdraw(o, &peer, status.remote_namespace_name.as_deref(), ctx).await?;
+    }
+    status.offloading_phase = Some(OffloadingPhase::AllFailed);
+    status.message = Some(why);
+    write_status(o, status, ctx).await?;
+    Ok(if withdrawing {
+        Action::requeue(Duration::from_secs(1))
+    } else {
+        Action::await_change()
+    })
+}
+
+/// Sets the `OffloadingRequired` condition of one peer.
+fn set_required(conds: &mut Vec<RemoteNamespaceCondition>, selected: bool, message: String) {
+    let (status, reason) = if selected {
+        (ConditionStatus::True, conditions::REASON_CLUSTER_SELECTED)
+    } else {
+        (
+            ConditionStatus::False,
+            conditions::REASON_CLUSTER_NOT_SELECTED,
+        )
+    };
+    upsert_condition(
+        conds,
+        RemoteNamespaceCondition::new(
+            RemoteNamespaceConditionType::OffloadingRequired,
+            status,
+            reason,
+            message,
+        ),
+        now(),
+    );
+}
+
+/// Maps `o`'s namespace for a selected `peer` (namespace plugin), makes its twin exist there,
+/// and starts reflection once it does. Returns the outcome and the twin's name.
+async fn offload_to(
+    o: &NamespaceOffloading,
+    peer: &Peer,
+    ctx: &OffloadingContext,
+) -> (PeerOutcome, Option<String>) {
+    let namespace = o.namespace().unwrap_or_default();
+    let spec_json = serde_json::to_value(&o.spec).unwrap_or_default();
+    // Off the async workers (like every plugin call): see `plugin::calls`.
+    let mapped = ctx
+        .mapper
+        .map_namespace_async(&ctx.local, &peer.identity, &namespace, &spec_json)
+        .await;
+    let mapping = match mapped {
+        Ok(mapping) => mapping,
+        Err(err) => {
+            let outcome = PeerOutcome {
+                ready: false,
+                reason: "InvalidMapping",
+                message: err.to_string(),
+            };
+            return (outcome, None);
+        }
+    };
+    let outcome = match &peer.tenant {
+        Some(tenant) => request_twin(peer, tenant, &namespace, &mapping.remote_name, ctx).await,
+        None => ensure_twin(peer, &mapping.remote_name, &mapping.namespace_object, ctx).await,
+    };
+    let id = &peer.identity.id;
+    if outcome.ready {
+        ctx.engine.offload(id, &namespace, &mapping.remote_name);
+    } else {
+        ctx.engine.unoffload(id, &namespace);
+    }
+    (outcome, Some(mapping.remote_name))
+}
+
+/// Writes the `ReflectionConflicts` and `Ready` conditions of every selected peer.
+fn record_outcomes(
+    status: &mut NamespaceOffloadingStatus,
+    outcomes: &BTreeMap<String, PeerOutcome>,
+    namespace: &str,
+    ctx: &OffloadingContext,
+) {
+    for (id, outcome) in outcomes {
+        let conflicts = ctx.engine.conflicts(id, namespace);
         let conds = status
             .remote_namespaces_conditions
             .entry(id.clone())
             .or_default();
-        let (conflict_status, conflict_reason, conflict_message) = if conflicts.is_empty() {
-            (ConditionStatus::False, "NoConflicts", String::new())
-        } else {
-            let shown: Vec<&str> = conflicts.iter().take(5).map(String::as_str).collect();
-            let more = conflicts.len().saturating_sub(shown.len());
-            (
-                ConditionStatus::True,
-                "ForeignObjectsExist",
-                format!(
-                    "{} exist in the twin namespace and are not managed by this peering{}; they \
-                     are left untouched and reflected once removed",
-                    shown.join(", "),
-                    if more > 0 {
-                        format!(" (and {more} more)")
-                    } else {
-                        String::new()
-                    }
-                ),
-            )
-        };
-        upsert_condition(
-            conds,
-            RemoteNamespaceCondition::new(
-                RemoteNamespaceConditionType::ReflectionConflicts,
-                conflict_status,
-                conflict_reason,
-                conflict_message,
-            ),
-            now(),
-        );
+        upsert_condition(conds, conflicts_condition(&conflicts), now());
         upsert_condition(
             conds,
             RemoteNamespaceCondition::new(
@@ -351,55 +389,66 @@ async fn apply(
             now(),
         );
     }
+}
+
+/// The `ReflectionConflicts` condition for the objects `conflicts` names (at most five shown).
+fn conflicts_condition(conflicts: &[String]) -> RemoteNamespaceCondition {
+    let (status, reason, message) = if conflicts.is_empty() {
+        (ConditionStatus::False, "NoConflicts", String::new())
+    } else {
+        let shown: Vec<&str> = conflicts.iter().take(5).map(String::as_str).collect();
+        let more = conflicts.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        (
+            ConditionStatus::True,
+            "ForeignObjectsExist",
+            format!(
+                "{} exist in the twin namespace and are not managed by this peering{more}; they \
+                 are left untouched and reflected once removed",
+                shown.join(", ")
+            ),
+        )
+    };
+    RemoteNamespaceCondition::new(
+        RemoteNamespaceConditionType::ReflectionConflicts,
+        status,
+        reason,
+        message,
+    )
+}
+
+/// The phase over the selected peers' outcomes (Liqo's names) and the message listing the
+/// failures. Twin namespaces the providers are still creating (they answer within a second)
+/// are progress, not failure: `liqoctl offload` keeps waiting while the phase is InProgress.
+fn phase_of(outcomes: &BTreeMap<String, PeerOutcome>) -> (OffloadingPhase, Option<String>) {
+    let selected = outcomes.len();
     let ready = outcomes.values().filter(|o| o.ready).count();
     let failed: Vec<String> = outcomes
         .iter()
         .filter(|(_, o)| !o.ready)
         .map(|(id, o)| format!("{id}: {}", o.message))
         .collect();
-    // Twin namespaces the providers are still creating (they answer within a second) are
-    // progress, not failure: liqoctl offload keeps waiting while the phase is InProgress.
     let in_progress = outcomes
         .values()
         .filter(|o| !o.ready)
         .all(|o| o.reason == conditions::REASON_CREATING);
-    status.offloading_phase = Some(if selected == 0 {
+    let phase = if selected == 0 {
         OffloadingPhase::NoClusterSelected
     } else if ready == selected {
         OffloadingPhase::Ready
     } else if in_progress {
         OffloadingPhase::InProgress
-    } else if ready == 0 && failed.len() == selected {
-        if selected == 1 {
-            OffloadingPhase::SomeFailed
-        } else {
-            OffloadingPhase::AllFailed
-        }
+    } else if ready == 0 && selected > 1 {
+        OffloadingPhase::AllFailed
     } else {
         OffloadingPhase::SomeFailed
-    });
-    status.remote_namespace_name = remote_name.or(status.remote_namespace_name);
-    status.message = if failed.is_empty() {
-        None
-    } else {
-        Some(failed.join("; "))
     };
-    let creating = outcomes
-        .values()
-        .any(|o| !o.ready && o.reason == conditions::REASON_CREATING);
-    write_status(o, status, ctx).await?;
-    // Failures are retried until they clear (for example a foreign namespace is removed); a
-    // twin namespace the provider is creating, or one being deleted in a peer that is no
-    // longer selected, is looked at again soon (providers answer at once).
-    Ok(if withdrawing {
-        Action::requeue(Duration::from_secs(1))
-    } else if failed.is_empty() {
-        Action::requeue(Duration::from_secs(300))
-    } else if creating {
-        Action::requeue(Duration::from_millis(300))
-    } else {
-        Action::requeue(Duration::from_secs(2))
-    })
+    let message = (!failed.is_empty()).then(|| failed.join("; "));
+    (phase, message)
 }
 
 /// Asks the provider for the twin namespace through the tenant's NamespaceMap (the peering
@@ -724,4 +773,100 @@ fn same_status(a: &NamespaceOffloadingStatus, b: &NamespaceOffloadingStatus) -> 
         v
     };
     strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(ready: bool, reason: &'static str) -> PeerOutcome {
+        PeerOutcome {
+            ready,
+            reason,
+            message: format!("{reason} happened"),
+        }
+    }
+
+    #[test]
+    fn phase_over_the_selected_peers() {
+        use OffloadingPhase::*;
+        let ok = || outcome(true, conditions::REASON_NAMESPACE_CREATED);
+        let creating = || outcome(false, conditions::REASON_CREATING);
+        let refused = || outcome(false, conditions::REASON_CREATION_LOOP_BACKOFF);
+        let table: Vec<(Vec<PeerOutcome>, OffloadingPhase, Option<&str>)> = vec![
+            (vec![], NoClusterSelected, None),
+            (vec![ok(), ok()], Ready, None),
+            (
+                vec![ok(), creating()],
+                InProgress,
+                Some("p1: Creating happened"),
+            ),
+            (
+                vec![refused()],
+                SomeFailed,
+                Some("p0: CreationLoopBackOff happened"),
+            ),
+            (
+                vec![ok(), refused()],
+                SomeFailed,
+                Some("p1: CreationLoopBackOff happened"),
+            ),
+            (vec![refused(), creating()], AllFailed, None),
+            (vec![refused(), refused()], AllFailed, None),
+        ];
+        for (outcomes, phase, message) in table {
+            let outcomes: BTreeMap<String, PeerOutcome> = outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| (format!("p{i}"), o))
+                .collect();
+            let (got, got_message) = phase_of(&outcomes);
+            assert_eq!(got, phase, "{:?}", outcomes.keys());
+            if let Some(message) = message {
+                assert_eq!(got_message.as_deref(), Some(message));
+            }
+        }
+    }
+
+    #[test]
+    fn conflicts_show_five_names_and_a_count() {
+        assert_eq!(conflicts_condition(&[]).status, ConditionStatus::False);
+        let names: Vec<String> = (1..=7).map(|i| format!("Service/s{i}")).collect();
+        let c = conflicts_condition(&names);
+        assert_eq!(c.status, ConditionStatus::True);
+        assert!(
+            c.message
+                .starts_with("Service/s1, Service/s2, Service/s3, Service/s4, Service/s5 exist")
+                && c.message.contains("(and 2 more)"),
+            "{}",
+            c.message
+        );
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        let mut o = NamespaceOffloading::new(
+            "offloading",
+            serde_json::from_value(serde_json::json!({"podOffloadingStrategy": "Local"})).unwrap(),
+        );
+        o.metadata.namespace = Some("demo".into());
+        assert_eq!(refusal(&o), None);
+        o.spec.cluster_selector = Some(
+            serde_json::from_value(serde_json::json!({"nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["x"]}]}
+            ]}))
+            .unwrap(),
+        );
+        let why = refusal(&o).unwrap();
+        assert!(
+            why.contains("matchFields: not supported") && why.contains("offloaded to no peer"),
+            "{why}"
+        );
+        o.spec.pod_offloading_strategy = PodOffloadingStrategy::Remote;
+        assert!(
+            refusal(&o)
+                .unwrap()
+                .contains("--pod-offloading-strategy Local")
+        );
+    }
 }

@@ -323,78 +323,186 @@ fn error_policy(_: Arc<NamespaceMap>, err: &TwinError, _: Arc<TwinContext>) -> A
     Action::requeue(Duration::from_secs(2))
 }
 
-async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Action, TwinError> {
-    let Some(tenant_ns) = map.namespace() else {
-        return Ok(Action::await_change());
-    };
-    if map.name_any() != NAMESPACE_MAP_NAME {
-        return Ok(Action::await_change());
+/// The `TwinError` of a failed API call during `tenant`'s pass, saying what was being done.
+fn kube_err(tenant: &str, action: &str) -> impl FnOnce(kube::Error) -> TwinError {
+    let (tenant, action) = (tenant.to_string(), action.to_string());
+    move |source| TwinError::Kube {
+        tenant,
+        action,
+        source,
     }
-    let err = |action: &str| {
-        let (tenant, action) = (tenant_ns.clone(), action.to_string());
-        move |source| TwinError::Kube {
-            tenant,
-            action,
-            source,
+}
+
+/// What one pass knows of the tenant whose NamespaceMap it serves.
+struct TenantView {
+    /// The tenant namespace's name.
+    name: String,
+    /// The tenant namespace (its annotations hold the peer command's gateway and the range
+    /// record).
+    object: Namespace,
+    /// Whether the tenant namespace is being deleted (revocation): every twin goes.
+    terminating: bool,
+    /// The peering Lease, when it exists.
+    lease: Option<Lease>,
+}
+
+impl TenantView {
+    /// The tenant serving `map`, `None` when `map` is not a request this host serves (not the
+    /// tenant's one NamespaceMap, or not in a tenant namespace `liqoctl` made).
+    async fn load(map: &NamespaceMap, client: &Client) -> Result<Option<Self>, TwinError> {
+        let Some(name) = map.namespace() else {
+            return Ok(None);
+        };
+        if map.name_any() != NAMESPACE_MAP_NAME {
+            return Ok(None);
         }
-    };
-    let client = &ctx.client;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let Some(tenant_object) = namespaces
-        .get_opt(&tenant_ns)
-        .await
-        .map_err(err("reading the tenant namespace"))?
-    else {
-        return Ok(Action::await_change());
-    };
-    if !tenant::is_tenant_namespace(&tenant_object) {
-        // A NamespaceMap anywhere else is nobody's request: a namespace admin cannot forge one.
-        tracing::debug!(namespace = %tenant_ns, "NamespaceMap outside a tenant namespace ignored");
-        return Ok(Action::await_change());
+        let object = Api::<Namespace>::all(client.clone())
+            .get_opt(&name)
+            .await
+            .map_err(kube_err(&name, "reading the tenant namespace"))?;
+        let Some(object) = object else {
+            return Ok(None);
+        };
+        if !tenant::is_tenant_namespace(&object) {
+            // A NamespaceMap anywhere else is nobody's request: a namespace admin cannot forge one.
+            tracing::debug!(namespace = %name, "NamespaceMap outside a tenant namespace ignored");
+            return Ok(None);
+        }
+        let lease = Api::<Lease>::namespaced(client.clone(), &name)
+            .get_opt(wire::LEASE_NAME)
+            .await
+            .map_err(kube_err(&name, "reading the peering Lease"))?;
+        Ok(Some(Self {
+            terminating: object.metadata.deletion_timestamp.is_some(),
+            name,
+            object,
+            lease,
+        }))
     }
-    let terminating_tenant = tenant_object.metadata.deletion_timestamp.is_some();
-    let lease = Api::<Lease>::namespaced(client.clone(), &tenant_ns)
-        .get_opt(wire::LEASE_NAME)
+
+    /// The consumer id that claimed the Lease (empty while unclaimed).
+    fn consumer(&self) -> String {
+        self.lease
+            .as_ref()
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default()
+    }
+
+    /// An annotation of the Lease (what the consumer announced).
+    fn announced(&self, key: &str) -> Option<&str> {
+        self.lease
+            .as_ref()
+            .and_then(|l| l.annotations().get(key))
+            .map(String::as_str)
+    }
+}
+
+async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Action, TwinError> {
+    let client = &ctx.client;
+    let Some(tenant) = TenantView::load(&map, client).await? else {
+        return Ok(Action::await_change());
+    };
+    let limits = read_limits(client).await;
+    let rules = tenant_rules(&map, &tenant, &limits, &ctx).await?;
+    let consumer = tenant.consumer();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ours: Vec<Namespace> = namespaces
+        .list(&ListParams::default().labels(&format!("{}={}", wire::TENANT_LABEL, tenant.name)))
         .await
-        .map_err(err("reading the peering Lease"))?;
+        .map_err(kube_err(&tenant.name, "listing twin namespaces"))?
+        .items;
+    let desired: BTreeMap<String, String> = if tenant.terminating || consumer.is_empty() {
+        BTreeMap::new()
+    } else {
+        map.spec.desired_mapping.clone()
+    };
+
+    let mut status = NamespaceMapStatus {
+        cluster_labels: published_labels(&map, &tenant.name, client).await,
+        ..NamespaceMapStatus::default()
+    };
+    let mut pending = withdraw_unwanted(&tenant.name, &ours, &desired, &mut status, client).await?;
+    let twins = Twins {
+        map: &map,
+        tenant: &tenant.name,
+        consumer: &consumer,
+        ours: &ours,
+        rules: &rules,
+        limits: &limits,
+        ctx: &ctx,
+    };
+    pending |= twins.serve(&desired, &mut status).await?;
+    if map.status.as_ref() != Some(&status) && !tenant.terminating {
+        write_status(&map, &tenant.name, &status, client).await?;
+    }
+    let refused = status
+        .current_mapping
+        .values()
+        .any(|e| e.phase == MappingPhase::CreationLoopBackOff);
+    Ok(if pending {
+        Action::requeue(Duration::from_secs(1))
+    } else if refused {
+        // A name taken or over the cap may clear (the other namespace goes, the limit rises).
+        Action::requeue(Duration::from_secs(5))
+    } else {
+        // Catches changes of the limits and of the gateway mode.
+        Action::requeue(Duration::from_secs(60))
+    })
+}
+
+/// The rules of `tenant`'s twins: its gateway mode, the endpoint ranges it declared as this
+/// cluster reviewed them (the review is recorded on the tenant namespace, which the consumer
+/// cannot write, with a Warning Event when some are refused), and the limits.
+async fn tenant_rules(
+    map: &NamespaceMap,
+    tenant: &TenantView,
+    limits: &PeerLimits,
+    ctx: &TwinContext,
+) -> Result<TwinRules, TwinError> {
+    let client = &ctx.client;
     // Endpoints through the gateways point at this cluster's gateway only: a consumer that
     // announces its gateway (and this cluster running one) is held to that.
     // The gateway address the peer command announced (liqoctl generate --gateway-endpoint may
     // override the host's own), else this host's.
-    let gateway = tenant_object
+    let gateway = tenant
+        .object
         .annotations()
         .get(wire::GATEWAY_ENDPOINT_ANNOTATION)
         .and_then(|e| e.parse::<std::net::SocketAddr>().ok())
         .map(|e| e.ip())
         .or(ctx.gateway);
     let gateway_mode = gateway.is_some()
-        && lease
+        && tenant
+            .lease
             .as_ref()
             .and_then(|l| crate::transport::import_peer_of(l.annotations()))
             .is_some();
     // Unreadable own ranges fail the pass (retried): the twins keep the rules they have.
     let own_ranges = endpoint_ranges::provider_ranges(client)
         .await
-        .map_err(err("reading this cluster's own address ranges"))?;
-    // The ranges the consumer declared on its Lease, reviewed against this cluster's own and
-    // recorded on the tenant namespace (the consumer cannot write there).
-    let declared = lease
-        .as_ref()
-        .and_then(|l| l.annotations().get(wire::DECLARED_RANGES_ANNOTATION))
-        .map(String::as_str)
+        .map_err(kube_err(
+            &tenant.name,
+            "reading this cluster's own address ranges",
+        ))?;
+    let declared = tenant
+        .announced(wire::DECLARED_RANGES_ANNOTATION)
         .unwrap_or("");
     let review = endpoint_ranges::review(declared, &own_ranges);
-    if !terminating_tenant && !review.recorded_in(tenant_object.annotations()) {
-        namespaces
+    if !tenant.terminating && !review.recorded_in(tenant.object.annotations()) {
+        Api::<Namespace>::all(client.clone())
             .patch(
-                &tenant_ns,
+                &tenant.name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"metadata": {"annotations": review.record()}})),
             )
             .await
-            .map_err(err("recording the declared endpoint ranges"))?;
+            .map_err(kube_err(
+                &tenant.name,
+                "recording the declared endpoint ranges",
+            ))?;
         if review.refused.is_empty() {
-            tracing::info!(tenant = %tenant_ns, accepted = %review.accepted.join(","),
+            tracing::info!(tenant = %tenant.name, accepted = %review.accepted.join(","),
                 "declared endpoint ranges recorded");
         } else {
             let message = format!(
@@ -402,50 +510,48 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
                  there): {}",
                 review.refused.join("; ")
             );
-            tracing::warn!(tenant = %tenant_ns, "{message}");
-            warn_event(client, &map, reasons::RANGES_REFUSED, &message).await;
+            tracing::warn!(tenant = %tenant.name, "{message}");
+            warn_event(client, map, reasons::RANGES_REFUSED, &message).await;
         }
     }
-    let consumer = lease
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .unwrap_or_default();
-    let limits = read_limits(client).await;
-    let rules = TwinRules::new(
-        &limits,
+    Ok(TwinRules::new(
+        limits,
         gateway_mode,
         gateway,
         &own_ranges,
         &review.accepted,
-    );
-    let ours: Vec<Namespace> = namespaces
-        .list(&ListParams::default().labels(&format!("{}={tenant_ns}", wire::TENANT_LABEL)))
-        .await
-        .map_err(err("listing twin namespaces"))?
-        .items;
-    let desired: BTreeMap<String, String> = if terminating_tenant || consumer.is_empty() {
-        BTreeMap::new()
-    } else {
-        map.spec.desired_mapping.clone()
-    };
-    let wanted: BTreeSet<&str> = desired.values().map(String::as_str).collect();
+    ))
+}
 
-    // This cluster's labels, for the consumer's ForeignCluster. Unreadable ones keep what the
-    // consumer was last told (never an empty set that would deselect this cluster).
-    let cluster_labels = match crate::cluster_labels::read_own(client).await {
+/// This cluster's labels, for the consumer's ForeignCluster. Unreadable ones keep what the
+/// consumer was last told (never an empty set that would deselect this cluster).
+async fn published_labels(
+    map: &NamespaceMap,
+    tenant: &str,
+    client: &Client,
+) -> Option<BTreeMap<String, String>> {
+    match crate::cluster_labels::read_own(client).await {
         Ok(labels) => Some(labels),
         Err(e) => {
-            tracing::warn!(tenant = %tenant_ns, "{e}");
+            tracing::warn!(%tenant, "{e}");
             map.status.as_ref().and_then(|s| s.cluster_labels.clone())
         }
-    };
-    let mut status = NamespaceMapStatus {
-        cluster_labels,
-        ..NamespaceMapStatus::default()
-    };
+    }
+}
+
+/// Deletes the twin namespaces of `tenant` no longer asked for, reporting them `Terminating`
+/// until they are gone. Returns whether any is still there.
+async fn withdraw_unwanted(
+    tenant: &str,
+    ours: &[Namespace],
+    desired: &BTreeMap<String, String>,
+    status: &mut NamespaceMapStatus,
+    client: &Client,
+) -> Result<bool, TwinError> {
+    let wanted: BTreeSet<&str> = desired.values().map(String::as_str).collect();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut pending = false;
-    // Twin namespaces no longer asked for: deleted, reported Terminating until gone.
-    for ns in &ours {
+    for ns in ours {
         let name = ns.name_any();
         if wanted.contains(name.as_str()) {
             continue;
@@ -454,10 +560,12 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
         if ns.metadata.deletion_timestamp.is_none() {
             match namespaces.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {
-                    tracing::info!(tenant = %tenant_ns, namespace = %name, "twin namespace deleted")
+                    tracing::info!(%tenant, namespace = %name, "twin namespace deleted")
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => continue,
-                Err(e) => return Err(err(&format!("deleting twin namespace {name}"))(e)),
+                Err(e) => {
+                    return Err(kube_err(tenant, &format!("deleting twin namespace {name}"))(e));
+                }
             }
         }
         let local = ns
@@ -475,75 +583,122 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
             ),
         );
     }
+    Ok(pending)
+}
 
-    let mut alive = ours
-        .iter()
-        .filter(|ns| {
-            ns.metadata.deletion_timestamp.is_none() && wanted.contains(ns.name_any().as_str())
-        })
-        .count();
-    let mut claimed: BTreeSet<&str> = BTreeSet::new();
-    for (local, remote) in &desired {
-        if !claimed.insert(remote.as_str()) {
-            status.current_mapping.insert(
-                local.clone(),
+/// Serving the twin namespaces a tenant asks for, in one pass.
+struct Twins<'a> {
+    map: &'a NamespaceMap,
+    tenant: &'a str,
+    consumer: &'a str,
+    /// The tenant's twin namespaces as listed at the start of the pass.
+    ours: &'a [Namespace],
+    rules: &'a TwinRules,
+    limits: &'a PeerLimits,
+    ctx: &'a TwinContext,
+}
+
+impl Twins<'_> {
+    /// Makes every `desired` twin exist with this pass's rules, or reports why not, in
+    /// `status`. Returns whether one is still terminating (looked at again soon).
+    async fn serve(
+        &self,
+        desired: &BTreeMap<String, String>,
+        status: &mut NamespaceMapStatus,
+    ) -> Result<bool, TwinError> {
+        let wanted: BTreeSet<&str> = desired.values().map(String::as_str).collect();
+        let mut pending = false;
+        let mut alive = self
+            .ours
+            .iter()
+            .filter(|ns| {
+                ns.metadata.deletion_timestamp.is_none() && wanted.contains(ns.name_any().as_str())
+            })
+            .count();
+        let mut claimed: BTreeSet<&str> = BTreeSet::new();
+        for (local, remote) in desired {
+            let answer = if !claimed.insert(remote.as_str()) {
                 entry(
                     remote,
                     MappingPhase::CreationLoopBackOff,
                     reasons::CONFLICT,
                     &format!("{remote} is already asked for by another namespace of this consumer"),
-                ),
-            );
-            continue;
-        }
-        if let Some(existing) = ours.iter().find(|ns| &ns.name_any() == remote) {
-            if existing.metadata.deletion_timestamp.is_some() {
-                pending = true;
-                status.current_mapping.insert(
-                    local.clone(),
+                )
+            } else if let Some(existing) = self.ours.iter().find(|ns| &ns.name_any() == remote) {
+                if existing.metadata.deletion_timestamp.is_some() {
+                    pending = true;
                     entry(
                         remote,
                         MappingPhase::Terminating,
                         reasons::TERMINATING,
                         "still terminating; created again once gone",
-                    ),
-                );
-                continue;
-            }
-            let accepted = prepare_twin(client, &tenant_ns, remote, Some(existing), &rules)
-                .await
-                .map_err(err(&format!("preparing twin namespace {remote}")))?;
-            status.current_mapping.insert(local.clone(), accepted);
-            continue;
+                    )
+                } else {
+                    self.prepare(remote, Some(existing)).await?
+                }
+            } else if let Some((reason, message)) = refused_name(remote) {
+                entry(remote, MappingPhase::CreationLoopBackOff, reason, &message)
+            } else if alive >= self.limits.max_namespaces {
+                self.over_the_cap(alive, remote).await
+            } else {
+                let (answer, created) = self.create(local, remote).await?;
+                alive += usize::from(created);
+                answer
+            };
+            status.current_mapping.insert(local.clone(), answer);
         }
-        if let Some((reason, message)) = refused_name(remote) {
-            status.current_mapping.insert(
-                local.clone(),
-                entry(remote, MappingPhase::CreationLoopBackOff, reason, &message),
-            );
-            continue;
-        }
-        if alive >= limits.max_namespaces {
-            let message = format!(
-                "this consumer already has {alive} twin namespaces here, the most this cluster \
-                 allows (maxNamespacesPerPeer {}); unoffload a namespace, or ask the provider's \
-                 admin to raise it (liqoctl install --peer-namespace-limit)",
-                limits.max_namespaces
-            );
-            tracing::warn!(tenant = %tenant_ns, %consumer, namespace = %remote, "{message}");
-            warn_event(client, &map, reasons::LIMIT, &message).await;
-            status.current_mapping.insert(
-                local.clone(),
-                entry(
-                    remote,
-                    MappingPhase::CreationLoopBackOff,
-                    reasons::LIMIT,
-                    &message,
-                ),
-            );
-            continue;
-        }
-        let namespace = twin_namespace(remote, local, &tenant_ns, &consumer, &ctx.local.id, &rules);
+        Ok(pending)
+    }
+
+    /// Labels, binds and bounds the twin `remote` (see [`prepare_twin`]).
+    async fn prepare(
+        &self,
+        remote: &str,
+        existing: Option<&Namespace>,
+    ) -> Result<RemoteNamespaceStatus, TwinError> {
+        prepare_twin(&self.ctx.client, self.tenant, remote, existing, self.rules)
+            .await
+            .map_err(kube_err(
+                self.tenant,
+                &format!("preparing twin namespace {remote}"),
+            ))
+    }
+
+    /// The refusal of a twin over `maxNamespacesPerPeer`, with a Warning Event.
+    async fn over_the_cap(&self, alive: usize, remote: &str) -> RemoteNamespaceStatus {
+        let message = format!(
+            "this consumer already has {alive} twin namespaces here, the most this cluster \
+             allows (maxNamespacesPerPeer {}); unoffload a namespace, or ask the provider's \
+             admin to raise it (liqoctl install --peer-namespace-limit)",
+            self.limits.max_namespaces
+        );
+        tracing::warn!(tenant = %self.tenant, consumer = %self.consumer, namespace = %remote, "{message}");
+        warn_event(&self.ctx.client, self.map, reasons::LIMIT, &message).await;
+        entry(
+            remote,
+            MappingPhase::CreationLoopBackOff,
+            reasons::LIMIT,
+            &message,
+        )
+    }
+
+    /// Creates the twin `remote` of `local` and prepares it; a name taken meanwhile (409) is a
+    /// conflict naming its owner. Returns the answer and whether a namespace was created.
+    async fn create(
+        &self,
+        local: &str,
+        remote: &str,
+    ) -> Result<(RemoteNamespaceStatus, bool), TwinError> {
+        let ctx = self.ctx;
+        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+        let namespace = twin_namespace(
+            remote,
+            local,
+            self.tenant,
+            self.consumer,
+            &ctx.local.id,
+            self.rules,
+        );
         match namespaces.create(&PostParams::default(), &namespace).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -552,73 +707,67 @@ async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<TwinContext>) -> Result<Acti
                     .as_ref()
                     .filter(|ns| ns.labels().contains_key(wire::TENANT_LABEL))
                     .and_then(|ns| ns.labels().get(wire::ORIGIN));
-                status.current_mapping.insert(
-                    local.clone(),
-                    entry(
-                        remote,
-                        MappingPhase::CreationLoopBackOff,
-                        reasons::CONFLICT,
-                        &conflict_message(remote, origin.map(String::as_str), &ctx.local.name),
-                    ),
+                let message = conflict_message(remote, origin.map(String::as_str), &ctx.local.name);
+                let answer = entry(
+                    remote,
+                    MappingPhase::CreationLoopBackOff,
+                    reasons::CONFLICT,
+                    &message,
                 );
-                continue;
+                return Ok((answer, false));
             }
-            Err(e) => return Err(err(&format!("creating twin namespace {remote}"))(e)),
+            Err(e) => {
+                return Err(kube_err(
+                    self.tenant,
+                    &format!("creating twin namespace {remote}"),
+                )(e));
+            }
         }
-        alive += 1;
-        tracing::info!(tenant = %tenant_ns, %consumer, namespace = %remote, "twin namespace created");
-        let accepted = prepare_twin(client, &tenant_ns, remote, None, &rules)
-            .await
-            .map_err(err(&format!("preparing twin namespace {remote}")))?;
-        status.current_mapping.insert(local.clone(), accepted);
+        tracing::info!(tenant = %self.tenant, consumer = %self.consumer, namespace = %remote,
+            "twin namespace created");
+        Ok((self.prepare(remote, None).await?, true))
     }
+}
 
-    if map.status.as_ref() != Some(&status) && !terminating_tenant {
-        // One merge patch: entries that went are set to null.
-        let mut current = serde_json::Map::new();
-        for local in map.status.iter().flat_map(|s| s.current_mapping.keys()) {
-            current.insert(local.clone(), serde_json::Value::Null);
-        }
-        for (local, e) in &status.current_mapping {
-            current.insert(local.clone(), serde_json::to_value(e).unwrap_or_default());
-        }
-        let mut labels = serde_json::Map::new();
-        for key in map
-            .status
-            .iter()
-            .flat_map(|s| s.cluster_labels.iter().flatten())
-            .map(|(k, _)| k)
-        {
-            labels.insert(key.clone(), serde_json::Value::Null);
-        }
-        for (key, value) in status.cluster_labels.iter().flatten() {
-            labels.insert(key.clone(), json!(value));
-        }
-        Api::<NamespaceMap>::namespaced(client.clone(), &tenant_ns)
-            .patch_status(
-                NAMESPACE_MAP_NAME,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {
-                    "currentMapping": current,
-                    "clusterLabels": labels,
-                }})),
-            )
-            .await
-            .map_err(err("writing the status"))?;
+/// Writes `status` on the tenant's NamespaceMap with one merge patch (entries and labels that
+/// went are set to null).
+async fn write_status(
+    map: &NamespaceMap,
+    tenant: &str,
+    status: &NamespaceMapStatus,
+    client: &Client,
+) -> Result<(), TwinError> {
+    let mut current = serde_json::Map::new();
+    for local in map.status.iter().flat_map(|s| s.current_mapping.keys()) {
+        current.insert(local.clone(), serde_json::Value::Null);
     }
-    let refused = status
-        .current_mapping
-        .values()
-        .any(|e| e.phase == MappingPhase::CreationLoopBackOff);
-    Ok(if pending {
-        Action::requeue(Duration::from_secs(1))
-    } else if refused {
-        // A name taken or over the cap may clear (the other namespace goes, the limit rises).
-        Action::requeue(Duration::from_secs(5))
-    } else {
-        // Catches changes of the limits and of the gateway mode.
-        Action::requeue(Duration::from_secs(60))
-    })
+    for (local, e) in &status.current_mapping {
+        current.insert(local.clone(), serde_json::to_value(e).unwrap_or_default());
+    }
+    let mut labels = serde_json::Map::new();
+    for key in map
+        .status
+        .iter()
+        .flat_map(|s| s.cluster_labels.iter().flatten())
+        .map(|(k, _)| k)
+    {
+        labels.insert(key.clone(), serde_json::Value::Null);
+    }
+    for (key, value) in status.cluster_labels.iter().flatten() {
+        labels.insert(key.clone(), json!(value));
+    }
+    Api::<NamespaceMap>::namespaced(client.clone(), tenant)
+        .patch_status(
+            NAMESPACE_MAP_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "currentMapping": current,
+                "clusterLabels": labels,
+            }})),
+        )
+        .await
+        .map_err(kube_err(tenant, "writing the status"))?;
+    Ok(())
 }
 
 /// Why `remote` cannot be this consumer's twin namespace: it exists and was not made for it.
