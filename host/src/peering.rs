@@ -126,66 +126,38 @@ impl Context {
     }
 }
 
-/// Runs the peering controller until `shutdown` resolves, without keeping Leases on providers
-/// (see [`run_as`]).
+/// What the peering controller runs with.
+pub struct PeeringConfig {
+    /// This cluster's client.
+    pub client: Client,
+    /// The reflection engine, told about every peer that is established or goes.
+    pub engine: Engine,
+    /// Where the established peers are published (read by the offloading controller).
+    pub peers: Peers,
+    /// Counts of the controller's API writes.
+    pub metrics: EngineMetrics,
+    /// This cluster's identity: the holder of the Leases kept on providers whose credential
+    /// names a tenant namespace. `None` keeps no Lease (an admin credential, as in tests).
+    pub local: Option<ClusterIdentity>,
+    /// This cluster's gateway and the names of the peers whose link changed (see
+    /// [`Transport::run`]): gateway-mode ForeignClusters pin their peer's gateway, the Lease
+    /// announces this cluster's, and `NETWORKING` follows the link. `None`: no gateway.
+    pub transport: Option<(Transport, tokio::sync::mpsc::UnboundedReceiver<String>)>,
+}
+
+/// Runs the peering controller until `shutdown` resolves.
 pub async fn run(
-    client: Client,
-    engine: Engine,
-    peers: Peers,
-    metrics: EngineMetrics,
+    config: PeeringConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    run_inner(None, client, engine, peers, metrics, None, shutdown).await
-}
-
-/// Runs the peering controller as cluster `local` until `shutdown` resolves: like [`run`], and
-/// keeps the consumer's Lease on every provider whose credential names a tenant namespace.
-pub async fn run_as(
-    local: ClusterIdentity,
-    client: Client,
-    engine: Engine,
-    peers: Peers,
-    metrics: EngineMetrics,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    run_inner(Some(local), client, engine, peers, metrics, None, shutdown).await
-}
-
-/// Like [`run_as`], with this cluster's gateway: gateway-mode ForeignClusters pin their peer's
-/// gateway, the Lease announces this cluster's, and `NETWORKING` follows the gateway link.
-/// `link_changes` names the peers whose link changed (see [`Transport::run`]).
-#[allow(clippy::too_many_arguments)]
-pub async fn run_with_transport(
-    local: ClusterIdentity,
-    client: Client,
-    engine: Engine,
-    peers: Peers,
-    metrics: EngineMetrics,
-    transport: Transport,
-    link_changes: tokio::sync::mpsc::UnboundedReceiver<String>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    run_inner(
-        Some(local),
+    let PeeringConfig {
         client,
         engine,
         peers,
         metrics,
-        Some((transport, link_changes)),
-        shutdown,
-    )
-    .await
-}
-
-async fn run_inner(
-    local: Option<ClusterIdentity>,
-    client: Client,
-    engine: Engine,
-    peers: Peers,
-    metrics: EngineMetrics,
-    transport: Option<(Transport, tokio::sync::mpsc::UnboundedReceiver<String>)>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+        local,
+        transport,
+    } = config;
     let api: Api<ForeignCluster> = Api::all(client.clone());
     let (transport, link_changes) = match transport {
         Some((t, rx)) => (Some(t), Some(rx)),

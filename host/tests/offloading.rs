@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use liqo_host::api::foreign_cluster::{ForeignCluster, PeeringConditionType};
 use liqo_host::api::namespace_offloading::{NamespaceOffloading, OffloadingPhase};
 use liqo_host::offloading::{self, OffloadingContext};
-use liqo_host::peering;
+use liqo_host::peering::{self, PeeringConfig};
 use liqo_host::peers::Peers;
 use liqo_host::plugin::{
     ClusterIdentity, PluginLimits, PluginMetrics, PluginRuntime, RuntimeConfig, builtin,
@@ -190,10 +190,14 @@ async fn peering_and_offloading_lifecycle() {
         async move { engine.run(stop).await }
     });
     tokio::spawn(peering::run(
-        london.clone(),
-        engine.clone(),
-        peers.clone(),
-        metrics.clone(),
+        PeeringConfig {
+            client: london.clone(),
+            engine: engine.clone(),
+            peers: peers.clone(),
+            metrics: metrics.clone(),
+            local: None,
+            transport: None,
+        },
         on_stop(),
     ));
     tokio::spawn(offloading::run(

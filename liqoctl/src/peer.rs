@@ -47,6 +47,7 @@ use serde::Deserialize as _;
 use serde_json::json;
 
 use crate::context::GlobalArgs;
+use crate::install::manifests::is_not_found;
 use crate::offload::parse_duration;
 use crate::progress::Spinner;
 
@@ -1111,10 +1112,6 @@ async fn offloadings_towards(client: &Client, id: &str) -> Result<Vec<String>> {
     namespaces.sort();
     namespaces.dedup();
     Ok(namespaces)
-}
-
-fn is_not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 404)
 }
 
 #[cfg(test)]

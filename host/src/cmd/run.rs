@@ -14,7 +14,7 @@ use liqo_host::api::identity::{
 };
 use liqo_host::leader::{self, LeaderConfig};
 use liqo_host::offloading::{self, OffloadingContext};
-use liqo_host::peering;
+use liqo_host::peering::{self, PeeringConfig};
 use liqo_host::peers::Peers;
 use liqo_host::plugin::{
     ClusterIdentity, PluginLimits, PluginMetrics, PluginRuntime, RuntimeConfig, builtin,
@@ -420,26 +420,30 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     }
                 }
             });
-            let peering_task = tokio::spawn(peering::run_with_transport(
-                local.clone(),
-                client.clone(),
-                engine.clone(),
-                peers.clone(),
-                engine_metrics.clone(),
-                transport,
-                links_rx,
+            let peering_task = tokio::spawn(peering::run(
+                PeeringConfig {
+                    client: client.clone(),
+                    engine: engine.clone(),
+                    peers: peers.clone(),
+                    metrics: engine_metrics.clone(),
+                    local: Some(local.clone()),
+                    transport: Some((transport, links_rx)),
+                },
                 stopped(),
             ));
             (Some(transport_task), peering_task)
         }
         None => (
             None,
-            tokio::spawn(peering::run_as(
-                local.clone(),
-                client.clone(),
-                engine.clone(),
-                peers.clone(),
-                engine_metrics.clone(),
+            tokio::spawn(peering::run(
+                PeeringConfig {
+                    client: client.clone(),
+                    engine: engine.clone(),
+                    peers: peers.clone(),
+                    metrics: engine_metrics.clone(),
+                    local: Some(local.clone()),
+                    transport: None,
+                },
                 stopped(),
             )),
         ),

@@ -8,7 +8,6 @@
 //! only when a pass needs the body: to hand it to a plugin (which takes JSON text anyway) or to
 //! compare a remote copy with the intent.
 
-use crate::api::wire;
 use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -17,6 +16,8 @@ use kube::api::ApiResource;
 use kube::core::DynamicResourceScope;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+
+use crate::api::wire;
 
 /// An object in a cache: its identity fields, the labels that decide ownership, and the rest as
 /// JSON text.

@@ -2,7 +2,6 @@
 //! applies exactly what the Kustomize base holds (one source of truth, nothing read at run
 //! time), and the helpers that apply and delete them.
 
-use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -11,6 +10,7 @@ use kube::api::{
 };
 use kube::discovery::{self, Scope};
 use kube::{Client, ResourceExt};
+use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
 use serde::Deserialize;
 
 /// Namespace of the host (`deploy/host/namespace.yaml`).
