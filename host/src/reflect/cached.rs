@@ -17,6 +17,7 @@ use kube::core::DynamicResourceScope;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use super::kind_rules::KindRules;
 use crate::api::wire;
 
 /// An object in a cache: its identity fields, the labels that decide ownership, and the rest as
@@ -114,14 +115,15 @@ impl CachedObject {
         self.metadata.deletion_timestamp.is_some()
     }
 
-    /// Liqo's ownership test: both reflection labels with this peering's values. EndpointSlices
-    /// need one more proof, because the remote EndpointSlice controller copies a Service's
-    /// labels (ours included) onto the slices it manages: only slices marked as managed by
-    /// reflection are ours.
-    pub fn is_owned(&self, resource: &ApiResource, local: &str, peer: &str) -> bool {
+    /// Liqo's ownership test: both reflection labels with this peering's values. Kinds whose
+    /// `rules` say so (EndpointSlices) need one more proof, because the remote EndpointSlice
+    /// controller copies a Service's labels (ours included) onto the slices it manages: only
+    /// objects marked as managed by reflection are ours.
+    pub(crate) fn is_owned(&self, rules: KindRules, local: &str, peer: &str) -> bool {
         let reflected =
             self.origin.as_deref() == Some(local) && self.destination.as_deref() == Some(peer);
-        let is_slice = resource.kind == "EndpointSlice" || self.slice_manager.is_some();
+        // Any object that says who manages it must say reflection does.
+        let is_slice = rules.owned_only_if_managed_by_reflection || self.slice_manager.is_some();
         reflected
             && (!is_slice
                 || self.slice_manager.as_deref() == Some(wire::ENDPOINTSLICE_MANAGED_BY_REFLECTION))
@@ -319,7 +321,15 @@ mod tests {
             let object = json!({"metadata": {"name": "x", "namespace": "n", "labels": labels}});
             let cached = CachedObject::from_value(object).unwrap();
             assert_eq!(
-                cached.is_owned(&resource, "london", "newyork"),
+                cached.is_owned(
+                    KindRules::of(&super::super::engine::kind_key(
+                        &resource.group,
+                        &resource.version,
+                        &resource.kind
+                    )),
+                    "london",
+                    "newyork"
+                ),
                 owned,
                 "{labels} as {}",
                 resource.kind

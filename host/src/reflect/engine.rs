@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::cached::CachedObject;
 use super::event_budget::EventBudget;
+use super::kind_rules::KindRules;
 use super::metrics::EngineMetrics;
 use super::queue::{Backoff, WorkQueue};
 use super::reads::ReadIndex;
@@ -221,11 +222,6 @@ pub(crate) struct Inner {
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
-
-/// Kind key of Services (exported through the gateway).
-pub const SERVICE_KIND_KEY: &str = "/v1/Service";
-/// Kind key of EndpointSlices, the kind whose readiness follows the data path.
-pub(crate) const ENDPOINTSLICE_KIND_KEY: &str = "discovery.k8s.io/v1/EndpointSlice";
 
 pub(crate) fn kind_key(group: &str, version: &str, kind: &str) -> String {
     format!("{group}/{version}/{kind}")
@@ -539,6 +535,7 @@ impl Engine {
     /// whose remote watch has not synced yet counts as one (unknown is not zero).
     fn owned_remote_copies(&self, kind: &str) -> usize {
         let local_id = self.inner.config.local.id.clone();
+        let rules = KindRules::of(kind);
         let peers: Vec<Arc<PeerState>> = self
             .inner
             .peers
@@ -564,12 +561,11 @@ impl Engine {
                     count += 1;
                     continue;
                 }
-                let resource = cache.store_resource();
                 count += cache
                     .store
                     .state()
                     .iter()
-                    .filter(|o| o.is_owned(&resource, &local_id, &peer.identity.id))
+                    .filter(|o| o.is_owned(rules, &local_id, &peer.identity.id))
                     .count();
             }
         }
@@ -813,8 +809,15 @@ impl Engine {
         if was == up {
             return false;
         }
-        let slices: Arc<str> = Arc::from(ENDPOINTSLICE_KIND_KEY);
-        if !self.registry().slots.contains_key(&slices) {
+        // The kinds whose endpoints follow the data path (see `kind_rules`).
+        let following: Vec<Arc<str>> = self
+            .registry()
+            .slots
+            .keys()
+            .filter(|k| KindRules::of(k).readiness_follows_data_path)
+            .cloned()
+            .collect();
+        if following.is_empty() {
             return true;
         }
         let peer_key: Arc<str> = Arc::from(peer_id);
@@ -826,7 +829,9 @@ impl Engine {
             .cloned()
             .collect();
         for ns in namespaces {
-            self.enqueue_namespace(&peer_key, &Arc::from(ns.as_str()), Some(&slices));
+            for kind in &following {
+                self.enqueue_namespace(&peer_key, &Arc::from(ns.as_str()), Some(kind));
+            }
         }
         true
     }

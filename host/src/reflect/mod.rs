@@ -17,13 +17,13 @@ pub(crate) mod cached;
 pub mod engine;
 mod event_budget;
 pub mod intent;
+pub(crate) mod kind_rules;
 pub mod metrics;
 pub mod queue;
 mod reads;
 mod reconcile;
 mod stores;
 
-pub use engine::{
-    Engine, EngineConfig, FailureMode, InstallError, PeerHandle, Release, SERVICE_KIND_KEY,
-};
+pub use engine::{Engine, EngineConfig, FailureMode, InstallError, PeerHandle, Release};
+pub use kind_rules::SERVICE_KIND_KEY;
 pub use metrics::EngineMetrics;

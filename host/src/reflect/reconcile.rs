@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::cached::CachedObject;
 use super::engine::{Engine, FailureMode, KindSlot, PeerState, ReflectKey};
 use super::intent;
+use super::kind_rules::KindRules;
 use super::reads::TrackingReader;
 use crate::api::wire;
 use crate::plugin::{CallServices, ObjectRef as PluginObjectRef, Outcome, ReflectCall};
@@ -192,7 +193,7 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
     let live_local = local.filter(|o| !o.is_deleting());
 
     if let Some(remote) = &remote
-        && !remote.is_owned(&slot.resource, local_id, peer_id)
+        && !remote.is_owned(KindRules::of(&slot.key), local_id, peer_id)
     {
         if let Some(local) = &live_local {
             let note = format!(
@@ -344,11 +345,10 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
         }
         Ok(Outcome::Apply(desired)) => desired,
     };
-    if slot.key.as_ref() == super::engine::ENDPOINTSLICE_KIND_KEY
-        && !peer.data_path_up.load(std::sync::atomic::Ordering::SeqCst)
-    {
-        mark_endpoints_not_ready(&mut desired);
-    }
+    KindRules::of(&slot.key).enforce(
+        &mut desired,
+        peer.data_path_up.load(std::sync::atomic::Ordering::SeqCst),
+    );
     intent::stamp(&mut desired);
     if let Some(remote) = &remote {
         let remote_json = remote.value(&slot.resource);
@@ -477,7 +477,7 @@ async fn delete_remote(
         return Ok(PassResult::Unchanged);
     };
     if !remote.is_owned(
-        &slot.resource,
+        KindRules::of(&slot.key),
         &engine.inner.config.local.id,
         &peer.identity.id,
     ) {
@@ -578,44 +578,4 @@ fn truncate(mut s: String, max: usize) -> String {
         s.truncate(end);
     }
     s
-}
-
-/// Host invariant while the data path to the peer is down: every endpoint of a reflected
-/// EndpointSlice is neither ready nor serving, whatever the plugin said, so the peer's
-/// kube-proxy stops sending clients into a path that would reset them.
-fn mark_endpoints_not_ready(slice: &mut Value) {
-    if let Some(endpoints) = slice.get_mut("endpoints").and_then(Value::as_array_mut) {
-        for endpoint in endpoints {
-            if let Some(endpoint) = endpoint.as_object_mut() {
-                let conditions = endpoint
-                    .entry("conditions")
-                    .or_insert_with(|| Value::Object(Default::default()));
-                if let Some(conditions) = conditions.as_object_mut() {
-                    conditions.insert("ready".into(), Value::Bool(false));
-                    conditions.insert("serving".into(), Value::Bool(false));
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod data_path_tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_are_not_ready_while_the_data_path_is_down() {
-        let mut slice = serde_json::json!({
-            "endpoints": [
-                {"addresses": ["10.0.0.1"], "conditions": {"ready": true, "terminating": false}},
-                {"addresses": ["10.0.0.2"]},
-            ],
-        });
-        mark_endpoints_not_ready(&mut slice);
-        for endpoint in slice["endpoints"].as_array().unwrap() {
-            assert_eq!(endpoint["conditions"]["ready"], false);
-            assert_eq!(endpoint["conditions"]["serving"], false);
-        }
-        assert_eq!(slice["endpoints"][0]["conditions"]["terminating"], false);
-    }
 }
