@@ -403,7 +403,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         transport.clone(),
         stopped(),
     ));
-    let (transport_task, peering_task) = match transport {
+    // The gateway, when this host runs one, tells the peering controller which links changed.
+    let (transport_task, peering_transport) = match transport {
         Some(transport) => {
             let (links_tx, links_rx) = tokio::sync::mpsc::unbounded_channel();
             let transport_task = tokio::spawn({
@@ -420,34 +421,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     }
                 }
             });
-            let peering_task = tokio::spawn(peering::run(
-                PeeringConfig {
-                    client: client.clone(),
-                    engine: engine.clone(),
-                    peers: peers.clone(),
-                    metrics: engine_metrics.clone(),
-                    local: Some(local.clone()),
-                    transport: Some((transport, links_rx)),
-                },
-                stopped(),
-            ));
-            (Some(transport_task), peering_task)
+            (Some(transport_task), Some((transport, links_rx)))
         }
-        None => (
-            None,
-            tokio::spawn(peering::run(
-                PeeringConfig {
-                    client: client.clone(),
-                    engine: engine.clone(),
-                    peers: peers.clone(),
-                    metrics: engine_metrics.clone(),
-                    local: Some(local.clone()),
-                    transport: None,
-                },
-                stopped(),
-            )),
-        ),
+        None => (None, None),
     };
+    let peering_task = tokio::spawn(peering::run(
+        PeeringConfig {
+            client: client.clone(),
+            engine: engine.clone(),
+            peers: peers.clone(),
+            metrics: engine_metrics.clone(),
+            local: Some(local.clone()),
+            transport: peering_transport,
+        },
+        stopped(),
+    ));
     let offloading_task = tokio::spawn(offloading::run(
         OffloadingContext {
             client,
