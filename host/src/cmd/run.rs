@@ -148,6 +148,107 @@ impl RunArgs {
     }
 }
 
+/// The plugin runtime and the built-in plugins: the reflectors (configured with the reflection
+/// policy) and the namespace mapper.
+fn load_plugins(
+    args: &RunArgs,
+    plugin_metrics: PluginMetrics,
+) -> Result<(
+    PluginRuntime,
+    Vec<Arc<liqo_host::plugin::ReflectorPlugin>>,
+    Arc<liqo_host::plugin::NamespaceMapperPlugin>,
+)> {
+    let runtime = PluginRuntime::new(
+        RuntimeConfig {
+            cache_dir: args
+                .plugin_cache_dir
+                .clone()
+                .or_else(liqo_host::plugin::default_cache_dir),
+            max_idle_instances: args.workers,
+            // At most one plugin call per reflection worker runs at once (plus one for the
+            // namespace mapper), each on a blocking thread, never on an async worker.
+            max_concurrent_calls: args.workers.max(1) + 1,
+            host_memory_reserve: args.host_memory_reserve_mib << 20,
+            ..RuntimeConfig::default()
+        },
+        plugin_metrics,
+    )?;
+    match runtime.memory_limit() {
+        Some(limit) => tracing::info!(
+            container_memory_limit_mib = limit >> 20,
+            host_reserve_mib = args.host_memory_reserve_mib,
+            "plugin memory budgets are checked against the container memory limit"
+        ),
+        None => {
+            tracing::info!("no container memory limit found: plugin memory budgets are not checked")
+        }
+    }
+    let config = format!(r#"{{"reflectionPolicy":"{:?}"}}"#, args.reflection_policy);
+    let plugins = builtin::REFLECTORS
+        .iter()
+        .map(|(source, bytes)| {
+            runtime.load_reflector(source, bytes, PluginLimits::builtin(), &config)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The mapper runs once per offloaded namespace and peer: one instance is plenty.
+    let mapper = runtime.load_namespace_mapper(
+        builtin::NAMESPACE_SOURCE,
+        builtin::NAMESPACE,
+        PluginLimits::builtin().with_max_instances(1),
+    )?;
+    Ok((runtime, plugins, mapper))
+}
+
+/// Waits until this replica leads (at once with `--no-leader-election`), then watches the
+/// leadership: losing it stops the host, so that only the new leader writes. `Ok(None)` when
+/// stopped before leading; `Ok(Some(None))` without leader election.
+async fn lead(
+    args: &RunArgs,
+    client: &kube::Client,
+    leader_gauge: &Gauge<i64, std::sync::atomic::AtomicI64>,
+    stop_tx: &watch::Sender<bool>,
+    stopped: impl std::future::Future<Output = ()>,
+) -> Result<Option<Option<leader::Leadership>>> {
+    let leadership = if args.no_leader_election {
+        leader_gauge.set(1);
+        None
+    } else {
+        let config = LeaderConfig {
+            namespace: args.leader_election_namespace.clone(),
+            identity: args
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(leader::default_identity),
+            lease_duration: args.leader_election_lease_duration,
+            grace: args.leader_election_renew_grace,
+            ..LeaderConfig::default()
+        };
+        let mut leadership = leader::elect(client.clone(), config).await?;
+        tracing::info!("waiting for leadership");
+        tokio::select! {
+            won = leadership.wait_until_leader() => won?,
+            _ = stopped => { return Ok(None); }
+        }
+        tracing::info!("leading: reflection starts");
+        leader_gauge.set(1);
+        let mut changes = leadership.subscribe();
+        let stop_tx = stop_tx.clone();
+        let leader_gauge = leader_gauge.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                if !*changes.borrow() {
+                    leader_gauge.set(0);
+                    tracing::error!("leadership lost: stopping so that only the new leader writes");
+                    let _ = stop_tx.send(true);
+                    break;
+                }
+            }
+        });
+        Some(leadership)
+    };
+    Ok(Some(leadership))
+}
+
 /// Parses `90s`, `5m`, `1h` or a number of seconds.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -254,44 +355,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
 
-    let runtime = PluginRuntime::new(
-        RuntimeConfig {
-            cache_dir: args
-                .plugin_cache_dir
-                .clone()
-                .or_else(liqo_host::plugin::default_cache_dir),
-            max_idle_instances: args.workers,
-            // At most one plugin call per reflection worker runs at once (plus one for the
-            // namespace mapper), each on a blocking thread, never on an async worker.
-            max_concurrent_calls: args.workers.max(1) + 1,
-            host_memory_reserve: args.host_memory_reserve_mib << 20,
-            ..RuntimeConfig::default()
-        },
-        plugin_metrics,
-    )?;
-    match runtime.memory_limit() {
-        Some(limit) => tracing::info!(
-            container_memory_limit_mib = limit >> 20,
-            host_reserve_mib = args.host_memory_reserve_mib,
-            "plugin memory budgets are checked against the container memory limit"
-        ),
-        None => {
-            tracing::info!("no container memory limit found: plugin memory budgets are not checked")
-        }
-    }
-    let config = format!(r#"{{"reflectionPolicy":"{:?}"}}"#, args.reflection_policy);
-    let plugins = builtin::REFLECTORS
-        .iter()
-        .map(|(source, bytes)| {
-            runtime.load_reflector(source, bytes, PluginLimits::builtin(), &config)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // The mapper runs once per offloaded namespace and peer: one instance is plenty.
-    let mapper = runtime.load_namespace_mapper(
-        builtin::NAMESPACE_SOURCE,
-        builtin::NAMESPACE,
-        PluginLimits::builtin().with_max_instances(1),
-    )?;
+    let (runtime, plugins, mapper) = load_plugins(&args, plugin_metrics)?;
 
     let telemetry = Telemetry::new(registry);
     let bound = telemetry
@@ -318,42 +382,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         });
     }
 
-    let leadership = if args.no_leader_election {
-        leader_gauge.set(1);
-        None
-    } else {
-        let config = LeaderConfig {
-            namespace: args.leader_election_namespace.clone(),
-            identity: args
-                .leader_election_identity
-                .clone()
-                .unwrap_or_else(leader::default_identity),
-            lease_duration: args.leader_election_lease_duration,
-            grace: args.leader_election_renew_grace,
-            ..LeaderConfig::default()
-        };
-        let mut leadership = leader::elect(client.clone(), config).await?;
-        tracing::info!("waiting for leadership");
-        tokio::select! {
-            won = leadership.wait_until_leader() => won?,
-            _ = stopped() => { return Ok(()); }
-        }
-        tracing::info!("leading: reflection starts");
-        leader_gauge.set(1);
-        let mut changes = leadership.subscribe();
-        let stop_tx = stop_tx.clone();
-        let leader_gauge = leader_gauge.clone();
-        tokio::spawn(async move {
-            while changes.changed().await.is_ok() {
-                if !*changes.borrow() {
-                    leader_gauge.set(0);
-                    tracing::error!("leadership lost: stopping so that only the new leader writes");
-                    let _ = stop_tx.send(true);
-                    break;
-                }
-            }
-        });
-        Some(leadership)
+    // Nothing is written before this replica leads.
+    let Some(leadership) = lead(&args, &client, &leader_gauge, &stop_tx, stopped()).await? else {
+        return Ok(());
     };
 
     let engine = Engine::start(
