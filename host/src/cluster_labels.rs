@@ -7,9 +7,10 @@
 //!   `status.clusterLabels` of every tenant's NamespaceMap, the one object of the provider the
 //!   consumer's peering identity may read (nothing new is granted to it).
 //! - The consumer's host reads them at every Lease renewal and server-side applies them to its
-//!   ForeignCluster with its own field manager ([`CLUSTER_LABELS_FIELD_MANAGER`]): a label the provider drops is
-//!   removed, labels set by anyone else (`kubectl label`) stay, and the keys it manages are
-//!   listed in the [`CLUSTER_LABELS_ANNOTATION`] annotation.
+//!   ForeignCluster with its own field manager ([`CLUSTER_LABELS_FIELD_MANAGER`]): a label the
+//!   provider drops is removed, labels set by anyone else (`kubectl label`) stay and win over
+//!   the provider's value for the same key, and the keys it manages are listed in the
+//!   [`CLUSTER_LABELS_ANNOTATION`] annotation.
 //!
 //! A provider chooses its labels, but not every key: keys under Liqo's own prefixes (other than
 //! `topology.liqo.io/`) are refused on both sides, so a provider cannot pose as something the
@@ -65,9 +66,17 @@ pub fn render(labels: &BTreeMap<String, String>) -> String {
 /// Checks one label: a valid Kubernetes label, under no reserved Liqo prefix.
 pub fn check(key: &str, value: &str) -> Result<(), String> {
     let requirement = format!("{key}={value}");
+    // A label is what `key=value` parses back to, exactly (`region==south` or a value with
+    // spaces around it is not).
     crate::api::cluster_selector::parse_term(&requirement)
         .ok()
-        .filter(|t| t.match_expressions.len() == 1 && t.match_expressions[0].key == key)
+        .filter(|t| {
+            matches!(t.match_expressions.as_slice(),
+                [r] if r.key == key
+                    && r.operator == crate::api::cluster_selector::SelectorOperator::In
+                    && r.values.len() == 1
+                    && r.values[0] == value)
+        })
         .ok_or_else(|| {
             format!(
                 "{requirement:?} is not a label: the key is an optional DNS prefix and '/', then \
@@ -117,26 +126,36 @@ pub async fn read_own(client: &Client) -> Result<BTreeMap<String, String>, Strin
     cm.as_ref().map_or(Ok(BTreeMap::new()), from_config_map)
 }
 
-/// What the consumer keeps of the labels a provider published: the valid ones, at most
-/// [`MAX_LABELS`] (a provider is not trusted to respect the rules).
-pub fn accepted(published: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+/// What the consumer keeps of the labels a provider published on its ForeignCluster `fc`:
+/// the valid ones, at most [`MAX_LABELS`] (a provider is not trusted to respect the rules), and
+/// never a key someone else set on `fc` (`kubectl label`, a GitOps tool): the consumer's own
+/// labels win, and are never overwritten or removed by what a provider publishes.
+pub fn accepted(
+    published: &BTreeMap<String, String>,
+    fc: &ForeignCluster,
+) -> BTreeMap<String, String> {
+    let managed = managed_keys(fc);
     published
         .iter()
         .filter(|(k, v)| check(k, v).is_ok())
+        .filter(|(k, _)| !fc.labels().contains_key(*k) || managed.contains(&k.as_str()))
         .take(MAX_LABELS)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
+/// The label keys of `fc` that came from its provider ([`CLUSTER_LABELS_ANNOTATION`]).
+fn managed_keys(fc: &ForeignCluster) -> Vec<&str> {
+    fc.annotations()
+        .get(CLUSTER_LABELS_ANNOTATION)
+        .map(|keys| keys.split(',').filter(|k| !k.is_empty()).collect())
+        .unwrap_or_default()
+}
+
 /// Whether `fc` already carries exactly `labels` as the provider's (no write needed).
 pub fn in_place(fc: &ForeignCluster, labels: &BTreeMap<String, String>) -> bool {
-    let managed = fc
-        .annotations()
-        .get(CLUSTER_LABELS_ANNOTATION)
-        .map(String::as_str)
-        .unwrap_or_default();
     let keys: Vec<&str> = labels.keys().map(String::as_str).collect();
-    managed == keys.join(",") && labels.iter().all(|(k, v)| fc.labels().get(k) == Some(v))
+    managed_keys(fc) == keys && labels.iter().all(|(k, v)| fc.labels().get(k) == Some(v))
 }
 
 /// Server-side applies the provider's `labels` to the consumer's ForeignCluster `name`: labels
@@ -185,6 +204,7 @@ mod tests {
             ("region", "is not KEY=VALUE"),
             ("region=south,region=north", "given twice"),
             ("region=So uth", "is not a label"),
+            ("region==south", "is not a label"),
             ("Bad_/k=v", "is not a label"),
             ("liqo.io/remote-cluster-id=x", "reserved to Liqo"),
             ("offloading.liqo.io/origin=x", "reserved to Liqo"),
@@ -197,28 +217,41 @@ mod tests {
         assert!(parse(&many.join(",")).unwrap_err().contains("at most 32"));
     }
 
+    fn foreign_cluster() -> ForeignCluster {
+        ForeignCluster::new(
+            "naples",
+            serde_json::from_value(json!({"clusterID": "naples"})).unwrap(),
+        )
+    }
+
     #[test]
-    fn a_consumer_keeps_only_valid_labels() {
-        let published = BTreeMap::from([
-            ("topology.liqo.io/region".to_string(), "south".to_string()),
-            (
-                "liqo.io/remote-cluster-id".to_string(),
-                "london".to_string(),
-            ),
-            ("bad key".to_string(), "x".to_string()),
-        ]);
-        assert_eq!(
-            accepted(&published),
-            BTreeMap::from([("topology.liqo.io/region".to_string(), "south".to_string())])
-        );
+    fn a_consumer_keeps_only_valid_labels_and_never_overrides_its_own() {
+        let pairs = [
+            ("topology.liqo.io/region", "south"),
+            ("liqo.io/remote-cluster-id", "london"),
+            ("bad key", "x"),
+            ("spaced", " south"),
+            ("tier", "gold"),
+            ("zone", "a"),
+        ];
+        let published: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut fc = foreign_cluster();
+        // The consumer's admin labelled `tier` itself; `zone` came from the provider before.
+        fc.labels_mut().insert("tier".into(), "untrusted".into());
+        fc.labels_mut().insert("zone".into(), "b".into());
+        fc.annotations_mut()
+            .insert(CLUSTER_LABELS_ANNOTATION.into(), "zone".into());
+        let kept = accepted(&published, &fc);
+        let kept: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(kept, [("topology.liqo.io/region", "south"), ("zone", "a")]);
     }
 
     #[test]
     fn in_place_compares_values_and_managed_keys() {
-        let mut fc = ForeignCluster::new(
-            "naples",
-            serde_json::from_value(json!({"clusterID": "naples"})).unwrap(),
-        );
+        let mut fc = foreign_cluster();
         let labels = BTreeMap::from([("region".to_string(), "south".to_string())]);
         assert!(!in_place(&fc, &labels));
         fc.labels_mut().insert("region".into(), "south".into());

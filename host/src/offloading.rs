@@ -279,16 +279,25 @@ fn refusal(o: &NamespaceOffloading) -> Option<String> {
     ))
 }
 
-/// Offloads `o` to no peer (twins withdrawn) and says why in its status (phase `AllFailed`).
+/// Offloads `o` to no peer and says why in its status (phase `AllFailed`). An unsupported pod
+/// strategy only stops reflection (the twins stay until the user unoffloads, as the message
+/// says); a selector that selects nothing it can evaluate withdraws the twins, as a selector
+/// that matches no peer would.
 async fn refuse(
     o: &NamespaceOffloading,
     mut status: NamespaceOffloadingStatus,
     why: String,
     ctx: &OffloadingContext,
 ) -> Result<Action, OffloadingError> {
+    let namespace = o.namespace().unwrap_or_default();
+    let strategy_refused = o.spec.pod_offloading_strategy != PodOffloadingStrategy::Local;
     let mut withdrawing = false;
     for peer in ctx.peers.list() {
-        withdrawing |= withdraw(o, &peer, status.remote_namespace_name.as_deref(), ctx).await?;
+        if strategy_refused {
+            ctx.engine.unoffload(&peer.identity.id, &namespace);
+        } else {
+            withdrawing |= withdraw(o, &peer, status.remote_namespace_name.as_deref(), ctx).await?;
+        }
     }
     status.offloading_phase = Some(OffloadingPhase::AllFailed);
     status.message = Some(why);
@@ -710,6 +719,15 @@ async fn withdraw(
         return Ok(false);
     };
     if !owned(&existing, &ctx.local.id, &peer.identity.id) {
+        return Ok(false);
+    }
+    // Two local namespaces may map to one twin name: only the twin made for this namespace
+    // (its origin-name annotation) is this offloading's to delete.
+    let made_for = existing
+        .annotations()
+        .get(wire::REMOTE_NAMESPACE_ORIGIN_NAME)
+        .map(String::as_str);
+    if made_for.is_some_and(|local| local != namespace) {
         return Ok(false);
     }
     if existing.metadata.deletion_timestamp.is_none() {

@@ -12,7 +12,7 @@
 //! without a credential is an incoming-only peer (created on a provider for its consumer): no
 //! outgoing peering, nothing to connect to.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -264,8 +264,8 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                 tenant,
             } = conn;
             let version = match client.apiserver_version().await {
-                Ok(v) => match keep_lease(fc, &client, tenant.as_ref(), ctx).await {
-                    Ok(()) => Ok(v),
+                Ok(_) => match keep_lease(fc, &client, tenant.as_ref(), ctx).await {
+                    Ok(labelled) => Ok(labelled),
                     Err(message) => Err(Failure::credential(message)),
                 },
                 Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
@@ -279,7 +279,11 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                 ))),
             };
             match version {
-                Ok(_) => {
+                Ok(labelled) => {
+                    // The labels just written (the provider's cluster labels) count at once:
+                    // the ForeignCluster in hand predates them, and a negative selector must
+                    // not select this peer meanwhile.
+                    let labels = labelled.unwrap_or_else(|| fc.labels().clone());
                     if ctx.peers.fingerprint(&id).as_deref() != Some(fingerprint.as_str()) {
                         let identity = ClusterIdentity {
                             id: id.clone(),
@@ -299,7 +303,7 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                             Peer {
                                 identity,
                                 client,
-                                labels: fc.labels().clone(),
+                                labels: labels.clone(),
                                 foreign_cluster: name.clone(),
                                 tenant: tenant.as_ref().map(|t| t.namespace.clone()),
                             },
@@ -307,7 +311,7 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
                         );
                         tracing::info!(peer = %id, "peer established");
                     }
-                    ctx.peers.set_labels(&id, fc.labels());
+                    ctx.peers.set_labels(&id, &labels);
                     Ok(())
                 }
                 Err(failure) => Err(failure),
@@ -496,8 +500,14 @@ fn network_condition(fc: &ForeignCluster, transport: Option<&Transport>) -> Peer
 
 /// Puts the provider's cluster labels, as it publishes them on the tenant's NamespaceMap, on
 /// its ForeignCluster here (see [`crate::cluster_labels`]). Best effort: a failure is logged and
-/// tried again at the next renewal; the labels in place stay meanwhile.
-async fn sync_cluster_labels(fc: &ForeignCluster, peer: &Client, tenant: &str, ctx: &Context) {
+/// tried again at the next renewal; the labels in place stay meanwhile. Returns the
+/// ForeignCluster's labels after a write, `None` when nothing was written.
+async fn sync_cluster_labels(
+    fc: &ForeignCluster,
+    peer: &Client,
+    tenant: &str,
+    ctx: &Context,
+) -> Option<BTreeMap<String, String>> {
     use crate::api::namespace_map::{NAMESPACE_MAP_NAME, NamespaceMap};
     let name = fc.name_any();
     let map = Api::<NamespaceMap>::namespaced(peer.clone(), tenant)
@@ -507,26 +517,32 @@ async fn sync_cluster_labels(fc: &ForeignCluster, peer: &Client, tenant: &str, c
         Ok(map) => map.status.and_then(|s| s.cluster_labels),
         Err(err) => {
             tracing::debug!(foreign_cluster = %name, %err, "cannot read the provider's cluster labels");
-            return;
+            return None;
         }
     };
     // A provider that publishes nothing (older than cluster labels) leaves the labels alone.
-    let Some(published) = published else { return };
-    let labels = crate::cluster_labels::accepted(&published);
+    let published = published?;
+    let labels = crate::cluster_labels::accepted(&published, fc);
+    if crate::cluster_labels::in_place(fc, &labels) {
+        return None;
+    }
     if labels.len() != published.len() {
         tracing::warn!(foreign_cluster = %name,
-            "some cluster labels of this provider are not valid labels or use a prefix reserved \
-             to Liqo; they are ignored");
-    }
-    if crate::cluster_labels::in_place(fc, &labels) {
-        return;
+            "some cluster labels of this provider are not valid labels, use a prefix reserved \
+             to Liqo, or are set on the ForeignCluster by someone else; they are ignored");
     }
     ctx.metrics.write("local", "apply");
     match crate::cluster_labels::apply(&ctx.client, &name, &labels).await {
-        Ok(_) => tracing::info!(foreign_cluster = %name,
-            labels = %crate::cluster_labels::render(&labels), "cluster labels of the provider applied"),
-        Err(err) => tracing::warn!(foreign_cluster = %name, %err,
-            "cannot put the provider's cluster labels on its ForeignCluster"),
+        Ok(applied) => {
+            tracing::info!(foreign_cluster = %name,
+                labels = %crate::cluster_labels::render(&labels), "cluster labels of the provider applied");
+            Some(applied.labels().clone())
+        }
+        Err(err) => {
+            tracing::warn!(foreign_cluster = %name, %err,
+                "cannot put the provider's cluster labels on its ForeignCluster");
+            None
+        }
     }
 }
 
@@ -555,16 +571,18 @@ fn gateway_of(fc: &ForeignCluster) -> Result<Option<(Fingerprint, SocketAddr)>, 
     Ok(Some((fingerprint, endpoint)))
 }
 
-/// Renews the consumer's Lease on the provider and replaces the token past half its lifetime.
-/// An error is the sentence for the OutgoingPeering condition.
+/// Renews the consumer's Lease on the provider, puts the provider's cluster labels on its
+/// ForeignCluster, and replaces the token past half its lifetime. Returns the ForeignCluster's
+/// labels when they were just written. An error is the sentence for the OutgoingPeering
+/// condition.
 async fn keep_lease(
     fc: &ForeignCluster,
     peer: &Client,
     tenant: Option<&TenantCredential>,
     ctx: &Context,
-) -> Result<(), String> {
+) -> Result<Option<BTreeMap<String, String>>, String> {
     let (Some(local), Some(cred)) = (&ctx.local, tenant) else {
-        return Ok(());
+        return Ok(None);
     };
     let name = fc.name_any();
     let id = fc.spec.cluster_id.clone();
@@ -628,7 +646,7 @@ async fn keep_lease(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(id.clone(), (peer.clone(), cred.namespace.clone()));
-    sync_cluster_labels(fc, peer, &cred.namespace, ctx).await;
+    let labelled = sync_cluster_labels(fc, peer, &cred.namespace, ctx).await;
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let due = tenant::token_times(&cred.token).is_some_and(|t| tenant::token_needs_refresh(t, now));
     if due {
@@ -652,7 +670,7 @@ async fn keep_lease(
             })?;
         tracing::info!(peer = %fc.spec.cluster_id, "peering token replaced");
     }
-    Ok(())
+    Ok(labelled)
 }
 
 /// Adds the keys of `extra` (a JSON object) to `into` (a JSON object).

@@ -275,7 +275,7 @@ async fn selected_namespaces(client: &kube::Client, query: &str) -> Result<Vec<S
     let mut names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
     names.sort();
     if names.is_empty() {
-        bail!("no namespace matches --namespace-selector {query:?}: nothing to offload");
+        bail!("no namespace matches --namespace-selector {query:?}: nothing to do");
     }
     Ok(names)
 }

@@ -38,7 +38,7 @@ use liqo_host::api::gateway::GATEWAY_CONFIGMAP;
 use liqo_host::api::identity::{
     CLUSTER_IDENTITY_CONFIGMAP, CLUSTER_IDENTITY_NAMESPACE, ClusterIdentityConfig, IdentityError,
 };
-use liqo_host::api::namespace_offloading::NamespaceOffloading;
+use liqo_host::api::namespace_offloading::{NamespaceOffloading, RemoteNamespaceConditionType};
 use liqo_host::api::wire;
 use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
 use liqo_host::endpoint_ranges;
@@ -1097,15 +1097,23 @@ async fn offloadings_towards(client: &Client, id: &str) -> Result<Vec<String>> {
         .items
         .iter()
         .filter(|o| {
-            let reported = o
+            // Selected for this peer: a peer the selector leaves out also gets a condition
+            // (OffloadingRequired False), and has no twin to lose.
+            let selected = o
                 .status
                 .as_ref()
-                .is_some_and(|s| s.remote_namespaces_conditions.contains_key(id));
+                .and_then(|s| s.remote_namespaces_conditions.get(id))
+                .is_some_and(|conds| {
+                    conds.iter().any(|c| {
+                        c.type_ == RemoteNamespaceConditionType::OffloadingRequired
+                            && c.status == liqo_host::api::ConditionStatus::True
+                    })
+                });
             let unrestricted =
                 liqo_host::api::cluster_selector::ClusterSelector::selects_every_peer(
                     o.spec.cluster_selector.as_ref(),
                 );
-            reported || unrestricted
+            selected || unrestricted
         })
         .filter_map(|o| o.namespace())
         .collect();

@@ -270,11 +270,13 @@ async fn offloading_with_policies_across_three_clusters() {
     );
 
     // Florence back to the center: its labels stop matching, it loses its twin, and the
-    // offloading says no cluster is selected.
+    // offloading says no cluster is selected. It also publishes `tier=gold`, a key london's
+    // admin set on that ForeignCluster first: the consumer's own label wins.
+    sh_ok(env, "kubectl label foreigncluster florence tier=mine");
     sh_ok(
         env,
         &format!(
-            "liqoctl install --skip-deployment --kubeconfig \"$KUBECONFIG_FLORENCE\" --cluster-labels {REGION}=center"
+            "liqoctl install --skip-deployment --kubeconfig \"$KUBECONFIG_FLORENCE\" --cluster-labels {REGION}=center,tier=gold"
         ),
     );
     eventually(
@@ -286,6 +288,28 @@ async fn offloading_with_policies_across_three_clusters() {
     eventually("the phase NoClusterSelected", WAIT, || async {
         (offloading(env, "liqo-demo")["status"]["offloadingPhase"] == "NoClusterSelected")
             .then_some(())
+    })
+    .await;
+
+    assert_eq!(
+        foreign_clusters(env, &format!("{REGION}=center")),
+        "florence"
+    );
+    assert_eq!(foreign_clusters(env, "tier=mine"), "florence");
+    assert_eq!(foreign_clusters(env, "tier=gold"), "");
+
+    // Nothing is offloaded to florence now: unpeering it is not refused (it has a condition,
+    // OffloadingRequired False, but no twin). Peered again, its labels come back.
+    sh_ok(
+        env,
+        "liqoctl unpeer --remote-kubeconfig \"$KUBECONFIG_FLORENCE\" --skip-confirm",
+    );
+    sh_ok(
+        env,
+        "liqoctl peer --remote-kubeconfig \"$KUBECONFIG_FLORENCE\"",
+    );
+    eventually("florence's labels after peering again", WAIT, || async {
+        (foreign_clusters(env, &format!("{REGION}=center")) == "florence").then_some(())
     })
     .await;
 

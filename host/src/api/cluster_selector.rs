@@ -117,6 +117,12 @@ pub enum SelectorOperator {
     Gt,
     /// The label's value is an integer less than `values[0]`.
     Lt,
+    /// Any other word, as stored before the schema listed the operators (the API server
+    /// refuses it now): read so that one such object does not stop the reading of every
+    /// NamespaceOffloading, and refused by [`ClusterSelector::check`].
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 /// A selector the host cannot evaluate; the message names the field and the fix.
@@ -259,6 +265,7 @@ fn render(requirements: &[ClusterSelectorRequirement]) -> String {
             (SelectorOperator::DoesNotExist, _) => format!("!{}", r.key),
             (SelectorOperator::Gt, vs) => format!("{}>{}", r.key, vs.join(",")),
             (SelectorOperator::Lt, vs) => format!("{}<{}", r.key, vs.join(",")),
+            (SelectorOperator::Unknown, _) => format!("{} (unknown operator)", r.key),
         })
         .collect::<Vec<_>>()
         .join(",")
@@ -279,6 +286,9 @@ impl ClusterSelectorRequirement {
             return Err("key is empty".into());
         }
         match self.operator {
+            Unknown => {
+                Err("operator is not one of In, NotIn, Exists, DoesNotExist, Gt, Lt".to_string())
+            }
             In | NotIn if self.values.is_empty() => Err(format!(
                 "operator {:?} needs at least one value",
                 self.operator
@@ -308,6 +318,7 @@ impl ClusterSelectorRequirement {
             DoesNotExist => value.is_none(),
             Gt => matches!((value.and_then(number), bound), (Some(v), Some(b)) if v > b),
             Lt => matches!((value.and_then(number), bound), (Some(v), Some(b)) if v < b),
+            Unknown => false,
         }
     }
 }
@@ -381,10 +392,23 @@ fn parse_requirement(text: &str) -> Result<ClusterSelectorRequirement, String> {
     ] {
         if let Some((key, value)) = text.split_once(symbol) {
             let value = value.trim().to_string();
-            if matches!(operator, SelectorOperator::Gt | SelectorOperator::Lt)
-                && value.parse::<i64>().is_err()
-            {
-                return Err(format!("{text:?}: {symbol} compares with an integer"));
+            if matches!(operator, SelectorOperator::Gt | SelectorOperator::Lt) {
+                // The CRD's rule: an optional minus sign and 1 to 18 digits.
+                let digits = value.strip_prefix('-').unwrap_or(&value);
+                if digits.is_empty()
+                    || digits.len() > 18
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(format!(
+                        "{text:?}: {symbol} compares with an integer (at most 18 digits)"
+                    ));
+                }
+                check_key(key.trim(), text)?;
+                return Ok(ClusterSelectorRequirement {
+                    key: key.trim().to_string(),
+                    operator,
+                    values: vec![value],
+                });
             }
             return requirement(key, operator, vec![value]);
         }
@@ -618,10 +642,15 @@ mod tests {
             let err = ClusterSelector::selects(Some(&selector(sel.clone())), &any).unwrap_err();
             assert!(err.to_string().starts_with(want), "{sel}: {err}");
         }
-        // An unknown operator does not even deserialize: the object is not evaluated.
+        // An unknown operator (stored before the schema listed them) reads, and is refused.
+        let stored = selector(json!({"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "a", "operator": "Like", "values": ["x"]}
+        ]}]}));
+        let err = ClusterSelector::selects(Some(&stored), &any).unwrap_err();
         assert!(
-            serde_json::from_value::<ClusterSelector>(json!({"nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "operator": "Like"}]}]}))
-                .is_err()
+            err.to_string()
+                .contains("matchExpressions[0]: operator is not one of"),
+            "{err}"
         );
     }
 
@@ -655,6 +684,7 @@ mod tests {
                 "cpus>8, cpus<128",
                 vec![req("cpus", Gt, &["8"]), req("cpus", Lt, &["128"])],
             ),
+            ("temp>-5", vec![req("temp", Gt, &["-5"])]),
         ];
         for (text, want) in table {
             assert_eq!(parse_term(text).unwrap().match_expressions, want, "{text}");
@@ -672,6 +702,8 @@ mod tests {
             ("Region_/x=y", "is not a label key"),
             ("region like south", "expected 'in (...)' or 'notin (...)'"),
             ("cpus>many", "compares with an integer"),
+            ("cpus>+5", "compares with an integer"),
+            ("cpus>1234567890123456789", "compares with an integer"),
         ];
         for (text, want) in table {
             let err = parse_term(text).unwrap_err();
