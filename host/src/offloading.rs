@@ -172,6 +172,8 @@ async fn apply(
     }
     let selector = o.spec.cluster_selector.as_ref();
     let wanted = selector.map_or_else(|| "every peer".to_string(), ClusterSelector::describe);
+    // What the namespace plugin maps, the same for every peer.
+    let spec_json = serde_json::to_value(&o.spec).unwrap_or_default();
 
     let mut outcomes: BTreeMap<String, PeerOutcome> = BTreeMap::new();
     let mut withdrawing = false;
@@ -214,7 +216,7 @@ async fn apply(
             true,
             format!("the cluster selector ({wanted}) matches this peer's labels ({labels})"),
         );
-        let (outcome, mapped_name) = offload_to(o, &peer, ctx).await;
+        let (outcome, mapped_name) = offload_to(o, &spec_json, &peer, ctx).await;
         remote_name = mapped_name.or(remote_name);
         outcomes.insert(id, outcome);
     }
@@ -335,15 +337,15 @@ fn set_required(conds: &mut Vec<RemoteNamespaceCondition>, selected: bool, messa
 /// and starts reflection once it does. Returns the outcome and the twin's name.
 async fn offload_to(
     o: &NamespaceOffloading,
+    spec_json: &serde_json::Value,
     peer: &Peer,
     ctx: &OffloadingContext,
 ) -> (PeerOutcome, Option<String>) {
     let namespace = o.namespace().unwrap_or_default();
-    let spec_json = serde_json::to_value(&o.spec).unwrap_or_default();
     // Off the async workers (like every plugin call): see `plugin::calls`.
     let mapped = ctx
         .mapper
-        .map_namespace_async(&ctx.local, &peer.identity, &namespace, &spec_json)
+        .map_namespace_async(&ctx.local, &peer.identity, &namespace, spec_json)
         .await;
     let mapping = match mapped {
         Ok(mapping) => mapping,

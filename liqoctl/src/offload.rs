@@ -478,12 +478,16 @@ pub async fn unoffload(global: &GlobalArgs, cmd: UnoffloadCommand) -> Result<()>
     )?;
     let mut failures = Vec::new();
     for namespace in &namespaces {
-        let result = unoffload_one(&client, namespace, timeout).await;
-        match result {
+        let result = match unoffload_one(&client, namespace, timeout).await {
             // A namespace the selector matched but nobody offloaded is not an error.
-            Err(err)
-                if namespace_selector.is_some() && err.to_string().contains("is not offloaded") => {
-            }
+            Ok(false) if namespace_selector.is_some() => Ok(()),
+            Ok(false) => Err(anyhow::anyhow!(
+                "namespace {namespace} is not offloaded (no NamespaceOffloading in it)"
+            )),
+            Ok(true) => Ok(()),
+            Err(err) => Err(err),
+        };
+        match result {
             Err(err) if namespaces.len() == 1 => return Err(err),
             Err(err) => {
                 eprintln!("error: {err:#}");
@@ -504,17 +508,15 @@ pub async fn unoffload(global: &GlobalArgs, cmd: UnoffloadCommand) -> Result<()>
 }
 
 /// Deletes the NamespaceOffloading of `namespace` and waits until the host removed the twin
-/// namespaces (it drops its finalizer then).
-async fn unoffload_one(client: &kube::Client, namespace: &str, timeout: Duration) -> Result<()> {
+/// namespaces (it drops its finalizer then). `false` when the namespace was not offloaded.
+async fn unoffload_one(client: &kube::Client, namespace: &str, timeout: Duration) -> Result<bool> {
     let api: Api<NamespaceOffloading> = Api::namespaced(client.clone(), namespace);
     match api
         .delete(NAMESPACE_OFFLOADING_NAME, &DeleteParams::default())
         .await
     {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            bail!("namespace {namespace} is not offloaded (no NamespaceOffloading in it)")
-        }
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
         Err(e) => return Err(e).context(format!("unoffloading namespace {namespace}")),
     }
     let spinner = Spinner::start(format!(
@@ -524,7 +526,7 @@ async fn unoffload_one(client: &kube::Client, namespace: &str, timeout: Duration
     loop {
         if api.get_opt(NAMESPACE_OFFLOADING_NAME).await?.is_none() {
             spinner.success("Unoffloading completed successfully");
-            return Ok(());
+            return Ok(true);
         }
         if started.elapsed() > timeout {
             spinner.fail(format!("Unoffloading namespace {namespace}"));
