@@ -188,27 +188,6 @@ fn check_kind(object: &Map<String, Value>, expect: &Expectation<'_>) -> Result<(
     })
 }
 
-/// Checks a DNS-1123 label (namespace names): lower-case alphanumerics and '-', starting and
-/// ending with an alphanumeric, at most 63 characters.
-pub fn validate_dns1123_label(name: &str) -> Result<(), String> {
-    let valid_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if name.is_empty()
-        || name.len() > 63
-        || !valid_chars
-        || !alnum(name.bytes().next())
-        || !alnum(name.bytes().last())
-    {
-        return Err(format!(
-            "{name:?} is not a valid namespace name: use at most 63 lower-case letters, digits \
-             and '-', starting and ending with a letter or digit"
-        ));
-    }
-    Ok(())
-}
-
 /// Enforces the invariants on a remote Namespace returned by the namespace mapper: a valid
 /// name equal to the mapping's, kind v1/Namespace, ownership labels, no server-owned fields.
 pub fn enforce_namespace(
@@ -217,7 +196,7 @@ pub fn enforce_namespace(
     origin_cluster_id: &str,
     destination_cluster_id: &str,
 ) -> Result<Value, InvalidOutput> {
-    validate_dns1123_label(remote_name).map_err(InvalidOutput::InvalidName)?;
+    crate::api::names::validate_dns1123_label(remote_name).map_err(InvalidOutput::InvalidName)?;
     let expect = Expectation {
         api_version: "v1",
         kind: "Namespace",
@@ -237,17 +216,6 @@ pub fn enforce_namespace(
         spec.remove("finalizers");
     }
     Ok(value)
-}
-
-/// True when `labels` prove that the object was reflected from `origin` to `destination`.
-/// Both labels must match: an object reflected by another consumer, or created by a user, is
-/// not ours and is never modified or deleted.
-pub fn is_owned_by(labels: Option<&Map<String, Value>>, origin: &str, destination: &str) -> bool {
-    let Some(labels) = labels else {
-        return false;
-    };
-    labels.get(wire::ORIGIN).and_then(Value::as_str) == Some(origin)
-        && labels.get(wire::DESTINATION).and_then(Value::as_str) == Some(destination)
 }
 
 #[cfg(test)]
@@ -373,40 +341,5 @@ mod tests {
         assert!(matches!(bad_name, InvalidOutput::InvalidName(_)));
         let mismatch = enforce_namespace(ok, "other", "london", "newyork").unwrap_err();
         assert!(matches!(mismatch, InvalidOutput::WrongName { .. }));
-    }
-
-    #[test]
-    fn dns1123_labels() {
-        for ok in ["a", "liqo-demo", "a1", &"a".repeat(63)] {
-            assert!(validate_dns1123_label(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
-            assert!(validate_dns1123_label(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn ownership_needs_both_labels() {
-        let l = |o: &str, d: &str| {
-            json!({wire::ORIGIN: o, wire::DESTINATION: d})
-                .as_object()
-                .cloned()
-        };
-        assert!(is_owned_by(
-            l("london", "newyork").as_ref(),
-            "london",
-            "newyork"
-        ));
-        assert!(!is_owned_by(
-            l("paris", "newyork").as_ref(),
-            "london",
-            "newyork"
-        ));
-        assert!(!is_owned_by(
-            l("london", "paris").as_ref(),
-            "london",
-            "newyork"
-        ));
-        assert!(!is_owned_by(None, "london", "newyork"));
     }
 }

@@ -40,9 +40,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Default namespace of the Lease: the one `liqoctl install` creates.
-pub const DEFAULT_NAMESPACE: &str = "liqo";
+pub const DEFAULT_NAMESPACE: &str = crate::api::wire::HOST_NAMESPACE;
 /// Default name of the Lease.
-pub const DEFAULT_LEASE_NAME: &str = "liqo-host";
+pub const DEFAULT_LEASE_NAME: &str = crate::api::wire::HOST_NAME;
 /// Default term of the lease: how long a leader that stopped renewing keeps it.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 /// Default grace: the leader renews this long before its term ends.

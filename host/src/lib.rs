@@ -15,24 +15,25 @@
 //! - [`peers`]: the established peers, shared by the peering and offloading controllers.
 //! - [`peering`]: ForeignClusters become peers of the engine (credential, health, columns).
 //! - [`offloading`]: NamespaceOffloadings become twin namespaces and reflection.
-//! - [`tenant`]: peering identities on providers: Lease renewal, incoming peerings, revocation.
+//! - [`protocol`]: the peering protocol, one owner: identities (provision, tokens, revoke), the
+//!   peering Lease, twin namespace requests, peer limits, cluster labels, endpoint ranges and
+//!   the data path's address translation. liqoctl and the controllers below call into it.
+//! - [`tenant`]: the provider's controller of peering identities: incoming peerings,
+//!   peer-health gating, revocation of stale or released identities.
 //! - [`twins`]: the provider's side of twin namespaces (NamespaceMap controller).
-//! - [`endpoint_ranges`]: where a peer's EndpointSlices may point (declared, reviewed, recorded).
-//! - [`cluster_labels`]: a provider's `--cluster-labels` onto its consumers' ForeignClusters.
 //! - [`transport`]: the in-process gateway (cross-cluster data path).
 //! - [`user_plugins`]: ReflectionPlugin objects: user plugins loaded, swapped and removed live.
 //! - [`telemetry`]: `/metrics`, `/healthz`, `/readyz` server and `tracing` setup.
 //! - [`leader`]: leader election through a Lease, so two replicas never write at once.
 
 pub mod api;
-pub mod cluster_labels;
-pub mod endpoint_ranges;
 pub mod invariants;
 pub mod leader;
 pub mod offloading;
 pub mod peering;
 pub mod peers;
 pub mod plugin;
+pub mod protocol;
 pub mod reflect;
 pub mod telemetry;
 pub mod tenant;

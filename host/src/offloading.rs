@@ -474,7 +474,14 @@ async fn request_twin(
 ) -> PeerOutcome {
     use crate::api::namespace_map::MappingPhase;
     ctx.metrics.write(&peer.identity.id, "apply");
-    match crate::tenant::request_twin(&peer.client, tenant, local_name, remote_name).await {
+    match crate::protocol::twin_requests::request_twin(
+        &peer.client,
+        tenant,
+        local_name,
+        remote_name,
+    )
+    .await
+    {
         Err(err) => PeerOutcome {
             ready: false,
             reason: conditions::REASON_CREATION_LOOP_BACKOFF,
@@ -633,7 +640,7 @@ fn not_ours(existing: &Namespace, remote_name: &str, peer: &Peer, local: &str) -
     PeerOutcome {
         ready: false,
         reason: REASON_NAMESPACE_CONFLICT,
-        message: crate::twins::conflict_message(
+        message: crate::protocol::twin_requests::conflict_message(
             remote_name,
             origin.map(String::as_str),
             &peer.identity.name,
@@ -712,7 +719,7 @@ async fn withdraw(
     };
     if let Some(tenant) = &peer.tenant {
         // No write when the NamespaceMap has no entry for this namespace.
-        return crate::tenant::withdraw_twin(&peer.client, tenant, &namespace)
+        return crate::protocol::twin_requests::withdraw_twin(&peer.client, tenant, &namespace)
             .await
             .map_err(kube_err);
     }

@@ -13,8 +13,6 @@
 //! outgoing peering, nothing to connect to.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,17 +30,17 @@ use crate::api::conditions::now;
 use crate::api::foreign_cluster::{
     AddressTranslation, CREDENTIALS_KEY_KUBECONFIG, CREDENTIALS_KEY_TOKEN, ForeignCluster,
     ForeignClusterStatus, PeeringCondition, PeeringConditionStatus, PeeringConditionType,
+    PeeringRole,
 };
 use crate::api::wire;
 use crate::api::wire::PEERING_FINALIZER;
 use crate::peers::{Peer, Peers};
-use crate::plugin::{
-    AddressTranslator, CidrRemap, ClusterIdentity, GatewayTranslation, IdentityTranslation,
-};
+use crate::plugin::{AddressTranslator, ClusterIdentity};
+use crate::protocol::networking::{gateway_of, translator};
+use crate::protocol::{cluster_labels, endpoint_ranges, identity, lease};
 use crate::reflect::{Engine, EngineMetrics, PeerHandle};
-use crate::tenant;
 use crate::transport::Transport;
-use liqo_gateway::{Fingerprint, LinkState};
+use liqo_gateway::LinkState;
 
 /// How often a peer's API server is probed.
 // Also the Lease renewal period: 9 renewals per 90 s Lease, so a few lost requests never make a
@@ -95,7 +93,7 @@ struct Context {
     /// This cluster's gateway, when it runs one.
     transport: Option<Transport>,
     /// This cluster's pod ranges as last read, and when: declared to providers with address
-    /// translation Identity (see [`crate::endpoint_ranges`]).
+    /// translation Identity (see [`crate::protocol::endpoint_ranges`]).
     pod_ranges: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
 
@@ -113,7 +111,7 @@ impl Context {
         {
             return Some(ranges.clone());
         }
-        match crate::endpoint_ranges::local_pod_ranges(&self.client).await {
+        match endpoint_ranges::local_pod_ranges(&self.client).await {
             Ok(ranges) => {
                 *cached = Some((std::time::Instant::now(), ranges.clone()));
                 Some(ranges)
@@ -222,7 +220,7 @@ async fn reconcile(
                     .remove(&id);
                 if let Some((client, tenant)) = lease {
                     // Best effort: if the provider is unreachable its Lease expires on its own.
-                    match tenant::release_lease(&client, &tenant).await {
+                    match lease::release_lease(&client, &tenant).await {
                         Ok(_) => tracing::info!(peer = %id, %tenant, "peering Lease released"),
                         Err(err) => {
                             tracing::warn!(peer = %id, %tenant, %err, "cannot release the peering Lease")
@@ -435,7 +433,7 @@ async fn finish(
     ctx: &Context,
 ) -> Result<Action, PeeringError> {
     status.set_condition(network_condition(fc, ctx.transport.as_ref()), t);
-    status.role = tenant::role(&status);
+    status.role = PeeringRole::of(&status);
     status.observed_generation = fc.metadata.generation;
     write_status(fc, status, ctx).await?;
     Ok(Action::requeue(PROBE_INTERVAL))
@@ -499,7 +497,7 @@ fn network_condition(fc: &ForeignCluster, transport: Option<&Transport>) -> Peer
 }
 
 /// Puts the provider's cluster labels, as it publishes them on the tenant's NamespaceMap, on
-/// its ForeignCluster here (see [`crate::cluster_labels`]). Best effort: a failure is logged and
+/// its ForeignCluster here (see [`crate::protocol::cluster_labels`]). Best effort: a failure is logged and
 /// tried again at the next renewal; the labels in place stay meanwhile. Returns the
 /// ForeignCluster's labels after a write, `None` when nothing was written.
 async fn sync_cluster_labels(
@@ -522,8 +520,8 @@ async fn sync_cluster_labels(
     };
     // A provider that publishes nothing (older than cluster labels) leaves the labels alone.
     let published = published?;
-    let labels = crate::cluster_labels::accepted(&published, fc);
-    if crate::cluster_labels::in_place(fc, &labels) {
+    let labels = cluster_labels::accepted(&published, fc);
+    if cluster_labels::in_place(fc, &labels) {
         return None;
     }
     if labels.len() != published.len() {
@@ -532,10 +530,10 @@ async fn sync_cluster_labels(
              to Liqo, or are set on the ForeignCluster by someone else; they are ignored");
     }
     ctx.metrics.write("local", "apply");
-    match crate::cluster_labels::apply(&ctx.client, &name, &labels).await {
+    match cluster_labels::apply(&ctx.client, &name, &labels).await {
         Ok(applied) => {
             tracing::info!(foreign_cluster = %name,
-                labels = %crate::cluster_labels::render(&labels), "cluster labels of the provider applied");
+                labels = %cluster_labels::render(&labels), "cluster labels of the provider applied");
             Some(applied.labels().clone())
         }
         Err(err) => {
@@ -544,31 +542,6 @@ async fn sync_cluster_labels(
             None
         }
     }
-}
-
-/// The peer's gateway from `spec.networking` (pinned fingerprint, service endpoint), `None`
-/// when the peering is not in gateway mode, or why the spec is unusable.
-fn gateway_of(fc: &ForeignCluster) -> Result<Option<(Fingerprint, SocketAddr)>, String> {
-    let Some(net) = &fc.spec.networking else {
-        return Ok(None);
-    };
-    if net.address_translation != AddressTranslation::Gateway {
-        return Ok(None);
-    }
-    let gateway = net.gateway.as_ref().ok_or_else(|| {
-        "addressTranslation is Gateway but spec.networking.gateway is missing: peer again with \
-         the peer command of a cluster that runs a gateway"
-            .to_string()
-    })?;
-    let fingerprint = Fingerprint::from_str(&gateway.fingerprint)
-        .map_err(|e| format!("spec.networking.gateway.fingerprint: {e}"))?;
-    let endpoint = SocketAddr::from_str(&gateway.endpoint).map_err(|_| {
-        format!(
-            "spec.networking.gateway.endpoint {:?} is not IP:PORT",
-            gateway.endpoint
-        )
-    })?;
-    Ok(Some((fingerprint, endpoint)))
 }
 
 /// Renews the consumer's Lease on the provider, puts the provider's cluster labels on its
@@ -604,34 +577,34 @@ async fn keep_lease(
         _ => Some(Vec::new()),
     };
     if let Some(pods) = pod_ranges {
-        let declared = crate::endpoint_ranges::declaration(networking, &pods);
+        let declared = endpoint_ranges::declaration(networking, &pods);
         match declared {
             // The provider would refuse the whole renewal: keep the last declaration there.
-            Some(d) if d.len() > crate::endpoint_ranges::MAX_DECLARATION_LEN => {
+            Some(d) if d.len() > endpoint_ranges::MAX_DECLARATION_LEN => {
                 tracing::warn!(peer = %id, length = d.len(),
                     "this cluster's endpoint ranges do not fit the {} characters a provider \
                      accepts; the provider keeps the last declaration it accepted",
-                    crate::endpoint_ranges::MAX_DECLARATION_LEN)
+                    endpoint_ranges::MAX_DECLARATION_LEN)
             }
             declared => merge_annotations(
                 &mut announcements,
-                crate::endpoint_ranges::lease_annotation(declared.as_deref()),
+                endpoint_ranges::lease_annotation(declared.as_deref()),
             ),
         }
     }
     let renewed =
-        tenant::renew_lease_announcing(peer, &cred.namespace, &local.id, announcements).await;
+        lease::renew_lease_announcing(peer, &cred.namespace, &local.id, announcements).await;
     let renewed = match renewed {
         // A provider whose tenant policy predates these announcements refuses them: keep the
         // peering alive without them (its NETWORKING may stay down, with the reason in logs).
         Err(kube::Error::Api(s))
-            if s.code == 422 && s.message.contains(tenant::LEASE_ANNOTATIONS_REFUSED) =>
+            if s.code == 422 && s.message.contains(lease::LEASE_ANNOTATIONS_REFUSED) =>
         {
             tracing::warn!(peer = %id, reason = %s.message,
                 "the provider refused this cluster's announcements on the peering Lease \
                  (gateway, endpoint ranges; its tenant policy may be older than this host: run \
                  liqoctl generate peer-command on it to update the policy); renewing without them");
-            tenant::renew_lease(peer, &cred.namespace, &local.id).await
+            lease::renew_lease(peer, &cred.namespace, &local.id).await
         }
         other => other,
     };
@@ -648,9 +621,10 @@ async fn keep_lease(
         .insert(id.clone(), (peer.clone(), cred.namespace.clone()));
     let labelled = sync_cluster_labels(fc, peer, &cred.namespace, ctx).await;
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let due = tenant::token_times(&cred.token).is_some_and(|t| tenant::token_needs_refresh(t, now));
+    let due =
+        identity::token_times(&cred.token).is_some_and(|t| identity::token_needs_refresh(t, now));
     if due {
-        let token = tenant::request_token(peer, &cred.namespace, tenant::TOKEN_REFRESH_SECONDS)
+        let token = identity::request_token(peer, &cred.namespace, identity::TOKEN_REFRESH_SECONDS)
             .await
             .map_err(|err| format!("cannot replace the peering token on {name}: {err}"))?;
         let secret = Api::<Secret>::namespaced(ctx.client.clone(), &cred.secret_namespace);
@@ -808,31 +782,6 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
     })
 }
 
-/// The address translation the host uses towards the peer of `fc` (from `spec.networking`);
-/// an error says what is wrong with the spec. Shared with `liqoctl plugin diff`, which must
-/// reflect exactly as the host does.
-pub fn translator(fc: &ForeignCluster) -> Result<Arc<dyn AddressTranslator>, String> {
-    let Some(net) = &fc.spec.networking else {
-        return Ok(Arc::new(IdentityTranslation));
-    };
-    match net.address_translation {
-        AddressTranslation::Identity => Ok(Arc::new(IdentityTranslation)),
-        AddressTranslation::Gateway => {
-            let (_, endpoint) = gateway_of(fc)?.ok_or("no gateway")?;
-            Ok(Arc::new(GatewayTranslation::new(endpoint)))
-        }
-        AddressTranslation::CidrRemap => {
-            let spec = net
-                .remapping
-                .iter()
-                .map(|m| format!("{}={}", m.local_cidr, m.remote_cidr))
-                .collect::<Vec<_>>()
-                .join(",");
-            Ok(Arc::new(CidrRemap::parse(&spec)?))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -880,16 +829,5 @@ mod tests {
             assert_eq!(condition.status, status, "{networking}");
             assert_eq!(condition.reason, reason, "{networking}");
         }
-    }
-
-    #[test]
-    fn gateway_translation_comes_from_the_spec() {
-        let fc = foreign_cluster(json!({"addressTranslation": "Gateway",
-            "gateway": {"fingerprint": "cd".repeat(32), "endpoint": "10.0.0.5:7901"}}));
-        let translated = translator(&fc).unwrap().translate("10.244.0.7").unwrap();
-        assert_eq!(translated, "10.0.0.5");
-        let broken = foreign_cluster(json!({"addressTranslation": "Gateway"}));
-        let err = translator(&broken).err().unwrap();
-        assert!(err.contains("spec.networking.gateway is missing"), "{err}");
     }
 }

@@ -42,149 +42,19 @@ use crate::api::wire;
 use crate::api::wire::DENIED_RANGES_ANNOTATION;
 use crate::api::wire::ENDPOINT_RANGES_ANNOTATION;
 use crate::api::wire::LIMITS_CONFIGMAP;
-use crate::api::wire::LIMITS_KEY_MAX_NAMESPACES;
 use crate::api::wire::LIMITS_KEY_QUOTA;
-use crate::api::wire::LIMITS_KEY_SERVICE_TYPES;
 use crate::api::wire::QUOTA_ANNOTATION;
 use crate::api::wire::REFLECTED_KINDS_CLUSTER_ROLE;
 use crate::api::wire::SERVICE_TYPES_ANNOTATION;
 use crate::api::wire::TWIN_OBJECT_NAME;
-use crate::endpoint_ranges;
 use crate::plugin::ClusterIdentity;
-use crate::tenant;
-
-/// What this cluster allows each peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerLimits {
-    /// Twin namespaces per tenant.
-    pub max_namespaces: usize,
-    /// `spec.hard` of the ResourceQuota in each twin namespace.
-    pub quota: BTreeMap<String, String>,
-    /// Service types the consumer may write.
-    pub service_types: Vec<String>,
-}
-
-impl Default for PeerLimits {
-    fn default() -> Self {
-        Self {
-            max_namespaces: 200,
-            quota: BTreeMap::from([
-                ("count/services".into(), "1000".into()),
-                (
-                    "count/endpointslices.discovery.k8s.io".into(),
-                    "2000".into(),
-                ),
-                ("services.loadbalancers".into(), "0".into()),
-                ("services.nodeports".into(), "20".into()),
-            ]),
-            service_types: ["ClusterIP", "NodePort", "ExternalName"]
-                .map(String::from)
-                .to_vec(),
-        }
-    }
-}
-
-/// The Service types a provider may allow.
-pub const SERVICE_TYPES: &[&str] = &["ClusterIP", "NodePort", "ExternalName", "LoadBalancer"];
-
-impl PeerLimits {
-    /// Reads [`LIMITS_CONFIGMAP`]'s data; absent keys keep their defaults.
-    pub fn from_data(data: Option<&BTreeMap<String, String>>) -> Result<Self, String> {
-        let mut limits = Self::default();
-        let Some(data) = data else { return Ok(limits) };
-        if let Some(max) = data.get(LIMITS_KEY_MAX_NAMESPACES) {
-            limits.max_namespaces = max.trim().parse().map_err(|_| {
-                format!("{LIMITS_KEY_MAX_NAMESPACES} {max:?} is not a whole number")
-            })?;
-        }
-        if let Some(quota) = data.get(LIMITS_KEY_QUOTA) {
-            limits.quota = parse_quota(quota)?;
-        }
-        if let Some(types) = data.get(LIMITS_KEY_SERVICE_TYPES) {
-            limits.service_types = parse_service_types(types)?;
-        }
-        Ok(limits)
-    }
-
-    /// The ConfigMap data that [`Self::from_data`] reads back.
-    pub fn to_data(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (
-                LIMITS_KEY_MAX_NAMESPACES.to_string(),
-                self.max_namespaces.to_string(),
-            ),
-            (
-                LIMITS_KEY_QUOTA.to_string(),
-                if self.quota.is_empty() {
-                    "none".to_string()
-                } else {
-                    self.quota
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                },
-            ),
-            (
-                LIMITS_KEY_SERVICE_TYPES.to_string(),
-                self.service_types.join(","),
-            ),
-        ])
-    }
-}
-
-/// Parses `count/services=100,requests.storage=0` (ResourceQuota `spec.hard`); `none` (or
-/// nothing) is no quota at all: new twin namespaces get none (one made before keeps its own).
-pub fn parse_quota(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut hard = BTreeMap::new();
-    if text.trim() == "none" {
-        return Ok(hard);
-    }
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("quota item {item:?} is not RESOURCE=COUNT"))?;
-        let (k, v) = (k.trim(), v.trim());
-        if k.is_empty()
-            || v.is_empty()
-            || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
-        {
-            return Err(format!(
-                "quota item {item:?} is not RESOURCE=QUANTITY (e.g. count/services=100)"
-            ));
-        }
-        hard.insert(k.to_string(), v.to_string());
-    }
-    Ok(hard)
-}
-
-/// Parses `ClusterIP,NodePort` (each one of [`SERVICE_TYPES`]).
-pub fn parse_service_types(text: &str) -> Result<Vec<String>, String> {
-    let mut types = Vec::new();
-    for t in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if !SERVICE_TYPES.contains(&t) {
-            return Err(format!(
-                "Service type {t:?} is not one of {}",
-                SERVICE_TYPES.join(", ")
-            ));
-        }
-        if !types.iter().any(|x| x == t) {
-            types.push(t.to_string());
-        }
-    }
-    Ok(types)
-}
+use crate::protocol::endpoint_ranges;
+use crate::protocol::identity::{is_tenant_namespace, tenant_labels};
+use crate::protocol::limits::PeerLimits;
 
 /// Why `name` can never be a twin namespace here, if it cannot.
 pub fn refused_name(name: &str) -> Option<(&'static str, String)> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    if !valid {
+    if crate::api::names::validate_dns1123_label(name).is_err() {
         return Some((
             reasons::INVALID,
             format!(
@@ -363,7 +233,7 @@ impl TenantView {
         let Some(object) = object else {
             return Ok(None);
         };
-        if !tenant::is_tenant_namespace(&object) {
+        if !is_tenant_namespace(&object) {
             // A NamespaceMap anywhere else is nobody's request: a namespace admin cannot forge one.
             tracing::debug!(namespace = %name, "NamespaceMap outside a tenant namespace ignored");
             return Ok(None);
@@ -530,7 +400,7 @@ async fn published_labels(
     tenant: &str,
     client: &Client,
 ) -> Option<BTreeMap<String, String>> {
-    match crate::cluster_labels::read_own(client).await {
+    match crate::protocol::cluster_labels::read_own(client).await {
         Ok(labels) => Some(labels),
         Err(e) => {
             tracing::warn!(%tenant, "{e}");
@@ -707,7 +577,11 @@ impl Twins<'_> {
                     .as_ref()
                     .filter(|ns| ns.labels().contains_key(wire::TENANT_LABEL))
                     .and_then(|ns| ns.labels().get(wire::ORIGIN));
-                let message = conflict_message(remote, origin.map(String::as_str), &ctx.local.name);
+                let message = crate::protocol::twin_requests::conflict_message(
+                    remote,
+                    origin.map(String::as_str),
+                    &ctx.local.name,
+                );
                 let answer = entry(
                     remote,
                     MappingPhase::CreationLoopBackOff,
@@ -768,32 +642,6 @@ async fn write_status(
         .await
         .map_err(kube_err(tenant, "writing the status"))?;
     Ok(())
-}
-
-/// Why `remote` cannot be this consumer's twin namespace: it exists and was not made for it.
-/// Names the consumer that holds it (cluster ids are not secret; the user needs to know which
-/// way to resolve the conflict), and the fix.
-pub fn conflict_message(remote: &str, owner_origin: Option<&str>, provider: &str) -> String {
-    // Another consumer's namespace is not the user's to remove: only a different twin name
-    // resolves that conflict. A namespace no peering created may be removed by its admin.
-    let (owner, fix) = match owner_origin {
-        Some(origin) => (
-            format!(
-                "belongs to another consumer, cluster {origin} (label {}={origin})",
-                wire::ORIGIN
-            ),
-            "",
-        ),
-        None => (
-            "was not created by a peering".to_string(),
-            "remove it there, or ",
-        ),
-    };
-    format!(
-        "conflict: namespace {remote} already exists in cluster {provider} and {owner}; it is \
-         never adopted or overwritten: {fix}unoffload and offload again with \
-         --namespace-mapping-strategy DefaultName (or SelectedName with --remote-namespace-name)"
-    )
 }
 
 /// A Warning Event on the tenant's NamespaceMap (the provider's admin sees refusals with
@@ -860,7 +708,7 @@ pub struct TwinRules {
 impl TwinRules {
     /// The rules for a tenant: `gateway_mode` when its consumer reflects through the gateways
     /// (endpoints may then point at `gateway` only), else the `declared` ranges the provider
-    /// accepted (see [`crate::endpoint_ranges`]), never inside the always denied ranges and
+    /// accepted (see [`crate::protocol::endpoint_ranges`]), never inside the always denied ranges and
     /// `own_ranges` (those can grow after the review).
     pub fn new(
         limits: &PeerLimits,
@@ -958,7 +806,7 @@ async fn prepare_twin(
         let quota = json!({
             "apiVersion": "v1", "kind": "ResourceQuota",
             "metadata": {"name": TWIN_OBJECT_NAME, "namespace": twin,
-                         "labels": tenant::tenant_labels(tenant_ns)},
+                         "labels": tenant_labels(tenant_ns)},
             "spec": {"hard": rules.quota},
         });
         Api::<ResourceQuota>::namespaced(client.clone(), twin)
@@ -968,7 +816,7 @@ async fn prepare_twin(
     let binding = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": {"name": TWIN_OBJECT_NAME, "namespace": twin,
-                     "labels": tenant::tenant_labels(tenant_ns)},
+                     "labels": tenant_labels(tenant_ns)},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                     "name": REFLECTED_KINDS_CLUSTER_ROLE},
         "subjects": [{"kind": "ServiceAccount", "name": wire::CONSUMER_SERVICE_ACCOUNT,
@@ -992,47 +840,6 @@ async fn prepare_twin(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_round_trip_and_defaults() {
-        let d = PeerLimits::default();
-        assert_eq!(PeerLimits::from_data(None).unwrap(), d);
-        assert_eq!(PeerLimits::from_data(Some(&d.to_data())).unwrap(), d);
-        let custom = PeerLimits::from_data(Some(&BTreeMap::from([
-            (LIMITS_KEY_MAX_NAMESPACES.into(), "2".into()),
-            (LIMITS_KEY_QUOTA.into(), "count/services=3".into()),
-            (LIMITS_KEY_SERVICE_TYPES.into(), "ClusterIP".into()),
-        ])))
-        .unwrap();
-        assert_eq!(custom.max_namespaces, 2);
-        assert_eq!(custom.quota["count/services"], "3");
-        assert_eq!(custom.service_types, ["ClusterIP"]);
-    }
-
-    #[test]
-    fn bad_limits_are_named() {
-        let e = PeerLimits::from_data(Some(&BTreeMap::from([(
-            LIMITS_KEY_MAX_NAMESPACES.into(),
-            "many".into(),
-        )])))
-        .unwrap_err();
-        assert!(e.contains("maxNamespacesPerPeer"), "{e}");
-        assert!(
-            parse_quota("count/services")
-                .unwrap_err()
-                .contains("RESOURCE=COUNT")
-        );
-        assert!(parse_quota("a=$(x)").is_err());
-        assert!(
-            parse_service_types("ClusterIP,Bogus")
-                .unwrap_err()
-                .contains("Bogus")
-        );
-        assert_eq!(
-            parse_service_types("ClusterIP, ClusterIP").unwrap(),
-            ["ClusterIP"]
-        );
-    }
 
     #[test]
     fn reserved_and_invalid_names() {

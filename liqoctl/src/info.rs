@@ -320,13 +320,14 @@ async fn collect(client: &Client) -> Result<Info> {
                 liqo_host::api::wire::LIMITS_CONFIGMAP
             )
         })?;
-    let limits = liqo_host::twins::PeerLimits::from_data(limits_cm.and_then(|c| c.data).as_ref())
-        .map_err(|e| {
-        anyhow::anyhow!(
-            "ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{}: {e}; run `liqoctl install` again",
-            liqo_host::api::wire::LIMITS_CONFIGMAP
-        )
-    })?;
+    let limits =
+        liqo_host::protocol::limits::PeerLimits::from_data(limits_cm.and_then(|c| c.data).as_ref())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{}: {e}; run `liqoctl install` again",
+                    liqo_host::api::wire::LIMITS_CONFIGMAP
+                )
+            })?;
     let consumers = consumers(client).await?;
 
     Ok(Info {
@@ -351,7 +352,7 @@ async fn collect(client: &Client) -> Result<Info> {
 /// The peering identities made here, with their twin namespaces and refused requests.
 async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
     use liqo_host::api::namespace_map::{MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap};
-    use liqo_host::tenant;
+    use liqo_host::protocol::{self, identity};
     let tenants = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
         .list(
             &kube::api::ListParams::default()
@@ -363,7 +364,7 @@ async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
     for ns in tenants
         .items
         .iter()
-        .filter(|ns| tenant::is_tenant_namespace(ns))
+        .filter(|ns| identity::is_tenant_namespace(ns))
     {
         let name = ns.name_any();
         let consumer_id = Api::<Lease>::namespaced(client.clone(), &name)
@@ -374,7 +375,7 @@ async fn consumers(client: &Client) -> Result<Vec<ConsumerInfo>> {
             .and_then(|l| l.spec)
             .and_then(|s| s.holder_identity)
             .unwrap_or_default();
-        let twin_namespaces = tenant::twin_namespaces(client, &name)
+        let twin_namespaces = protocol::twin_namespaces(client, &name)
             .await
             .with_context(|| format!("listing the twin namespaces of {name}"))?;
         let refused = Api::<NamespaceMap>::namespaced(client.clone(), &name)

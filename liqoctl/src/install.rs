@@ -76,7 +76,7 @@ pub struct InstallArgs {
     /// As a provider: how many twin namespaces each consumer may have here. A consumer that
     /// asks for more sees the request refused (NamespaceOffloading Ready=False, reason
     /// NamespaceLimit, and a warning in this cluster's host log).
-    #[arg(long, value_name = "N", default_value_t = liqo_host::twins::PeerLimits::default().max_namespaces)]
+    #[arg(long, value_name = "N", default_value_t = liqo_host::protocol::limits::PeerLimits::default().max_namespaces)]
     pub peer_namespace_limit: usize,
     /// As a provider: the ResourceQuota (`spec.hard`) of every twin namespace, bounding what a
     /// consumer creates there, e.g. `count/services=100,count/endpointslices.discovery.k8s.io=200`.
@@ -102,15 +102,15 @@ pub struct InstallArgs {
 }
 
 fn parse_cluster_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
-    liqo_host::cluster_labels::parse(text)
+    liqo_host::protocol::cluster_labels::parse(text)
 }
 
 fn parse_peer_quota(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
-    liqo_host::twins::parse_quota(text)
+    liqo_host::protocol::limits::parse_quota(text)
 }
 
 fn parse_service_types(text: &str) -> Result<Vec<String>, String> {
-    liqo_host::twins::parse_service_types(text)
+    liqo_host::protocol::limits::parse_service_types(text)
 }
 
 /// Flags of `liqoctl uninstall`.
@@ -166,7 +166,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     };
     let cluster_labels = match &args.cluster_labels {
         Some(labels) => labels.clone(),
-        None => liqo_host::cluster_labels::read_own(&client)
+        None => liqo_host::protocol::cluster_labels::read_own(&client)
             .await
             .map_err(|e| anyhow::anyhow!("{e} (nothing was changed)"))?,
     };
@@ -202,7 +202,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         .insert("app.kubernetes.io/part-of".into(), "liqo".into());
     cm.data.get_or_insert_default().insert(
         liqo_host::api::wire::CLUSTER_LABELS_KEY.into(),
-        liqo_host::cluster_labels::render(&cluster_labels),
+        liqo_host::protocol::cluster_labels::render(&cluster_labels),
     );
     Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
         .patch(CLUSTER_IDENTITY_CONFIGMAP, &params, &Patch::Apply(&cm))
@@ -210,9 +210,9 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         .with_context(|| {
             format!("applying ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
         })?;
-    let mut limits = liqo_host::twins::PeerLimits {
+    let mut limits = liqo_host::protocol::limits::PeerLimits {
         max_namespaces: args.peer_namespace_limit,
-        ..liqo_host::twins::PeerLimits::default()
+        ..liqo_host::protocol::limits::PeerLimits::default()
     };
     if let Some(quota) = &args.peer_quota {
         limits.quota = quota.clone();
@@ -277,7 +277,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         if cluster_labels.is_empty() {
             "none (--cluster-labels)".to_string()
         } else {
-            liqo_host::cluster_labels::render(&cluster_labels)
+            liqo_host::protocol::cluster_labels::render(&cluster_labels)
         }
     );
     println!("  CRDs:          {} (established)", crd_names.join(", "));
@@ -412,7 +412,7 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
     }
 
     // Tenant namespaces hold the identities this cluster gave consumers as a provider (see
-    // liqo_host::tenant); each has a ClusterRoleBinding and a policy binding of its name.
+    // liqo_host::protocol); each has a ClusterRoleBinding and a policy binding of its name.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     // The same marker the host trusts: a label only a holder of namespace rights can set.
     let tenants: Vec<String> = namespaces
@@ -421,7 +421,7 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         .context("listing tenant namespaces")?
         .items
         .iter()
-        .filter(|ns| liqo_host::tenant::is_tenant_namespace(ns))
+        .filter(|ns| liqo_host::protocol::identity::is_tenant_namespace(ns))
         .map(ResourceExt::name_any)
         .collect();
     let mut doomed = vec![HOST_NAMESPACE.to_string()];
@@ -445,7 +445,7 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         // The twin namespaces this cluster's host made for each tenant (label liqo.io/tenant,
         // set by the host only).
         for tenant in &tenants {
-            let twins = liqo_host::tenant::twin_namespaces(&client, tenant)
+            let twins = liqo_host::protocol::twin_namespaces(&client, tenant)
                 .await
                 .with_context(|| format!("listing the twin namespaces of tenant {tenant}"))?;
             doomed.extend(twins);

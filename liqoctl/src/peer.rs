@@ -1,7 +1,7 @@
 //! `liqoctl generate peer-command`, `liqoctl peer out-of-band`, `liqoctl unpeer out-of-band`.
 //!
 //! - `generate peer-command` runs against the provider. It creates a least-privilege identity
-//!   for a future consumer (see [`liqo_host::tenant`] and `deploy/peering/`): a tenant namespace
+//!   for a future consumer (see [`liqo_host::protocol`] and `deploy/peering/`): a tenant namespace
 //!   with a ServiceAccount, its Lease, its bindings, and a bound token that expires (`--ttl`).
 //!   It prints the command the consumer runs; the token appears nowhere else. When the
 //!   provider's host announces a gateway (ConfigMap `liqo/liqo-gateway`), the command also
@@ -41,8 +41,8 @@ use liqo_host::api::identity::{
 use liqo_host::api::namespace_offloading::{NamespaceOffloading, RemoteNamespaceConditionType};
 use liqo_host::api::wire;
 use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
-use liqo_host::endpoint_ranges;
-use liqo_host::tenant;
+use liqo_host::protocol::endpoint_ranges;
+use liqo_host::protocol::{self, identity, lease};
 use serde::Deserialize as _;
 use serde_json::json;
 
@@ -406,7 +406,7 @@ pub(crate) async fn make_identity(
         ensure_id_unbound(client, id).await?;
     }
     let endpoint = gateway.as_ref().map(|g| g.endpoint.to_string());
-    let tenant::Provisioned { tenant, token } = tenant::provision(
+    let protocol::Provisioned { tenant, token } = protocol::provision(
         client,
         &identity.cluster_id,
         consumer,
@@ -555,7 +555,7 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
     let declared = declared.filter(|d| d.len() <= endpoint_ranges::MAX_DECLARATION_LEN);
     let claimed = match declared {
         Some(ranges) => {
-            match tenant::renew_lease_announcing(
+            match lease::renew_lease_announcing(
                 &provider,
                 &tenant,
                 &local.cluster_id,
@@ -566,14 +566,14 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
                 // A provider older than declarations refuses the annotation (and does not
                 // need it): claim without it.
                 Err(kube::Error::Api(s))
-                    if s.code == 422 && s.message.contains(tenant::LEASE_ANNOTATIONS_REFUSED) =>
+                    if s.code == 422 && s.message.contains(lease::LEASE_ANNOTATIONS_REFUSED) =>
                 {
-                    tenant::renew_lease(&provider, &tenant, &local.cluster_id).await
+                    lease::renew_lease(&provider, &tenant, &local.cluster_id).await
                 }
                 other => other,
             }
         }
-        None => tenant::renew_lease(&provider, &tenant, &local.cluster_id).await,
+        None => lease::renew_lease(&provider, &tenant, &local.cluster_id).await,
     };
     if let Err(err) = claimed {
         spinner.fail("the provider refused the claim");
@@ -904,7 +904,7 @@ async fn check_provider(
         .and_then(|s| s.user_info)
         .and_then(|u| u.username)
         .unwrap_or_default();
-    let Some(tenant) = tenant::tenant_of_username(&username) else {
+    let Some(tenant) = identity::tenant_of_username(&username) else {
         bail!(
             "the token authenticates as {username:?} on {name}, not as a peering identity made by \
              `liqoctl generate peer-command`: run that command on the provider and use its output"

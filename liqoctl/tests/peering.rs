@@ -18,7 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::api::namespace_offloading::NamespaceOffloading;
 use liqo_host::api::wire;
-use liqo_host::tenant;
+use liqo_host::protocol::twin_requests;
 use serde_json::json;
 mod common;
 
@@ -508,7 +508,7 @@ async fn peer_secure_and_unpeer() {
     // once the identity may write in it, so the first write there succeeds.
     let twin = "peering-twin-test";
     let accepted = eventually("newyork to accept the twin namespace", WAIT, || async {
-        let answer = tenant::request_twin(&peer, &tenant_ns, "peering-twin-local", twin)
+        let answer = twin_requests::request_twin(&peer, &tenant_ns, "peering-twin-local", twin)
             .await
             .unwrap();
         answer.filter(|a| a.phase == liqo_host::api::namespace_map::MappingPhase::Accepted)
@@ -735,7 +735,7 @@ async fn peer_secure_and_unpeer() {
         .unwrap();
     // Withdrawn from the NamespaceMap: the provider deletes the twin namespace.
     eventually("newyork to delete the withdrawn twin", WAIT, || async {
-        let reported = tenant::withdraw_twin(&peer, &tenant_ns, "peering-twin-local")
+        let reported = twin_requests::withdraw_twin(&peer, &tenant_ns, "peering-twin-local")
             .await
             .unwrap();
         let gone = Api::<Namespace>::all(newyork.clone())

@@ -24,7 +24,7 @@ use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::api::namespace_map::{MappingPhase, NAMESPACE_MAP_NAME, NamespaceMap, reasons};
 use liqo_host::api::wire;
 use liqo_host::api::wire::LEASE_NAME;
-use liqo_host::tenant;
+use liqo_host::protocol::{lease, twin_requests};
 use serde_json::json;
 use testsupport::{eventually, output_text as text};
 
@@ -253,7 +253,7 @@ async fn lease_and_namespace_map_metadata_belong_to_the_provider() {
     let spec = lease.spec.unwrap();
     assert_eq!(
         spec.lease_duration_seconds,
-        Some(tenant::LEASE_DURATION_SECONDS)
+        Some(lease::LEASE_DURATION_SECONDS)
     );
     assert_eq!(spec.holder_identity.as_deref(), Some("rt-lease"));
     assert_eq!(
@@ -366,7 +366,7 @@ async fn a_claimed_consumer_id_cannot_be_claimed_again() {
 
     let thief = Tenant::generate(env, "rt-claim-thief", false).await;
     refused(
-        tenant::renew_lease(&thief.peer, &thief.name, "rt-claim").await,
+        lease::renew_lease(&thief.peer, &thief.name, "rt-claim").await,
         POLICY,
         "consumer cluster id rt-claim is already peered with this cluster through another identity",
         "a second tenant claims the live consumer id rt-claim",
@@ -374,7 +374,7 @@ async fn a_claimed_consumer_id_cannot_be_claimed_again() {
     // An id bound at creation (--consumer) is refused before its tenant ever claimed it...
     let bound = Tenant::generate(env, "rt-claim-bound", true).await;
     refused(
-        tenant::renew_lease(&thief.peer, &thief.name, "rt-claim-bound").await,
+        lease::renew_lease(&thief.peer, &thief.name, "rt-claim-bound").await,
         POLICY,
         "already peered with this cluster through another identity",
         "a second tenant claims an id bound by generate peer-command --consumer",
@@ -382,7 +382,7 @@ async fn a_claimed_consumer_id_cannot_be_claimed_again() {
     // ...and that tenant may claim nothing else (its tenant namespace is bound to the id; its
     // Lease stays unclaimed until that consumer renews it).
     refused(
-        tenant::renew_lease(&bound.peer, &bound.name, "rt-claim-elsewhere").await,
+        lease::renew_lease(&bound.peer, &bound.name, "rt-claim-elsewhere").await,
         POLICY,
         "this peering identity is bound to consumer cluster rt-claim-bound",
         "the tenant of --consumer rt-claim-bound claims another id",
@@ -417,7 +417,7 @@ async fn a_claimed_consumer_id_cannot_be_claimed_again() {
          before its consumer could use it (tenant namespace {})",
         bound.name
     );
-    tenant::renew_lease(&bound.peer, &bound.name, "rt-claim-bound")
+    lease::renew_lease(&bound.peer, &bound.name, "rt-claim-bound")
         .await
         .expect("the consumer named by --consumer claims its identity");
     let map = Api::<NamespaceMap>::namespaced(admin.clone(), &owner_ns)
@@ -629,13 +629,13 @@ async fn a_namespace_admin_cannot_forge_a_peering() {
     for (kind, result) in [
         (
             "Lease",
-            tenant::renew_lease(&forged, &victim.name, "rt-forge-victim")
+            lease::renew_lease(&forged, &victim.name, "rt-forge-victim")
                 .await
                 .map(drop),
         ),
         (
             "NamespaceMap",
-            tenant::request_twin(&forged, &victim.name, "x", "rt-forge-stolen")
+            twin_requests::request_twin(&forged, &victim.name, "x", "rt-forge-stolen")
                 .await
                 .map(drop),
         ),
@@ -677,7 +677,7 @@ async fn a_namespace_admin_cannot_forge_a_peering() {
             .is_some(),
         "newyork revoked (deleted) the forged ServiceAccount: it trusted rt-forge"
     );
-    tenant::renew_lease(&victim.peer, &victim.name, "rt-forge-victim")
+    lease::renew_lease(&victim.peer, &victim.name, "rt-forge-victim")
         .await
         .expect("the victim still renews its Lease");
 }
@@ -837,7 +837,7 @@ async fn endpoints_point_only_where_the_peering_declared() {
     use liqo_host::api::wire::{
         DECLARED_RANGES_ANNOTATION, RECORDED_RANGES_ANNOTATION, REFUSED_RANGES_ANNOTATION,
     };
-    use liqo_host::endpoint_ranges::lease_annotation;
+    use liqo_host::protocol::endpoint_ranges::lease_annotation;
     let (env, admin) = provider().await;
     let _limits = LIMITS.read().await;
     let mut t = Tenant::generate(env, "rt-ranges", false).await;
@@ -889,7 +889,7 @@ async fn endpoints_point_only_where_the_peering_declared() {
         .expect("newyork has a ServiceCIDR")
         .clone();
     let declaration = format!("10.70.0.0/16,{own_pods},{service_range},127.0.0.0/8");
-    tenant::renew_lease_announcing(
+    lease::renew_lease_announcing(
         &t.peer,
         &t.name,
         &t.id,
@@ -959,7 +959,7 @@ async fn endpoints_point_only_where_the_peering_declared() {
         "the peer rewrites the provider's record of its ranges",
     );
     refused(
-        tenant::renew_lease_announcing(
+        lease::renew_lease_announcing(
             &t.peer,
             &t.name,
             &t.id,
@@ -1242,7 +1242,7 @@ async fn revocation_leaves_no_twin_behind_even_with_finalizers() {
     );
     // The consumer unpeers: the provider revokes the identity at once.
     t.stop_renewing();
-    tenant::release_lease(&t.peer, &t.name).await.unwrap();
+    lease::release_lease(&t.peer, &t.name).await.unwrap();
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     eventually("newyork to revoke rt-final (released)", WAIT, || async {
         namespaces
@@ -1282,7 +1282,7 @@ async fn revocation_leaves_no_twin_behind_even_with_finalizers() {
 async fn a_peer_cannot_claim_the_providers_own_id() {
     let (env, admin) = provider().await;
     let t = Tenant::generate(env, "rt-self", false).await;
-    match tenant::renew_lease(&t.peer, &t.name, PROVIDER).await {
+    match lease::renew_lease(&t.peer, &t.name, PROVIDER).await {
         Ok(_) => {
             // Evidence of what the provider made of it, then unpeer so that the other tests
             // run on a sane provider.
@@ -1294,7 +1294,7 @@ async fn a_peer_cannot_claim_the_providers_own_id() {
             let bound = ns_state(&admin, &t.name)
                 .await
                 .and_then(|s| s.labels.get(wire::CONSUMER_ID_LABEL).cloned());
-            tenant::release_lease(&t.peer, &t.name).await.unwrap();
+            lease::release_lease(&t.peer, &t.name).await.unwrap();
             panic!(
                 "attack allowed: a peer claimed the provider's own id {PROVIDER}; 7 s later the \
                  tenant is bound to {bound:?} and newyork has ForeignCluster {PROVIDER}: {:?}",

@@ -296,6 +296,22 @@ pub enum PeeringRole {
     Unknown,
 }
 
+impl PeeringRole {
+    /// The role a peer has from the two peering conditions of `status`.
+    pub fn of(status: &ForeignClusterStatus) -> Self {
+        let established = |t| status.condition_status(t) == PeeringConditionStatus::Established;
+        match (
+            established(PeeringConditionType::OutgoingPeering),
+            established(PeeringConditionType::IncomingPeering),
+        ) {
+            (true, true) => PeeringRole::ConsumerAndProvider,
+            (true, false) => PeeringRole::Provider,
+            (false, true) => PeeringRole::Consumer,
+            (false, false) => PeeringRole::Unknown,
+        }
+    }
+}
+
 /// One part of a peering and its state.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

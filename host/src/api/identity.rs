@@ -16,6 +16,16 @@ pub const CLUSTER_ID_KEY: &str = "CLUSTER_ID";
 /// Key of the cluster's display name in the identity ConfigMap.
 pub const CLUSTER_NAME_KEY: &str = "CLUSTER_NAME";
 
+/// A cluster taking part in a peering: what a peer is called on the wire (the origin and
+/// destination labels carry the id) and what plugins are told in every call.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ClusterIdentity {
+    /// Stable cluster id.
+    pub id: String,
+    /// Human-friendly name.
+    pub name: String,
+}
+
 /// This cluster's identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterIdentityConfig {

@@ -16,8 +16,10 @@ pub mod conditions;
 pub mod foreign_cluster;
 pub mod gateway;
 pub mod identity;
+pub mod names;
 pub mod namespace_map;
 pub mod namespace_offloading;
+pub mod ownership;
 pub mod reflection_plugin;
 pub mod wire;
 
@@ -27,7 +29,7 @@ pub use foreign_cluster::{
     NetworkingSpec, PeeringCondition, PeeringConditionStatus, PeeringConditionType, PeeringRole,
     SecretReference, TenantNamespace,
 };
-pub use identity::{ClusterIdentityConfig, IdentityError};
+pub use identity::{ClusterIdentity, ClusterIdentityConfig, IdentityError};
 pub use namespace_offloading::{
     NAMESPACE_OFFLOADING_NAME, NamespaceMappingStrategy, NamespaceOffloading,
     NamespaceOffloadingSpec, NamespaceOffloadingStatus, OffloadingPhase, PodOffloadingStrategy,

@@ -103,6 +103,6 @@ pub mod reasons {
     /// An API request of the provider's host failed; retried.
     pub const ERROR: &str = "Error";
     /// Event reason: some endpoint ranges the consumer declared overlap this cluster's own
-    /// (see [`crate::endpoint_ranges`]); its EndpointSlices may not point there.
+    /// (see [`crate::protocol::endpoint_ranges`]); its EndpointSlices may not point there.
     pub const RANGES_REFUSED: &str = "EndpointRangesRefused";
 }

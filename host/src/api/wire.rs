@@ -5,6 +5,14 @@
 //! `deploy/peering/policies.yaml` and Liqo's own tools read these exact strings: change one
 //! only with all of its readers. Liqo's names are kept wherever Liqo has one.
 
+// The host in its cluster.
+
+/// Namespace of the host (its Deployment, its leader Lease, the identity ConfigMap), made by
+/// `liqoctl install`.
+pub const HOST_NAMESPACE: &str = "liqo";
+/// Name of the host's Deployment and of its leader-election Lease.
+pub const HOST_NAME: &str = "liqo-host";
+
 // Reflected objects.
 
 /// Label on every reflected remote object: the id of the cluster the object comes from.
@@ -83,7 +91,7 @@ pub const LEASE_ADDRESS_ANNOTATION: &str = "gateway.liqo.io/address";
 /// Annotation of a peering Lease: the consumer gateway's certificate fingerprint.
 pub const LEASE_FINGERPRINT_ANNOTATION: &str = "gateway.liqo.io/fingerprint";
 
-// Declared endpoint ranges (see `crate::endpoint_ranges`).
+// Declared endpoint ranges (see `crate::protocol::endpoint_ranges`).
 
 /// Annotation on the peering Lease (the consumer's to set): the ranges its reflected endpoints
 /// use, comma-separated CIDRs.
@@ -121,7 +129,7 @@ pub const REFLECTED_KINDS_CLUSTER_ROLE: &str = "liqo-peering-reflected-kinds";
 /// the limits is seen without reading every quota.
 pub const QUOTA_ANNOTATION: &str = "liqo.io/peering-quota";
 
-// Cluster labels (see `crate::cluster_labels`).
+// Cluster labels (see `crate::protocol::cluster_labels`).
 
 /// Key of the identity ConfigMap holding this cluster's labels, `k=v,...` (sorted).
 pub const CLUSTER_LABELS_KEY: &str = "CLUSTER_LABELS";

@@ -70,14 +70,9 @@ impl From<&KindRef> for wit::KindRef {
     }
 }
 
-/// A cluster taking part in a peering.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ClusterIdentity {
-    /// Stable cluster id.
-    pub id: String,
-    /// Human-friendly name.
-    pub name: String,
-}
+/// A cluster taking part in a peering (defined with the wire contract; re-exported here
+/// because plugins receive it in every call).
+pub use crate::api::identity::ClusterIdentity;
 
 impl From<&ClusterIdentity> for wit::ClusterIdentity {
     fn from(c: &ClusterIdentity) -> Self {

@@ -120,13 +120,12 @@ impl CachedObject {
     /// controller copies a Service's labels (ours included) onto the slices it manages: only
     /// objects marked as managed by reflection are ours.
     pub(crate) fn is_owned(&self, rules: KindRules, local: &str, peer: &str) -> bool {
-        let reflected =
-            self.origin.as_deref() == Some(local) && self.destination.as_deref() == Some(peer);
-        // Any object that says who manages it must say reflection does.
-        let is_slice = rules.owned_only_if_managed_by_reflection || self.slice_manager.is_some();
-        reflected
-            && (!is_slice
-                || self.slice_manager.as_deref() == Some(wire::ENDPOINTSLICE_MANAGED_BY_REFLECTION))
+        crate::api::ownership::OwnershipLabels {
+            origin: self.origin.as_deref(),
+            destination: self.destination.as_deref(),
+            managed_by: self.slice_manager.as_deref(),
+        }
+        .prove(local, peer, rules.owned_only_if_managed_by_reflection)
     }
 
     /// The whole object as JSON text, with the `apiVersion` and `kind` of `resource` (the

@@ -290,7 +290,7 @@ fn print_human(r: &PeerReport) {
     if !r.cluster_labels.is_empty() {
         println!(
             "  cluster labels: {}",
-            liqo_host::cluster_labels::render(&r.cluster_labels)
+            liqo_host::protocol::cluster_labels::render(&r.cluster_labels)
         );
     }
     let counts = |c: &BTreeMap<String, usize>| {

@@ -256,7 +256,7 @@ mod tests {
             HOST_NAMESPACE,
             liqo_host::api::identity::CLUSTER_IDENTITY_NAMESPACE
         );
-        assert_eq!(HOST_NAMESPACE, liqo_host::leader::DEFAULT_NAMESPACE);
-        assert_eq!(HOST_NAME, liqo_host::leader::DEFAULT_LEASE_NAME);
+        assert_eq!(HOST_NAMESPACE, liqo_host::api::wire::HOST_NAMESPACE);
+        assert_eq!(HOST_NAME, liqo_host::api::wire::HOST_NAME);
     }
 }

@@ -11,8 +11,7 @@ use liqo_host::api::gateway::{
     GATEWAY_CONFIGMAP, GATEWAY_CONFIGMAP_ENDPOINT_KEY, GATEWAY_CONFIGMAP_FINGERPRINT_KEY,
 };
 use liqo_host::api::identity::{CLUSTER_IDENTITY_NAMESPACE, is_label_value};
-use liqo_host::tenant;
-
+use liqo_host::protocol::identity;
 /// What is wrong with the input of `liqoctl peer out-of-band` (checked before any request).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InputError {
@@ -280,7 +279,7 @@ pub fn der_to_pem(ders: &[Vec<u8>]) -> String {
 /// Checks `--token` is a JWT that has not expired at `now` (seconds since the epoch). The
 /// signature is not verified: the provider does that; this only gives a clear error early.
 pub fn check_token(token: &str, now: i64) -> Result<(), InputError> {
-    let times = tenant::token_times(token).ok_or(InputError::TokenFormat)?;
+    let times = identity::token_times(token).ok_or(InputError::TokenFormat)?;
     if let Some(exp) = times.expires_at
         && exp <= now
     {

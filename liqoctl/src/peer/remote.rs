@@ -13,6 +13,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::{OutOfBandArgs, UnpeerOutOfBandArgs, peering_user};
+use crate::context::GlobalArgs;
+use crate::offload::parse_duration;
+use crate::progress::Spinner;
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use clap::ValueEnum;
@@ -21,12 +25,7 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::api::wire;
-use liqo_host::tenant;
-
-use super::{OutOfBandArgs, UnpeerOutOfBandArgs, peering_user};
-use crate::context::GlobalArgs;
-use crate::offload::parse_duration;
-use crate::progress::Spinner;
+use liqo_host::protocol::{self, identity};
 
 /// How long the token made by `peer --remote-kubeconfig` can be used; the consumer's host
 /// replaces it before it expires, as with `generate peer-command`'s default.
@@ -224,7 +223,7 @@ pub async fn peer(global: &GlobalArgs, args: RemotePeerArgs) -> Result<()> {
     };
     if let Err(err) = super::peer_out_of_band(global, out_of_band).await {
         // peer out-of-band rolled back its side; the identity is of no use to anyone now.
-        if let Err(revoke) = tenant::revoke(&provider.client, &tenant_ns, None).await {
+        if let Err(revoke) = protocol::revoke(&provider.client, &tenant_ns, None).await {
             eprintln!(
                 "warning: could not revoke the unused identity {tenant_ns} on {}: {revoke}",
                 provider.id
@@ -299,7 +298,7 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
         local.cluster_id, provider.id
     ));
     for ns in &tenants {
-        if let Err(err) = tenant::revoke(&provider.client, ns, Some(&local.cluster_id)).await {
+        if let Err(err) = protocol::revoke(&provider.client, ns, Some(&local.cluster_id)).await {
             spinner.fail("could not revoke the identity");
             return Err(err).with_context(|| format!("revoking tenant {ns} on {}", provider.id));
         }
@@ -314,7 +313,7 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
             if namespaces.get_opt(ns).await?.is_some() {
                 left.push(format!("namespace {ns}"));
             }
-            for twin in tenant::twin_namespaces(&provider.client, ns).await? {
+            for twin in protocol::twin_namespaces(&provider.client, ns).await? {
                 left.push(format!("namespace {twin}"));
             }
         }
@@ -371,7 +370,7 @@ async fn bound_tenants(provider: &Client, id: &str) -> Result<Vec<String>> {
     Ok(list
         .items
         .iter()
-        .filter(|ns| tenant::is_tenant_namespace(ns))
+        .filter(|ns| identity::is_tenant_namespace(ns))
         .map(ResourceExt::name_any)
         .collect())
 }

@@ -25,8 +25,8 @@ use liqo_host::api::identity::{
 use liqo_host::api::namespace_offloading::{
     NAMESPACE_OFFLOADING_NAME, NamespaceOffloading, RemoteNamespaceConditionType,
 };
+use liqo_host::api::ownership::OwnershipLabels;
 use liqo_host::api::{ConditionStatus, ForeignCluster};
-use liqo_host::invariants::is_owned_by;
 use liqo_host::plugin::{
     AddressTranslator, CallServices, ClusterIdentity, KindRef, Outcome, PluginLimits, ReflectCall,
 };
@@ -572,7 +572,7 @@ pub(crate) async fn peer_client(client: &Client, fc: &ForeignCluster) -> Result<
 
 /// The peer's address translation, exactly as the host configures it from the ForeignCluster.
 fn translator(fc: &ForeignCluster) -> Result<Arc<dyn AddressTranslator>> {
-    liqo_host::peering::translator(fc)
+    liqo_host::protocol::networking::translator(fc)
         .map_err(|e| anyhow!("ForeignCluster {}: spec.networking: {e}", fc.name_any()))
 }
 
@@ -623,6 +623,17 @@ async fn list(
             .cmp(&b["metadata"]["name"].as_str())
     });
     Ok(objects)
+}
+
+/// The host's ownership rule (see [`OwnershipLabels::prove`]): only objects whose labels prove
+/// this peering reflected them are updated or deleted. (The host also requires EndpointSlices
+/// to say they are managed by reflection; a slice that says nothing is shown here as owned.)
+fn is_owned_by(
+    labels: Option<&serde_json::Map<String, Value>>,
+    origin: &str,
+    destination: &str,
+) -> bool {
+    OwnershipLabels::from_json(labels).prove(origin, destination, false)
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ pub fn is_dns_subdomain(text: &str) -> bool {
 /// A DNS-1123 label: at most 63 lower-case letters, digits and '-', starting and ending with a
 /// letter or digit.
 pub fn is_dns_label(text: &str) -> bool {
-    liqo_host::invariants::validate_dns1123_label(text).is_ok()
+    liqo_host::api::names::validate_dns1123_label(text).is_ok()
 }
 
 /// `v1`, `v1beta1`, `v2alpha3`: Kubernetes API version names.

@@ -17,7 +17,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use liqo_host::api::namespace_map::{MappingPhase, RemoteNamespaceStatus};
 use liqo_host::api::wire;
-use liqo_host::{endpoint_ranges, tenant};
+use liqo_host::protocol::{endpoint_ranges, identity, lease, twin_requests};
 use serde_json::{Value, json};
 use testsupport::{TestEnv, eventually, output_text as text};
 
@@ -135,7 +135,7 @@ async fn policies_enforced(env: &'static TestEnv, admin: &Client) {
         // A claim that passes is spent (the holder is fixed once set): a new tenant each time.
         let claimant = Tenant::generate(env, "rt-probe-claimant", false).await;
         doomed.push(claimant.name.clone());
-        match tenant::renew_lease(&claimant.peer, &claimant.name, "rt-probe-bound").await {
+        match lease::renew_lease(&claimant.peer, &claimant.name, "rt-probe-bound").await {
             Err(kube::Error::Api(s)) if s.message.contains("already peered") => break,
             Ok(_) if attempt < 60 => tokio::time::sleep(Duration::from_millis(500)).await,
             Ok(_) => panic!("the liqo-peering-claims policy is still not enforced after 30 s"),
@@ -157,7 +157,7 @@ async fn policies_enforced(env: &'static TestEnv, admin: &Client) {
         "newyork's host to answer its first NamespaceMap (is it running? see its log)",
         Duration::from_secs(240),
         || async {
-            tenant::request_twin(&probe.peer, &probe.name, "rt-probe", "rt-probe-twin")
+            twin_requests::request_twin(&probe.peer, &probe.name, "rt-probe", "rt-probe-twin")
                 .await
                 .unwrap()
         },
@@ -166,7 +166,7 @@ async fn policies_enforced(env: &'static TestEnv, admin: &Client) {
     assert_eq!(answer.phase, MappingPhase::Accepted, "{answer:?}");
     probe.stop_renewing();
     // Unpeering: the host revokes the identity and its twin at once.
-    tenant::release_lease(&probe.peer, &probe.name)
+    lease::release_lease(&probe.peer, &probe.name)
         .await
         .unwrap();
 }
@@ -220,7 +220,7 @@ impl Tenant {
     /// provider's host has bound the id to this tenant namespace, and keeps the Lease renewed
     /// (every 20 s; it lasts 90) until the tenant is dropped.
     pub async fn claim(&mut self, admin: &Client) {
-        tenant::renew_lease_announcing(
+        lease::renew_lease_announcing(
             &self.peer,
             &self.name,
             &self.id,
@@ -252,7 +252,7 @@ impl Tenant {
         self.renewer = Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(20)).await;
-                if let Err(e) = tenant::renew_lease(&peer, &name, &id).await {
+                if let Err(e) = lease::renew_lease(&peer, &name, &id).await {
                     eprintln!("red team: renewing {name} for {id}: {e}");
                 }
             }
@@ -273,7 +273,7 @@ impl Tenant {
             &format!("newyork to answer {}'s request for twin {remote}", self.id),
             WAIT,
             || async {
-                tenant::request_twin(&self.peer, &self.name, local, remote)
+                twin_requests::request_twin(&self.peer, &self.name, local, remote)
                     .await
                     .unwrap_or_else(|e| panic!("{} asks for twin {remote}: {e}", self.id))
                     .filter(|a| a.phase != MappingPhase::Terminating)
@@ -315,7 +315,7 @@ fn tenant_of_token(token: &str) -> String {
     )
     .expect("JSON claims");
     let sub = claims["sub"].as_str().expect("a sub claim");
-    tenant::tenant_of_username(sub)
+    identity::tenant_of_username(sub)
         .unwrap_or_else(|| panic!("{sub} is not a peering identity"))
         .to_string()
 }
