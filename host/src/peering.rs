@@ -564,8 +564,9 @@ async fn keep_lease(
     let announce = ctx
         .transport
         .as_ref()
-        .filter(|_| matches!(gateway_of(fc), Ok(Some(_))));
-    let mut announcements = crate::transport::lease_annotations(announce);
+        .filter(|_| matches!(gateway_of(fc), Ok(Some(_))))
+        .map(|t| (t.link_advertise(), t.fingerprint()));
+    let mut announcements = crate::protocol::networking::lease_annotations(announce);
     // The ranges this cluster's endpoints use there (nothing through the gateways): the
     // provider lets its EndpointSlices point nowhere else.
     let networking = fc.spec.networking.as_ref();

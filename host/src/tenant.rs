@@ -209,7 +209,7 @@ async fn provider_pass(
         else {
             continue;
         };
-        match crate::transport::import_peer_of(lease.annotations()) {
+        match crate::protocol::networking::import_peer_of(lease.annotations()) {
             Some(Ok(peer)) => {
                 gateways.insert(consumer.clone(), peer);
             }

@@ -6,8 +6,9 @@
 //!   exports the Services of the namespaces offloaded to it, under the names they have there
 //!   (`SERVICE.REMOTE-NAMESPACE:PORT` → local ClusterIP:port). The address and fingerprint of
 //!   this gateway reach the provider as annotations of the peering Lease
-//!   ([`LEASE_ADDRESS_ANNOTATION`], [`LEASE_FINGERPRINT_ANNOTATION`]), written through the
-//!   peering credential, so the provider trusts them as much as the credential.
+//!   ([`wire::LEASE_ADDRESS_ANNOTATION`], [`wire::LEASE_FINGERPRINT_ANNOTATION`]), written
+//!   through the peering credential, so the provider trusts them as much as the credential
+//!   (see [`crate::protocol::networking`]).
 //! - **As a provider (importing side)** it dials every consumer whose fresh Lease carries those
 //!   annotations, and serves the *service listener*: the consumer's reflected EndpointSlices
 //!   point at it (the endpoint the peer command announced), kube-proxy sends it the
@@ -44,10 +45,9 @@ use crate::api::gateway::{
 };
 use crate::api::identity::CLUSTER_IDENTITY_NAMESPACE as GATEWAY_NAMESPACE;
 use crate::api::wire;
-use crate::api::wire::LEASE_ADDRESS_ANNOTATION;
-use crate::api::wire::LEASE_FINGERPRINT_ANNOTATION;
 use crate::api::wire::PUBLISHED_LINK_ADDRESS_KEY;
 use crate::plugin::ClusterIdentity;
+use crate::protocol::networking::ImportPeer;
 use crate::reflect::Engine;
 
 /// How long a link may be down before endpoints are marked not ready: a restart of either
@@ -120,15 +120,6 @@ pub async fn load_identity(client: &Client) -> Result<Identity, TransportError> 
 struct ExportPeer {
     fingerprint: Fingerprint,
     foreign_cluster: String,
-}
-
-/// A consumer this cluster imports from: we dial it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportPeer {
-    /// Pinned fingerprint of its gateway.
-    pub fingerprint: Fingerprint,
-    /// `HOST:PORT` of its link listener.
-    pub address: String,
 }
 
 struct Inner {
@@ -586,101 +577,5 @@ impl ServiceResolver for ReflectedServices {
             peer: origin,
             target,
         })
-    }
-}
-
-/// The gateway annotations a consumer writes on its peering Lease.
-pub fn lease_annotations(transport: Option<&Transport>) -> serde_json::Value {
-    match transport {
-        Some(t) => json!({
-            LEASE_ADDRESS_ANNOTATION: t.link_advertise(),
-            LEASE_FINGERPRINT_ANNOTATION: t.fingerprint().to_string(),
-        }),
-        None => json!({
-            LEASE_ADDRESS_ANNOTATION: null,
-            LEASE_FINGERPRINT_ANNOTATION: null,
-        }),
-    }
-}
-
-/// The consumer's gateway as its Lease announces it, or why it cannot be used.
-pub fn import_peer_of(
-    annotations: &BTreeMap<String, String>,
-) -> Option<Result<ImportPeer, String>> {
-    let address = annotations.get(LEASE_ADDRESS_ANNOTATION)?;
-    let Some(fingerprint) = annotations.get(LEASE_FINGERPRINT_ANNOTATION) else {
-        return Some(Err(format!(
-            "annotation {LEASE_FINGERPRINT_ANNOTATION} is missing"
-        )));
-    };
-    let checked = SocketAddr::from_str(address)
-        .map_err(|_| format!("gateway address {address:?} is not IP:PORT"))
-        .and_then(|addr| {
-            let ip = addr.ip();
-            let refused = ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_multicast()
-                || addr.port() == 0
-                || match ip {
-                    IpAddr::V4(v4) => v4.is_link_local() || v4.is_broadcast(),
-                    IpAddr::V6(v6) => v6.is_unicast_link_local(),
-                };
-            if refused {
-                Err(format!(
-                    "gateway address {address} is not one a peer can be dialed at (loopback, \
-                     link-local, multicast, unspecified or port 0)"
-                ))
-            } else {
-                Ok(addr)
-            }
-        });
-    Some(checked.and_then(|addr| {
-        Fingerprint::from_str(fingerprint)
-            .map_err(|e| e.to_string())
-            .map(|fingerprint| ImportPeer {
-                fingerprint,
-                address: addr.to_string(),
-            })
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_annotations_name_the_gateway() {
-        let fp = "ab".repeat(32);
-        let mut annotations = BTreeMap::new();
-        assert!(import_peer_of(&annotations).is_none());
-        annotations.insert(
-            LEASE_ADDRESS_ANNOTATION.to_string(),
-            "172.30.0.10:7900".into(),
-        );
-        assert!(import_peer_of(&annotations).unwrap().is_err());
-        for bad in [
-            "gateway:7900",
-            "127.0.0.1:7900",
-            "169.254.169.254:80",
-            "0.0.0.0:7900",
-            "[::1]:7900",
-            "172.30.0.10:0",
-        ] {
-            let mut a = annotations.clone();
-            a.insert(LEASE_ADDRESS_ANNOTATION.to_string(), bad.into());
-            a.insert(LEASE_FINGERPRINT_ANNOTATION.to_string(), fp.clone());
-            assert!(import_peer_of(&a).unwrap().is_err(), "{bad} accepted");
-        }
-        annotations.insert(LEASE_FINGERPRINT_ANNOTATION.to_string(), "xyz".into());
-        assert!(
-            import_peer_of(&annotations)
-                .unwrap()
-                .unwrap_err()
-                .contains("64 hex digits")
-        );
-        annotations.insert(LEASE_FINGERPRINT_ANNOTATION.to_string(), fp.clone());
-        let peer = import_peer_of(&annotations).unwrap().unwrap();
-        assert_eq!(peer.address, "172.30.0.10:7900");
-        assert_eq!(peer.fingerprint.to_string(), fp);
     }
 }

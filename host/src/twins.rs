@@ -346,7 +346,7 @@ async fn tenant_rules(
         && tenant
             .lease
             .as_ref()
-            .and_then(|l| crate::transport::import_peer_of(l.annotations()))
+            .and_then(|l| crate::protocol::networking::import_peer_of(l.annotations()))
             .is_some();
     // Unreadable own ranges fail the pass (retried): the twins keep the rules they have.
     let own_ranges = endpoint_ranges::provider_ranges(client)

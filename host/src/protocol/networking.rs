@@ -1,14 +1,19 @@
 //! What a ForeignCluster's `spec.networking` (written from the provider's peer command) means
-//! for the data path: the peer's gateway and the address translation towards it. Shared with
-//! `liqoctl plugin diff`, which must reflect exactly as the host does.
+//! for the data path: the peer's gateway and the address translation towards it (shared with
+//! `liqoctl plugin diff`, which must reflect exactly as the host does), and the gateway a
+//! consumer announces on its peering Lease for the provider to dial.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
 use liqo_gateway::Fingerprint;
 
+use serde_json::json;
+
 use crate::api::foreign_cluster::{AddressTranslation, ForeignCluster};
+use crate::api::wire::{LEASE_ADDRESS_ANNOTATION, LEASE_FINGERPRINT_ANNOTATION};
 use crate::plugin::{AddressTranslator, CidrRemap, GatewayTranslation, IdentityTranslation};
 
 /// The peer's gateway from `spec.networking` (pinned fingerprint, service endpoint), `None`
@@ -60,6 +65,71 @@ pub fn translator(fc: &ForeignCluster) -> Result<Arc<dyn AddressTranslator>, Str
     }
 }
 
+/// A consumer this cluster imports from: we dial it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportPeer {
+    /// Pinned fingerprint of its gateway.
+    pub fingerprint: Fingerprint,
+    /// `HOST:PORT` of its link listener.
+    pub address: String,
+}
+
+/// The gateway annotations a consumer writes on its peering Lease: its gateway's link
+/// address and pinned fingerprint (`None`: no gateway to announce, the annotations go).
+pub fn lease_annotations(gateway: Option<(&str, Fingerprint)>) -> serde_json::Value {
+    match gateway {
+        Some((address, fingerprint)) => json!({
+            LEASE_ADDRESS_ANNOTATION: address,
+            LEASE_FINGERPRINT_ANNOTATION: fingerprint.to_string(),
+        }),
+        None => json!({
+            LEASE_ADDRESS_ANNOTATION: null,
+            LEASE_FINGERPRINT_ANNOTATION: null,
+        }),
+    }
+}
+
+/// The consumer's gateway as its Lease announces it, or why it cannot be used.
+pub fn import_peer_of(
+    annotations: &BTreeMap<String, String>,
+) -> Option<Result<ImportPeer, String>> {
+    let address = annotations.get(LEASE_ADDRESS_ANNOTATION)?;
+    let Some(fingerprint) = annotations.get(LEASE_FINGERPRINT_ANNOTATION) else {
+        return Some(Err(format!(
+            "annotation {LEASE_FINGERPRINT_ANNOTATION} is missing"
+        )));
+    };
+    let checked = SocketAddr::from_str(address)
+        .map_err(|_| format!("gateway address {address:?} is not IP:PORT"))
+        .and_then(|addr| {
+            let ip = addr.ip();
+            let refused = ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || addr.port() == 0
+                || match ip {
+                    IpAddr::V4(v4) => v4.is_link_local() || v4.is_broadcast(),
+                    IpAddr::V6(v6) => v6.is_unicast_link_local(),
+                };
+            if refused {
+                Err(format!(
+                    "gateway address {address} is not one a peer can be dialed at (loopback, \
+                     link-local, multicast, unspecified or port 0)"
+                ))
+            } else {
+                Ok(addr)
+            }
+        });
+    Some(checked.and_then(|addr| {
+        Fingerprint::from_str(fingerprint)
+            .map_err(|e| e.to_string())
+            .map(|fingerprint| ImportPeer {
+                fingerprint,
+                address: addr.to_string(),
+            })
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +153,41 @@ mod tests {
         let broken = foreign_cluster(json!({"addressTranslation": "Gateway"}));
         let err = translator(&broken).err().unwrap();
         assert!(err.contains("spec.networking.gateway is missing"), "{err}");
+    }
+
+    #[test]
+    fn lease_annotations_name_the_gateway() {
+        let fp = "ab".repeat(32);
+        let mut annotations = BTreeMap::new();
+        assert!(import_peer_of(&annotations).is_none());
+        annotations.insert(
+            LEASE_ADDRESS_ANNOTATION.to_string(),
+            "172.30.0.10:7900".into(),
+        );
+        assert!(import_peer_of(&annotations).unwrap().is_err());
+        for bad in [
+            "gateway:7900",
+            "127.0.0.1:7900",
+            "169.254.169.254:80",
+            "0.0.0.0:7900",
+            "[::1]:7900",
+            "172.30.0.10:0",
+        ] {
+            let mut a = annotations.clone();
+            a.insert(LEASE_ADDRESS_ANNOTATION.to_string(), bad.into());
+            a.insert(LEASE_FINGERPRINT_ANNOTATION.to_string(), fp.clone());
+            assert!(import_peer_of(&a).unwrap().is_err(), "{bad} accepted");
+        }
+        annotations.insert(LEASE_FINGERPRINT_ANNOTATION.to_string(), "xyz".into());
+        assert!(
+            import_peer_of(&annotations)
+                .unwrap()
+                .unwrap_err()
+                .contains("64 hex digits")
+        );
+        annotations.insert(LEASE_FINGERPRINT_ANNOTATION.to_string(), fp.clone());
+        let peer = import_peer_of(&annotations).unwrap().unwrap();
+        assert_eq!(peer.address, "172.30.0.10:7900");
+        assert_eq!(peer.fingerprint.to_string(), fp);
     }
 }
