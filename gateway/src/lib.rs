@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod duration;
 mod gateway;
 pub mod identity;
 pub mod metrics;

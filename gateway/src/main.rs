@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, short, env = "LIQO_GATEWAY_CONFIG")]
         config: PathBuf,
         /// How often to check the file for changes (0 disables polling; SIGHUP still works).
-        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        #[arg(long, default_value = "2s", value_parser = liqo_gateway::duration::parse_duration)]
         watch_interval: Duration,
     },
     /// Manage the gateway's TLS identity.
@@ -69,22 +69,6 @@ enum IdentityCommand {
         #[arg(long)]
         key: PathBuf,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (number, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration {s:?}: use ms, s or m")),
-    }
 }
 
 fn main() -> Result<()> {

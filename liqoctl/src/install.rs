@@ -48,8 +48,8 @@ use liqo_host::api::{ForeignCluster, NamespaceOffloading, PeeringRole};
 pub mod manifests;
 
 use crate::context::GlobalArgs;
-use crate::offload::parse_duration;
 use crate::progress::Spinner;
+use liqo_gateway::duration::parse_duration;
 use manifests::{HOST_NAME, HOST_NAMESPACE, POLL};
 
 /// Flags of `liqoctl install`.

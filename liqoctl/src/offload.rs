@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::ListParams;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use liqo_gateway::duration::parse_duration;
 use liqo_host::api::cluster_selector::{self, ClusterSelector, ClusterSelectorTerm};
 use liqo_host::api::namespace_offloading::{
     NAMESPACE_OFFLOADING_NAME, NamespaceOffloading, OffloadingPhase,
@@ -132,29 +133,6 @@ pub enum PodStrategy {
     Remote,
     /// Pods run in both (not supported).
     LocalAndRemote,
-}
-
-/// Parses `90s`, `2m`, `1h` or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (examples: 90s, 2m, 1h)"))?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration (examples: 90s, 2m, 1h)"
-            ));
-        }
-    };
-    Ok(Duration::from_secs(seconds))
 }
 
 /// Runs `liqoctl offload ...`.
@@ -543,16 +521,6 @@ async fn unoffload_one(client: &kube::Client, namespace: &str, timeout: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
-    }
 
     #[test]
     fn namespace_names() {

@@ -48,8 +48,8 @@ use serde_json::json;
 
 use crate::context::GlobalArgs;
 use crate::install::manifests::is_not_found;
-use crate::offload::parse_duration;
 use crate::progress::Spinner;
+use liqo_gateway::duration::parse_duration;
 
 pub(crate) mod input;
 pub(crate) mod peering_user;

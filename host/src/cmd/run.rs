@@ -61,11 +61,11 @@ pub struct RunArgs {
     leader_election_identity: Option<String>,
     /// How long the Lease stays valid after the last renewal: a crashed leader is replaced
     /// about this long after its last renewal. Whole seconds, e.g. `15s`.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = liqo_gateway::duration::parse_duration)]
     leader_election_lease_duration: std::time::Duration,
     /// How long before the term ends the leader renews the Lease (shorter than the lease
     /// duration). Whole seconds, e.g. `5s`.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = liqo_gateway::duration::parse_duration)]
     leader_election_renew_grace: std::time::Duration,
     /// Reflection policy of the built-in plugins: DenyList reflects everything without
     /// `liqo.io/skip-reflection`; AllowList only what has `liqo.io/allow-reflection`.
@@ -85,7 +85,7 @@ pub struct RunArgs {
     /// As a provider: how long after a consumer's peering Lease expired its identity is revoked
     /// (ServiceAccount, bindings, tenant namespace and the twin namespaces it created), e.g.
     /// `90s`, `5m`, `1h`. A released Lease (`liqoctl unpeer`) is revoked at once.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = liqo_gateway::duration::parse_duration)]
     peering_revocation_grace: std::time::Duration,
     /// Run the cross-cluster gateway, accepting peer links (TLS) on this address, e.g.
     /// `0.0.0.0:7900`. Needs the identity Secret liqo/liqo-gateway-identity that `liqoctl
@@ -247,29 +247,6 @@ async fn lead(
         Some(leadership)
     };
     Ok(Some(leadership))
-}
-
-/// Parses `90s`, `5m`, `1h` or a number of seconds.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (examples: 90s, 5m, 1h)"))?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration (examples: 90s, 5m, 1h)"
-            ));
-        }
-    };
-    Ok(std::time::Duration::from_secs(n * factor))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use super::{OutOfBandArgs, UnpeerOutOfBandArgs, peering_user};
 use crate::context::GlobalArgs;
-use crate::offload::parse_duration;
 use crate::progress::Spinner;
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
@@ -23,6 +22,7 @@ use clap::ValueEnum;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
+use liqo_gateway::duration::parse_duration;
 use liqo_host::api::foreign_cluster::ForeignCluster;
 use liqo_host::api::wire;
 use liqo_host::protocol::{self, identity};

@@ -30,8 +30,8 @@ use super::build::human_size;
 use super::kind::{KindSpec, is_dns_label};
 use crate::context::GlobalArgs;
 use crate::info::age;
-use crate::offload::parse_duration;
 use crate::progress::Spinner;
+use liqo_gateway::duration::parse_duration;
 
 /// Label on the ConfigMaps liqoctl creates, so that `uninstall` deletes only those.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
