@@ -2,6 +2,7 @@
 //! target exported to that peer (refused with a status and a reason otherwise).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 
 use bytes::Bytes;
@@ -78,22 +79,7 @@ pub(super) async fn serve_export(
             return refuse_stream(respond, StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let shared = inner
-        .exports
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&target)
-        .copied();
-    let addr = shared.or_else(|| {
-        inner
-            .peer_exports
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(peer)
-            .and_then(|table| table.get(&target))
-            .copied()
-    });
-    let Some(addr) = addr else {
+    let Some(addr) = exported_address(inner, peer, &target) else {
         metrics.refused(peer, "export", "not_exported");
         tracing::info!(%peer, %target, "refused a stream: target not exported");
         return refuse_stream(
@@ -102,28 +88,11 @@ pub(super) async fn serve_export(
             format!("{target} is not exported to this peer"),
         );
     };
-    let tcp = match timeout(
-        inner.options.target_connect_timeout,
-        TcpStream::connect(addr),
-    )
-    .await
-    {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
+    let tcp = match connect_target(inner, &target, addr).await {
+        Ok(tcp) => tcp,
+        Err((status, reason)) => {
             metrics.refused(peer, "export", "target_unreachable");
-            return refuse_stream(
-                respond,
-                StatusCode::BAD_GATEWAY,
-                format!("cannot connect to {target} at {addr}: {e}"),
-            );
-        }
-        Err(_) => {
-            metrics.refused(peer, "export", "target_unreachable");
-            return refuse_stream(
-                respond,
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("connecting to {target} at {addr} timed out"),
-            );
+            return refuse_stream(respond, status, reason);
         }
     };
     let _ = tcp.set_nodelay(true);
@@ -145,4 +114,48 @@ pub(super) async fn serve_export(
         request.into_body(),
     )
     .await;
+}
+
+/// Where `target` is exported to `peer`: the shared table first, then the peer's own.
+fn exported_address(inner: &Inner, peer: &str, target: &Target) -> Option<SocketAddr> {
+    let shared = inner
+        .exports
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(target)
+        .copied();
+    shared.or_else(|| {
+        inner
+            .peer_exports
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(peer)
+            .and_then(|table| table.get(target))
+            .copied()
+    })
+}
+
+/// Connects to the exported `target` at `addr`; on failure, the status and reason to refuse
+/// the stream with.
+async fn connect_target(
+    inner: &Inner,
+    target: &Target,
+    addr: SocketAddr,
+) -> Result<TcpStream, (StatusCode, String)> {
+    match timeout(
+        inner.options.target_connect_timeout,
+        TcpStream::connect(addr),
+    )
+    .await
+    {
+        Ok(Ok(tcp)) => Ok(tcp),
+        Ok(Err(e)) => Err((
+            StatusCode::BAD_GATEWAY,
+            format!("cannot connect to {target} at {addr}: {e}"),
+        )),
+        Err(_) => Err((
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("connecting to {target} at {addr} timed out"),
+        )),
+    }
 }

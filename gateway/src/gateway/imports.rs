@@ -28,30 +28,7 @@ impl Gateway {
         &self,
         rules: Vec<ImportRule>,
     ) -> Result<Vec<SocketAddr>, GatewayError> {
-        {
-            let peers = lock(&self.inner.peers);
-            let mut seen = HashSet::new();
-            for rule in &rules {
-                if !seen.insert(rule.listen) {
-                    return Err(GatewayError::DuplicateListen(rule.listen));
-                }
-                match peers.get(&rule.peer) {
-                    None => {
-                        return Err(GatewayError::UnknownPeer {
-                            listen: rule.listen,
-                            peer: rule.peer.clone(),
-                        });
-                    }
-                    Some(p) if p.config.address.is_none() => {
-                        return Err(GatewayError::PeerWithoutAddress {
-                            listen: rule.listen,
-                            peer: rule.peer.clone(),
-                        });
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
+        self.check_import_rules(&rules)?;
         let mut imports = self.inner.imports.lock().await;
         // Bind every new listener first so a bind failure leaves the table unchanged.
         let mut bound = HashMap::new();
@@ -110,6 +87,34 @@ impl Gateway {
             addrs.push(local_addr);
         }
         Ok(addrs)
+    }
+
+    /// Refuses import rules that share a listen address or name a peer that is not
+    /// configured or has no address to dial.
+    fn check_import_rules(&self, rules: &[ImportRule]) -> Result<(), GatewayError> {
+        let peers = lock(&self.inner.peers);
+        let mut seen = HashSet::new();
+        for rule in rules {
+            if !seen.insert(rule.listen) {
+                return Err(GatewayError::DuplicateListen(rule.listen));
+            }
+            match peers.get(&rule.peer) {
+                None => {
+                    return Err(GatewayError::UnknownPeer {
+                        listen: rule.listen,
+                        peer: rule.peer.clone(),
+                    });
+                }
+                Some(p) if p.config.address.is_none() => {
+                    return Err(GatewayError::PeerWithoutAddress {
+                        listen: rule.listen,
+                        peer: rule.peer.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -6,8 +6,10 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
@@ -44,57 +46,15 @@ fn record_inbound_error(inner: &Inner, remote: SocketAddr, error: String) {
 
 /// Serves one inbound link: authenticates the peer, then serves its streams until the link ends.
 async fn serve_link(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr, acceptor: TlsAcceptor) {
-    let opts = &inner.options;
-    let tls = match timeout(opts.link_handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            return record_inbound_error(
-                &inner,
-                remote,
-                format!("TLS handshake: {}", describe_tls_error(&e)),
-            );
-        }
-        Err(_) => return record_inbound_error(&inner, remote, "TLS handshake timed out".into()),
-    };
-    // The verifier accepted the certificate, so it is pinned for a peer: find which.
-    let peer = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .and_then(|cert| inner.pins.peer_of(&Fingerprint::of_der(cert)));
-    let Some(peer) = peer else {
-        // The peer was removed between the handshake and now.
-        return record_inbound_error(&inner, remote, "certificate no longer pinned".into());
-    };
-    let mut builder = h2::server::Builder::new();
-    builder
-        .initial_window_size(opts.stream_window)
-        .initial_connection_window_size(opts.connection_window)
-        .max_frame_size(MAX_FRAME_SIZE)
-        .max_concurrent_streams(10_000);
-    let mut conn = match timeout(opts.link_handshake_timeout, builder.handshake(tls)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            return record_inbound_error(&inner, remote, format!("HTTP/2 handshake: {e}"));
-        }
-        Err(_) => return record_inbound_error(&inner, remote, "HTTP/2 handshake timed out".into()),
+    let Some((peer, mut conn)) = handshake(&inner, tcp, remote, acceptor).await else {
+        return;
     };
     let generation = inner
         .inbound_generation
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (kill_tx, mut kill_rx) = oneshot::channel::<()>();
-    let (state, reports) = {
-        let mut peers = lock(&inner.peers);
-        let Some(p) = peers.get_mut(&peer) else {
-            return;
-        };
-        // Newest link wins: after a restart the old connection may linger until its PINGs time
-        // out, and the peer only uses the new one.
-        p.inbound = Some((generation, kill_tx));
-        // A peer we dial has its state (and link metrics) from that outbound link, the one our
-        // imports use; an inbound link reports only for peers we do not dial.
-        (p.state.clone(), p.config.address.is_none())
+    let Some((state, reports)) = register_inbound(&inner, &peer, generation, kill_tx) else {
+        return;
     };
     if reports {
         inner
@@ -128,6 +88,88 @@ async fn serve_link(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr, accep
         }
     };
     tracing::info!(%peer, %remote, %reason, "peer link ended");
+    end_inbound(&inner, peer, generation, reports, reason);
+}
+
+type ServerConnection = h2::server::Connection<tokio_rustls::server::TlsStream<TcpStream>, Bytes>;
+
+/// The TLS and HTTP/2 handshakes of an inbound link, and the peer its certificate is pinned
+/// for; `None` (the failure recorded) when either fails or the peer is gone.
+async fn handshake(
+    inner: &Inner,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    acceptor: TlsAcceptor,
+) -> Option<(String, ServerConnection)> {
+    let opts = &inner.options;
+    let tls = match timeout(opts.link_handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            record_inbound_error(
+                inner,
+                remote,
+                format!("TLS handshake: {}", describe_tls_error(&e)),
+            );
+            return None;
+        }
+        Err(_) => {
+            record_inbound_error(inner, remote, "TLS handshake timed out".into());
+            return None;
+        }
+    };
+    // The verifier accepted the certificate, so it is pinned for a peer: find which.
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|cert| inner.pins.peer_of(&Fingerprint::of_der(cert)));
+    let Some(peer) = peer else {
+        // The peer was removed between the handshake and now.
+        record_inbound_error(inner, remote, "certificate no longer pinned".into());
+        return None;
+    };
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(opts.stream_window)
+        .initial_connection_window_size(opts.connection_window)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_streams(10_000);
+    match timeout(opts.link_handshake_timeout, builder.handshake(tls)).await {
+        Ok(Ok(conn)) => Some((peer, conn)),
+        Ok(Err(e)) => {
+            record_inbound_error(inner, remote, format!("HTTP/2 handshake: {e}"));
+            None
+        }
+        Err(_) => {
+            record_inbound_error(inner, remote, "HTTP/2 handshake timed out".into());
+            None
+        }
+    }
+}
+
+/// Makes this link the peer's current inbound link (ending the previous one through its
+/// `kill` sender); returns the peer's state and whether this link reports it, or `None` if the
+/// peer is gone.
+fn register_inbound(
+    inner: &Inner,
+    peer: &str,
+    generation: u64,
+    kill: oneshot::Sender<()>,
+) -> Option<(Arc<watch::Sender<LinkState>>, bool)> {
+    let mut peers = lock(&inner.peers);
+    let p = peers.get_mut(peer)?;
+    // Newest link wins: after a restart the old connection may linger until its PINGs time
+    // out, and the peer only uses the new one.
+    p.inbound = Some((generation, kill));
+    // A peer we dial has its state (and link metrics) from that outbound link, the one our
+    // imports use; an inbound link reports only for peers we do not dial.
+    Some((p.state.clone(), p.config.address.is_none()))
+}
+
+/// Forgets the peer's inbound link if it is still this one (`generation`) and, when this link
+/// reports the peer's state, marks the peer down for `reason`.
+fn end_inbound(inner: &Inner, peer: String, generation: u64, reports: bool, reason: String) {
     let mut peers = lock(&inner.peers);
     if let Some(p) = peers.get_mut(&peer)
         && p.inbound.as_ref().is_some_and(|(g, _)| *g == generation)

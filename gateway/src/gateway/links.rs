@@ -13,6 +13,7 @@ use tokio::time::timeout;
 
 use super::dial::dial_loop;
 use super::{Gateway, GatewayError, Inner, LinkState, Peer, PeerConfig, SenderSlot, Task, lock};
+use crate::identity::Fingerprint;
 use crate::metrics::PeerLabels;
 use crate::tls::PinError;
 
@@ -20,31 +21,9 @@ impl Gateway {
     /// Replaces the set of peers. New peers with an address are dialed; removed peers' links
     /// are closed; a peer whose fingerprint or address changed is reconnected.
     pub fn set_peers(&self, peers: Vec<PeerConfig>) -> Result<(), GatewayError> {
-        let mut names = HashSet::new();
-        let mut pins = HashMap::new();
-        for p in &peers {
-            if !names.insert(p.name.clone()) {
-                return Err(GatewayError::DuplicatePeer(p.name.clone()));
-            }
-            if pins.insert(p.fingerprint, p.name.clone()).is_some() {
-                return Err(GatewayError::DuplicatePeer(p.fingerprint.to_string()));
-            }
-        }
+        let (names, pins) = unique_peers(&peers)?;
         let mut current = lock(&self.inner.peers);
-        current.retain(|name, peer| {
-            let keep = names.contains(name);
-            if !keep {
-                tracing::info!(peer = %name, "peer removed: closing its link");
-                peer.state.send_replace(LinkState::Down {
-                    reason: "peer removed from the configuration".into(),
-                });
-                self.inner
-                    .metrics
-                    .link_up
-                    .remove(&PeerLabels { peer: name.clone() });
-            }
-            keep
-        });
+        self.remove_peers(&mut current, &names);
         self.inner.pins.replace(pins);
         for config in peers {
             let dial = |state: &Arc<watch::Sender<LinkState>>, sender: &Arc<SenderSlot>| {
@@ -106,6 +85,24 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+
+    /// Closes the links of the peers not in `names` and forgets them.
+    fn remove_peers(&self, current: &mut HashMap<String, Peer>, names: &HashSet<String>) {
+        current.retain(|name, peer| {
+            let keep = names.contains(name);
+            if !keep {
+                tracing::info!(peer = %name, "peer removed: closing its link");
+                peer.state.send_replace(LinkState::Down {
+                    reason: "peer removed from the configuration".into(),
+                });
+                self.inner
+                    .metrics
+                    .link_up
+                    .remove(&PeerLabels { peer: name.clone() });
+            }
+            keep
+        });
     }
 
     /// Watches the link to `peer`; `None` if the peer is not configured.
@@ -195,4 +192,22 @@ pub(super) fn explain_link_error(error: &str) -> String {
     } else {
         error.to_string()
     }
+}
+
+/// The names of `peers` and their pins (fingerprint to name); an error if a name or a
+/// fingerprint appears twice.
+fn unique_peers(
+    peers: &[PeerConfig],
+) -> Result<(HashSet<String>, HashMap<Fingerprint, String>), GatewayError> {
+    let mut names = HashSet::new();
+    let mut pins = HashMap::new();
+    for p in peers {
+        if !names.insert(p.name.clone()) {
+            return Err(GatewayError::DuplicatePeer(p.name.clone()));
+        }
+        if pins.insert(p.fingerprint, p.name.clone()).is_some() {
+            return Err(GatewayError::DuplicatePeer(p.fingerprint.to_string()));
+        }
+    }
+    Ok((names, pins))
 }
