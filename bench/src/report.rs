@@ -8,8 +8,10 @@ use plotters::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::copier::CopierWrites;
-use crate::phases::{Plan, RateResult, Results, ThroughputReport};
+use crate::copier::{CopierStats, CopierWrites};
+use crate::phases::{
+    FloorReport, PhaseUsage, Plan, PodsReport, RateResult, Results, ScaleReport, ThroughputReport,
+};
 use crate::stats::Summary;
 
 /// The machine and the build the numbers come from.
@@ -313,6 +315,41 @@ fn ms(s: Option<Summary>) -> [String; 4] {
 /// The human-readable report.
 pub fn table(report: &Report) -> String {
     let mut o = String::new();
+    header_line(&mut o, report);
+    let r = &report.results;
+    if let Some(f) = &r.floor {
+        floor_section(&mut o, f, report.plan.workers);
+    }
+    let floor_rates: &[RateResult] = r.floor.as_ref().map_or(&[], |f| &f.rates);
+    let copier_rates = (!r.copier_propagation.is_empty()).then_some(&r.copier_propagation[..]);
+    if !r.propagation.is_empty() {
+        propagation_section(&mut o, &r.propagation, floor_rates, copier_rates);
+    }
+    if let Some(t) = &r.throughput {
+        throughput_section(&mut o, t, r);
+    }
+    if !r.copier_propagation.is_empty() || r.copier_throughput.is_some() {
+        copier_section(&mut o, report, floor_rates);
+    }
+    if let Some(p) = &r.pods {
+        pods_section(&mut o, p);
+    }
+    if !r.scale.is_empty() {
+        scale_section(&mut o, &r.scale);
+    }
+    plugins_section(&mut o, report.plugins.as_ref());
+    if !r.usage.is_empty() {
+        cpu_section(&mut o, &r.usage, report.machine.cpus);
+    }
+    targets_section(&mut o, &report.targets);
+    if report.whole_path.iter().any(|t| t.met.is_some()) {
+        whole_path_section(&mut o, &report.whole_path);
+    }
+    o
+}
+
+/// The first line: the mode, the machine, the build, the load and the run's duration.
+fn header_line(o: &mut String, report: &Report) {
     let m = &report.machine;
     let _ = writeln!(
         o,
@@ -328,331 +365,378 @@ pub fn table(report: &Report) -> String {
         m.load_after,
         report.duration_seconds
     );
-    let r = &report.results;
-    if let Some(f) = &r.floor {
-        let _ = writeln!(
-            o,
-            "\n1. Floor: Services written directly in newyork (<= {} in flight), call -> newyork watch [ms]",
-            report.plan.workers
-        );
-        let _ = writeln!(
-            o,
-            "{:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}",
-            "rate/s", "op", "achieved", "p50", "p90", "p99", "max"
-        );
-        for rr in &f.rates {
-            rate_rows(&mut o, rr);
+}
+
+/// Section 1: the floor, Services written directly in newyork.
+fn floor_section(o: &mut String, f: &FloorReport, workers: usize) {
+    let _ = writeln!(
+        o,
+        "\n1. Floor: Services written directly in newyork (<= {} in flight), call -> newyork watch [ms]",
+        workers
+    );
+    let _ = writeln!(
+        o,
+        "{:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "rate/s", "op", "achieved", "p50", "p90", "p99", "max"
+    );
+    for rr in &f.rates {
+        rate_rows(o, rr);
+    }
+    let _ = writeln!(
+        o,
+        "  max sustained create rate with {} writers: {:.0}/s ({} Services; p50 {} ms, p99 {} ms at that rate)",
+        f.max.concurrency,
+        f.max.rate,
+        f.max.objects,
+        ms(f.max.latency)[0],
+        ms(f.max.latency)[2]
+    );
+}
+
+/// Section 2: propagation through the host at the fixed rates.
+fn propagation_section(
+    o: &mut String,
+    propagation: &[RateResult],
+    floor_rates: &[RateResult],
+    copier_rates: Option<&[RateResult]>,
+) {
+    let _ = writeln!(
+        o,
+        "\n2. Propagation: london write returned -> change on a newyork watch [ms]{}",
+        if copier_rates.is_some() {
+            "; x/copier: against the whole-path floor below"
+        } else {
+            ""
         }
+    );
+    propagation_rows(o, propagation, floor_rates, copier_rates);
+}
+
+/// Section 3: the throughput search through the host, against the floor and the copier.
+fn throughput_section(o: &mut String, t: &ThroughputReport, r: &Results) {
+    let _ = writeln!(
+        o,
+        "\n3. Throughput: Service creates in london at increasing rates"
+    );
+    step_rows(o, t);
+    let floor_rate = r.floor.as_ref().map_or(f64::NAN, |f| f.max.rate);
+    let _ = writeln!(
+        o,
+        "  highest sustained: {:.0}/s = {:.2}x the floor's {:.0}/s{}",
+        t.sustained_rate,
+        t.sustained_rate / floor_rate,
+        floor_rate,
+        if t.writer_bound {
+            " (limited by london accepting the writes)"
+        } else {
+            ""
+        }
+    );
+    if let Some(c) = &r.copier_throughput {
         let _ = writeln!(
             o,
-            "  max sustained create rate with {} writers: {:.0}/s ({} Services; p50 {} ms, p99 {} ms at that rate)",
-            f.max.concurrency,
-            f.max.rate,
-            f.max.objects,
-            ms(f.max.latency)[0],
-            ms(f.max.latency)[2]
-        );
-    }
-    let floor_rates: &[RateResult] = r.floor.as_ref().map_or(&[], |f| &f.rates);
-    let copier_rates = (!r.copier_propagation.is_empty()).then_some(&r.copier_propagation[..]);
-    if !r.propagation.is_empty() {
-        let _ = writeln!(
-            o,
-            "\n2. Propagation: london write returned -> change on a newyork watch [ms]{}",
-            if copier_rates.is_some() {
-                "; x/copier: against the whole-path floor below"
-            } else {
-                ""
-            }
-        );
-        propagation_rows(&mut o, &r.propagation, floor_rates, copier_rates);
-    }
-    if let Some(t) = &r.throughput {
-        let _ = writeln!(
-            o,
-            "\n3. Throughput: Service creates in london at increasing rates"
-        );
-        step_rows(&mut o, t);
-        let floor_rate = r.floor.as_ref().map_or(f64::NAN, |f| f.max.rate);
-        let _ = writeln!(
-            o,
-            "  highest sustained: {:.0}/s = {:.2}x the floor's {:.0}/s{}",
+            "  against the whole-path floor: {:.0}/s = {:.2}x the native copier's {:.0}/s{}",
             t.sustained_rate,
-            t.sustained_rate / floor_rate,
-            floor_rate,
-            if t.writer_bound {
-                " (limited by london accepting the writes)"
+            t.sustained_rate / c.sustained_rate,
+            c.sustained_rate,
+            if c.writer_bound {
+                " (the copier's limited by london accepting the writes)"
             } else {
                 ""
             }
         );
-        if let Some(c) = &r.copier_throughput {
+    }
+}
+
+/// Section 3w: the whole-path floor, the same workloads through the native copier.
+fn copier_section(o: &mut String, report: &Report, floor_rates: &[RateResult]) {
+    let r = &report.results;
+    let _ = writeln!(
+        o,
+        "\n3w. Whole-path floor: a native copier (watch london, write newyork, same {} workers)",
+        report.plan.workers
+    );
+    let writes = match report.plan.copier_writes {
+        CopierWrites::Replace => "create/replace/delete with the admin client; no plugin, no apply",
+        CopierWrites::Apply => "server-side apply (force)/delete with the admin client; no plugin",
+    };
+    let _ = writeln!(
+        o,
+        "   in-process: one watch, a coalescing queue, {writes}, no Events"
+    );
+    if !r.copier_propagation.is_empty() {
+        let _ = writeln!(
+            o,
+            "   london write returned -> change on a newyork watch [ms]; x/floor: against the direct floor"
+        );
+        propagation_rows(o, &r.copier_propagation, floor_rates, None);
+    }
+    if let Some(c) = &r.copier_throughput {
+        copier_throughput_rows(o, c, r);
+    }
+    for u in r.usage.iter() {
+        if let Some(c) = &u.copier {
+            copier_usage_line(o, u, c);
+        }
+    }
+}
+
+/// The throughput search through the copier, against the floor.
+fn copier_throughput_rows(o: &mut String, c: &ThroughputReport, r: &Results) {
+    let _ = writeln!(
+        o,
+        "   Service creates in london at increasing rates, through the copier (queue max: its work queue)"
+    );
+    step_rows(o, c);
+    let floor_rate = r.floor.as_ref().map_or(f64::NAN, |f| f.max.rate);
+    let _ = writeln!(
+        o,
+        "  highest sustained through the copier: {:.0}/s = {:.2}x the floor's {:.0}/s{}",
+        c.sustained_rate,
+        c.sustained_rate / floor_rate,
+        floor_rate,
+        if c.writer_bound {
+            " (limited by london accepting the writes)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// What the copier wrote in one phase, and the CPU its threads used.
+fn copier_usage_line(o: &mut String, u: &PhaseUsage, c: &CopierStats) {
+    let _ = writeln!(
+        o,
+        "  {}: copier wrote {} creates, {} replaces, {} deletes ({} unchanged, {} conflicts redone, {} errors retried, {} events coalesced); its threads {:.2} s CPU = {:.3} cores",
+        u.phase,
+        c.creates,
+        c.replaces,
+        c.deletes,
+        c.unchanged,
+        c.conflicts,
+        c.errors,
+        c.coalesced,
+        c.cpu_seconds,
+        if u.seconds > 0.0 {
+            c.cpu_seconds / u.seconds
+        } else {
+            0.0
+        }
+    );
+}
+
+/// Endpoints via pods: pod write -> address in or out of newyork's slice, split by part.
+fn pods_section(o: &mut String, p: &PodsReport) {
+    let _ = writeln!(
+        o,
+        "\n   Endpoints via pods: {} pods over {} Services at {}/s; pod write returned -> address in/out of newyork's slice [ms]",
+        p.create.pods, p.services, p.rate
+    );
+    let _ = writeln!(
+        o,
+        "{:>8} {:>22} {:>8} {:>8} {:>8} {:>8}",
+        "op", "part", "p50", "p90", "p99", "max"
+    );
+    for (op, s) in [("create", &p.create), ("delete", &p.delete)] {
+        for (part, sum) in [
+            ("end to end", s.end_to_end),
+            ("kubelet+controller", s.london_controllers),
+            ("host (london->newyork)", s.host),
+        ] {
+            let [p50, p90, p99, max] = ms(sum);
             let _ = writeln!(
                 o,
-                "  against the whole-path floor: {:.0}/s = {:.2}x the native copier's {:.0}/s{}",
-                t.sustained_rate,
-                t.sustained_rate / c.sustained_rate,
-                c.sustained_rate,
-                if c.writer_bound {
-                    " (the copier's limited by london accepting the writes)"
+                "{op:>8} {part:>22} {p50:>8} {p90:>8} {p99:>8} {max:>8}{}",
+                if part == "end to end" {
+                    missing_note(s.missing, 0)
                 } else {
-                    ""
+                    String::new()
                 }
             );
         }
     }
-    if !r.copier_propagation.is_empty() || r.copier_throughput.is_some() {
+}
+
+/// Section 4: scale, one row per size, then the notes on idle writes and the provider.
+fn scale_section(o: &mut String, scale: &[ScaleReport]) {
+    let _ = writeln!(
+        o,
+        "\n4. Scale: Services + one EndpointSlice each, the host started with everything present"
+    );
+    let _ = writeln!(
+        o,
+        "{:>8} {:>4} {:>9} {:>8} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "services",
+        "ns",
+        "direct s",
+        "sync s",
+        "svc s",
+        "ratio",
+        "sync cpu",
+        "peak MiB",
+        "idle cpu",
+        "idle MiB",
+        "idle wr",
+        "eps/upd"
+    );
+    for s in scale {
+        scale_row(o, s);
+    }
+    let _ = writeln!(
+        o,
+        "  (cpu in cores; eps/upd: EndpointSlice reflection passes caused by one Service update)"
+    );
+    scale_notes(o, scale);
+}
+
+/// One size of the scale table.
+fn scale_row(o: &mut String, s: &ScaleReport) {
+    let d = s.host_during_sync;
+    let i = s.host_idle;
+    let _ = writeln!(
+        o,
+        "{:>8} {:>4} {:>9.1} {:>8.1} {:>8.1} {:>5.2}x {:>9} {:>9} {:>9} {:>9} {:>8.0} {:>9.1}",
+        s.services,
+        s.namespaces,
+        s.direct_write_seconds,
+        s.initial_sync_seconds,
+        s.services_synced_seconds,
+        s.ratio,
+        d.map_or("-".into(), |u| format!("{:.2}", u.cpu_cores)),
+        d.map_or("-".into(), |u| format!("{:.0}", u.peak_rss_mb)),
+        i.map_or("-".into(), |u| format!("{:.3}", u.cpu_cores)),
+        i.map_or("-".into(), |u| format!("{:.0}", u.last_rss_mb)),
+        s.idle_writes,
+        s.slice_passes_per_service_update,
+    );
+}
+
+/// Under the scale table: who wrote while idle, and the provider host's peak memory.
+fn scale_notes(o: &mut String, scale: &[ScaleReport]) {
+    for s in scale.iter().filter(|s| !s.idle_writes_by.is_empty()) {
+        let by: Vec<String> = s
+            .idle_writes_by
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.0}"))
+            .collect();
         let _ = writeln!(
             o,
-            "\n3w. Whole-path floor: a native copier (watch london, write newyork, same {} workers)",
-            report.plan.workers
+            "  {} Services: writes while idle by cluster/verb: {}",
+            s.services,
+            by.join(", ")
         );
-        let writes = match report.plan.copier_writes {
-            CopierWrites::Replace => {
-                "create/replace/delete with the admin client; no plugin, no apply"
-            }
-            CopierWrites::Apply => {
-                "server-side apply (force)/delete with the admin client; no plugin"
-            }
-        };
-        let _ = writeln!(
-            o,
-            "   in-process: one watch, a coalescing queue, {writes}, no Events"
-        );
-        if !r.copier_propagation.is_empty() {
+    }
+    for s in scale {
+        if let Some(p) = s.provider_host {
             let _ = writeln!(
                 o,
-                "   london write returned -> change on a newyork watch [ms]; x/floor: against the direct floor"
+                "  {} Services: newyork's host (provider, reflects nothing) peaked at {:.0} MiB",
+                s.services, p.peak_rss_mb
             );
-            propagation_rows(&mut o, &r.copier_propagation, floor_rates, None);
-        }
-        if let Some(c) = &r.copier_throughput {
-            let _ = writeln!(
-                o,
-                "   Service creates in london at increasing rates, through the copier (queue max: its work queue)"
-            );
-            step_rows(&mut o, c);
-            let floor_rate = r.floor.as_ref().map_or(f64::NAN, |f| f.max.rate);
-            let _ = writeln!(
-                o,
-                "  highest sustained through the copier: {:.0}/s = {:.2}x the floor's {:.0}/s{}",
-                c.sustained_rate,
-                c.sustained_rate / floor_rate,
-                floor_rate,
-                if c.writer_bound {
-                    " (limited by london accepting the writes)"
-                } else {
-                    ""
-                }
-            );
-        }
-        for u in r.usage.iter() {
-            if let Some(c) = &u.copier {
-                let _ = writeln!(
-                    o,
-                    "  {}: copier wrote {} creates, {} replaces, {} deletes ({} unchanged, {} conflicts redone, {} errors retried, {} events coalesced); its threads {:.2} s CPU = {:.3} cores",
-                    u.phase,
-                    c.creates,
-                    c.replaces,
-                    c.deletes,
-                    c.unchanged,
-                    c.conflicts,
-                    c.errors,
-                    c.coalesced,
-                    c.cpu_seconds,
-                    if u.seconds > 0.0 {
-                        c.cpu_seconds / u.seconds
-                    } else {
-                        0.0
-                    }
-                );
-            }
         }
     }
-    if let Some(p) = &r.pods {
-        let _ = writeln!(
-            o,
-            "\n   Endpoints via pods: {} pods over {} Services at {}/s; pod write returned -> address in/out of newyork's slice [ms]",
-            p.create.pods, p.services, p.rate
-        );
-        let _ = writeln!(
-            o,
-            "{:>8} {:>22} {:>8} {:>8} {:>8} {:>8}",
-            "op", "part", "p50", "p90", "p99", "max"
-        );
-        for (op, s) in [("create", &p.create), ("delete", &p.delete)] {
-            for (part, sum) in [
-                ("end to end", s.end_to_end),
-                ("kubelet+controller", s.london_controllers),
-                ("host (london->newyork)", s.host),
-            ] {
-                let [p50, p90, p99, max] = ms(sum);
-                let _ = writeln!(
-                    o,
-                    "{op:>8} {part:>22} {p50:>8} {p90:>8} {p99:>8} {max:>8}{}",
-                    if part == "end to end" {
-                        missing_note(s.missing, 0)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-        }
-    }
-    if !r.scale.is_empty() {
-        let _ = writeln!(
-            o,
-            "\n4. Scale: Services + one EndpointSlice each, the host started with everything present"
-        );
-        let _ = writeln!(
-            o,
-            "{:>8} {:>4} {:>9} {:>8} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}",
-            "services",
-            "ns",
-            "direct s",
-            "sync s",
-            "svc s",
-            "ratio",
-            "sync cpu",
-            "peak MiB",
-            "idle cpu",
-            "idle MiB",
-            "idle wr",
-            "eps/upd"
-        );
-        for s in &r.scale {
-            let d = s.host_during_sync;
-            let i = s.host_idle;
-            let _ = writeln!(
-                o,
-                "{:>8} {:>4} {:>9.1} {:>8.1} {:>8.1} {:>5.2}x {:>9} {:>9} {:>9} {:>9} {:>8.0} {:>9.1}",
-                s.services,
-                s.namespaces,
-                s.direct_write_seconds,
-                s.initial_sync_seconds,
-                s.services_synced_seconds,
-                s.ratio,
-                d.map_or("-".into(), |u| format!("{:.2}", u.cpu_cores)),
-                d.map_or("-".into(), |u| format!("{:.0}", u.peak_rss_mb)),
-                i.map_or("-".into(), |u| format!("{:.3}", u.cpu_cores)),
-                i.map_or("-".into(), |u| format!("{:.0}", u.last_rss_mb)),
-                s.idle_writes,
-                s.slice_passes_per_service_update,
-            );
-        }
-        let _ = writeln!(
-            o,
-            "  (cpu in cores; eps/upd: EndpointSlice reflection passes caused by one Service update)"
-        );
-        for s in r.scale.iter().filter(|s| !s.idle_writes_by.is_empty()) {
-            let by: Vec<String> = s
-                .idle_writes_by
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.0}"))
-                .collect();
-            let _ = writeln!(
-                o,
-                "  {} Services: writes while idle by cluster/verb: {}",
-                s.services,
-                by.join(", ")
-            );
-        }
-        for s in &r.scale {
-            if let Some(p) = s.provider_host {
-                let _ = writeln!(
-                    o,
-                    "  {} Services: newyork's host (provider, reflects nothing) peaked at {:.0} MiB",
-                    s.services, p.peak_rss_mb
-                );
-            }
-        }
-    }
-    if let Some(cases) = report.plugins.as_ref().and_then(|p| p["cases"].as_array()) {
-        let _ = writeln!(
-            o,
-            "\n5. Plugin call cost (make bench-plugins; warm instance, host invariants included) [us]"
-        );
-        let _ = writeln!(
-            o,
-            "{:>40} {:>10} {:>10} {:>10} {:>10} {:>8}",
-            "case", "native p50", "native p99", "wasm p50", "wasm p99", "ratio"
-        );
-        for c in cases {
-            let us = |v: &Value| v.as_f64().map_or("-".into(), |n| format!("{:.1}", n / 1e3));
-            let _ = writeln!(
-                o,
-                "{:>40} {:>10} {:>10} {:>10} {:>10} {:>7.2}x",
-                c["case"].as_str().unwrap_or(""),
-                us(&c["nativeNs"]["p50"]),
-                us(&c["nativeNs"]["p99"]),
-                us(&c["wasmNs"]["p50"]),
-                us(&c["wasmNs"]["p99"]),
-                c["ratioP50"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
-    } else {
+}
+
+/// Section 5: the plugin call benchmark's cases, or how to produce them.
+fn plugins_section(o: &mut String, plugins: Option<&Value>) {
+    let Some(cases) = plugins.and_then(|p| p["cases"].as_array()) else {
         let _ = writeln!(
             o,
             "\n5. Plugin call cost: no plugin_calls.json (run `make bench-plugins`)"
         );
-    }
-    if !r.usage.is_empty() {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "\n5. Plugin call cost (make bench-plugins; warm instance, host invariants included) [us]"
+    );
+    let _ = writeln!(
+        o,
+        "{:>40} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "case", "native p50", "native p99", "wasm p50", "wasm p99", "ratio"
+    );
+    for c in cases {
+        let us = |v: &Value| v.as_f64().map_or("-".into(), |n| format!("{:.1}", n / 1e3));
         let _ = writeln!(
             o,
-            "\nCPU by phase (cores; the machine has {} cores)",
-            m.cpus
+            "{:>40} {:>10} {:>10} {:>10} {:>10} {:>7.2}x",
+            c["case"].as_str().unwrap_or(""),
+            us(&c["nativeNs"]["p50"]),
+            us(&c["nativeNs"]["p99"]),
+            us(&c["wasmNs"]["p50"]),
+            us(&c["wasmNs"]["p99"]),
+            c["ratioP50"].as_f64().unwrap_or(f64::NAN)
         );
-        for u in &r.usage {
-            let procs: Vec<String> = u
-                .processes
-                .iter()
-                .map(|(n, x)| format!("{n} {:.2}", x.cpu_cores))
-                .collect();
-            let copier = u.copier.map_or(String::new(), |c| {
-                format!(
-                    " (copier threads {:.2})",
-                    if u.seconds > 0.0 {
-                        c.cpu_seconds / u.seconds
-                    } else {
-                        0.0
-                    }
-                )
-            });
-            let _ = writeln!(
-                o,
-                "  {:<22} {:>6.1}s  machine {:.2}  {}{copier}",
-                u.phase,
-                u.seconds,
-                u.machine_cores,
-                procs.join(", ")
-            );
-            let (sum, count) = (
-                u.host_counters.get("pass seconds (sum)"),
-                u.host_counters.get("pass count"),
-            );
-            if let (Some(sum), Some(count)) = (sum, count)
-                && *count > 0.0
-            {
-                let _ = writeln!(
-                    o,
-                    "  {:<22} london host: mean pass {:.1} ms over {count:.0} passes",
-                    "",
-                    sum / count * 1e3
-                );
-            }
-            if !u.host_counters.is_empty() {
-                let c: Vec<String> = u
-                    .host_counters
-                    .iter()
-                    .filter(|(k, _)| k.starts_with("writes") || k.starts_with("passes"))
-                    .map(|(k, v)| format!("{k} {v:.0}"))
-                    .collect();
-                let _ = writeln!(o, "  {:<22} london host: {}", "", c.join(", "));
-            }
-        }
     }
+}
+
+/// CPU by phase: per process, then the london host's pass and write counters.
+fn cpu_section(o: &mut String, usage: &[PhaseUsage], cpus: usize) {
+    let _ = writeln!(o, "\nCPU by phase (cores; the machine has {} cores)", cpus);
+    for u in usage {
+        phase_cpu_line(o, u);
+        host_counter_lines(o, u);
+    }
+}
+
+/// One phase's CPU: the machine, each process, and the copier's threads if any.
+fn phase_cpu_line(o: &mut String, u: &PhaseUsage) {
+    let procs: Vec<String> = u
+        .processes
+        .iter()
+        .map(|(n, x)| format!("{n} {:.2}", x.cpu_cores))
+        .collect();
+    let copier = u.copier.map_or(String::new(), |c| {
+        format!(
+            " (copier threads {:.2})",
+            if u.seconds > 0.0 {
+                c.cpu_seconds / u.seconds
+            } else {
+                0.0
+            }
+        )
+    });
+    let _ = writeln!(
+        o,
+        "  {:<22} {:>6.1}s  machine {:.2}  {}{copier}",
+        u.phase,
+        u.seconds,
+        u.machine_cores,
+        procs.join(", ")
+    );
+}
+
+/// One phase's london host counters: the mean pass time, the writes and the passes.
+fn host_counter_lines(o: &mut String, u: &PhaseUsage) {
+    let (sum, count) = (
+        u.host_counters.get("pass seconds (sum)"),
+        u.host_counters.get("pass count"),
+    );
+    if let (Some(sum), Some(count)) = (sum, count)
+        && *count > 0.0
+    {
+        let _ = writeln!(
+            o,
+            "  {:<22} london host: mean pass {:.1} ms over {count:.0} passes",
+            "",
+            sum / count * 1e3
+        );
+    }
+    if !u.host_counters.is_empty() {
+        let c: Vec<String> = u
+            .host_counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("writes") || k.starts_with("passes"))
+            .map(|(k, v)| format!("{k} {v:.0}"))
+            .collect();
+        let _ = writeln!(o, "  {:<22} london host: {}", "", c.join(", "));
+    }
+}
+
+/// The targets, each met, missed or not measured.
+fn targets_section(o: &mut String, targets: &[Target]) {
     let _ = writeln!(o, "\nTargets");
-    for t in &report.targets {
+    for t in targets {
         let _ = writeln!(
             o,
             "  [{}] {:<18} {:<58} {}",
@@ -666,27 +750,28 @@ pub fn table(report: &Report) -> String {
             t.measured
         );
     }
-    if report.whole_path.iter().any(|t| t.met.is_some()) {
+}
+
+/// The same thresholds against the whole-path floor (the native copier).
+fn whole_path_section(o: &mut String, whole_path: &[Target]) {
+    let _ = writeln!(
+        o,
+        "\nHost vs whole-path floor (a second comparison, not the issue's targets: the same thresholds against the native copier)"
+    );
+    for t in whole_path {
         let _ = writeln!(
             o,
-            "\nHost vs whole-path floor (a second comparison, not the issue's targets: the same thresholds against the native copier)"
+            "  [{}] {:<18} {:<58} {}",
+            match t.met {
+                Some(true) => "within",
+                Some(false) => " over ",
+                None => "  --  ",
+            },
+            t.name,
+            t.target,
+            t.measured
         );
-        for t in &report.whole_path {
-            let _ = writeln!(
-                o,
-                "  [{}] {:<18} {:<58} {}",
-                match t.met {
-                    Some(true) => "within",
-                    Some(false) => " over ",
-                    None => "  --  ",
-                },
-                t.name,
-                t.target,
-                t.measured
-            );
-        }
     }
-    o
 }
 
 fn missing_note(missing: usize, failed: usize) -> String {

@@ -4,6 +4,10 @@
 //! `component` module below exists only in the `wasm32-wasip2` build: it implements the
 //! `kind-reflector` world of `wit/reflection.wit` by converting types and calling
 //! [`transform::manifest`] and [`transform::reflect`]. Keep decisions out of it.
+//!
+//! The built-in plugins get this glue from `liqo_plugin_sdk::export_reflector!`; this crate
+//! spells it out instead because it must build on its own, from crates.io only, and the liqo
+//! plugin SDK is not published there.
 
 pub mod transform;
 

@@ -23,11 +23,9 @@
 
 #[cfg(target_arch = "wasm32")]
 mod component {
-    wit_bindgen::generate!({ world: "kind-reflector", path: "../../../wit" });
-
-    use exports::liqo::reflection::reflector::Guest;
-    use liqo::reflection::host;
-    use liqo::reflection::types::{Decision, KindRef, Manifest, ReflectContext};
+    use liqo_plugin_sdk::{
+        DecisionJson as Decision, HostApi, KindRef, LogLevel, Manifest, ReflectContext, Reflector,
+    };
     use serde_json::{Value, json};
 
     struct Misbehaving;
@@ -55,7 +53,7 @@ mod component {
             .unwrap_or_else(|| "echo".to_string())
     }
 
-    impl Guest for Misbehaving {
+    impl Reflector for Misbehaving {
         fn manifest() -> Manifest {
             Manifest {
                 name: "misbehaving".into(),
@@ -68,9 +66,13 @@ mod component {
             }
         }
 
-        fn reflect(ctx: ReflectContext, object: String) -> Result<Decision, String> {
-            let mut obj: Value = serde_json::from_str(&object).map_err(|e| e.to_string())?;
-            match mode(&ctx, &obj).as_str() {
+        fn reflect(
+            host: &dyn HostApi,
+            ctx: &ReflectContext,
+            object: &str,
+        ) -> Result<Decision, String> {
+            let mut obj: Value = serde_json::from_str(object).map_err(|e| e.to_string())?;
+            match mode(ctx, &obj).as_str() {
                 "loop" => {
                     let mut n: u64 = 0;
                     loop {
@@ -115,7 +117,7 @@ mod component {
                         plural: "services".into(),
                         namespaced: true,
                     };
-                    match host::get_object(&kind, &ctx.local_namespace, "any") {
+                    match host.get_object(&kind, &ctx.local_namespace, "any") {
                         Ok(_) => Err("reading an undeclared kind was allowed".into()),
                         Err(e) => Ok(Decision::Skip(format!("read refused: {e}"))),
                     }
@@ -130,12 +132,12 @@ mod component {
                     )))
                 }
                 _ => {
-                    host::log(host::LogLevel::Debug, "echo", &[]);
+                    host.log(LogLevel::Debug, "echo", &[]);
                     Ok(Decision::Apply(obj.to_string()))
                 }
             }
         }
     }
 
-    export!(Misbehaving);
+    liqo_plugin_sdk::export_reflector!(Misbehaving);
 }
