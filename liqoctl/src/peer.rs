@@ -478,6 +478,91 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
 
     let client = global.client().await?;
     let local = local_identity(&client).await?;
+    let repeer = check_local_cluster(&client, &local, &name, &cluster_id).await?;
+
+    // The provider must answer with this CA and token before anything is written.
+    let spinner = Spinner::start(format!("Checking the provider at {url}"));
+    let provider = match provider_client(&url, &ca_pem, &token).await {
+        Ok(c) => c,
+        Err(err) => {
+            spinner.fail("the provider cannot be used");
+            return Err(err);
+        }
+    };
+    let tenant = match check_provider(&provider, &url, &name, &local.cluster_id).await {
+        Ok(t) => t,
+        Err(err) => {
+            spinner.fail("the provider refused the peering");
+            return Err(err);
+        }
+    };
+    spinner.set_message(format!("Claiming the peering identity on {name}"));
+    let claimed = claim_identity(
+        &client,
+        &provider,
+        &tenant,
+        &local.cluster_id,
+        gateway.is_some(),
+    )
+    .await;
+    if let Err(err) = claimed {
+        spinner.fail("the provider refused the claim");
+        return Err(anyhow!(
+            "{name} refused to let this cluster ({}) claim the peering identity in {tenant}: {err}",
+            local.cluster_id
+        ));
+    }
+
+    spinner.set_message(format!("Creating ForeignCluster {name}"));
+    let secret_name = format!("liqo-peering-{name}");
+    if let Err(err) = create_peering(
+        &client,
+        &name,
+        &cluster_id,
+        &secret_name,
+        [
+            (CREDENTIALS_KEY_TOKEN, token.as_str()),
+            (CREDENTIALS_KEY_CA, ca_pem.as_str()),
+            (CREDENTIALS_KEY_SERVER, url.as_str()),
+            (wire::CREDENTIALS_KEY_TENANT, tenant.as_str()),
+        ],
+        gateway.as_ref(),
+        repeer,
+    )
+    .await
+    {
+        spinner.fail("could not create the peering");
+        rollback(&client, &name, &secret_name, repeer).await;
+        return Err(err);
+    }
+
+    spinner.set_message(format!(
+        "Waiting for the host to establish the peering with {name}"
+    ));
+    let fcs: Api<ForeignCluster> = Api::all(client.clone());
+    match wait_established(&fcs, &name, timeout).await {
+        Ok(()) => {
+            spinner.success(format!("Peered with {name} (cluster id {cluster_id})"));
+            print_peered(&name, gateway.as_ref());
+            Ok(())
+        }
+        Err(err) => {
+            spinner.fail(format!("the peering with {name} was not established"));
+            rollback(&client, &name, &secret_name, repeer).await;
+            Err(err)
+        }
+    }
+}
+
+/// Checks this (consumer) cluster before the provider is contacted: the id is not its own, the
+/// name and the id are not peered under another id or name, and liqo is installed. Returns
+/// whether this is a re-peering (a ForeignCluster of this name and id exists).
+async fn check_local_cluster(
+    client: &Client,
+    local: &ClusterIdentityConfig,
+    name: &str,
+    cluster_id: &str,
+) -> Result<bool> {
     if cluster_id == local.cluster_id {
         bail!(
             "--cluster-id {cluster_id} is this cluster's own id: run the peer command against the \
@@ -522,43 +607,37 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
             "namespace {CLUSTER_IDENTITY_NAMESPACE} not found in this cluster: run `liqoctl install`"
         );
     }
+    Ok(repeer)
+}
 
-    // The provider must answer with this CA and token before anything is written.
-    let spinner = Spinner::start(format!("Checking the provider at {url}"));
-    let provider = match provider_client(&url, &ca_pem, &token).await {
-        Ok(c) => c,
-        Err(err) => {
-            spinner.fail("the provider cannot be used");
-            return Err(err);
-        }
-    };
-    let tenant = match check_provider(&provider, &url, &name, &local.cluster_id).await {
-        Ok(t) => t,
-        Err(err) => {
-            spinner.fail("the provider refused the peering");
-            return Err(err);
-        }
-    };
-    spinner.set_message(format!("Claiming the peering identity on {name}"));
+/// Claims the peering identity in `tenant` on the provider (its Lease), declaring this
+/// cluster's pod ranges when no gateway is used.
+async fn claim_identity(
+    client: &Client,
+    provider: &Client,
+    tenant: &str,
+    local_cluster_id: &str,
+    through_gateway: bool,
+) -> kube::Result<Lease> {
     // The claim declares where this cluster's endpoints are (its pod ranges; nothing through
     // the gateways): the provider lets its EndpointSlices point nowhere else. The host keeps
     // the declaration current at every renewal (a new node's range, a CidrRemap edit).
-    let declared = if gateway.is_some() {
+    let declared = if through_gateway {
         None
     } else {
         // Not fatal: the host declares them at its first renewal (and says why it cannot).
-        endpoint_ranges::local_pod_ranges(&client)
+        endpoint_ranges::local_pod_ranges(client)
             .await
             .ok()
             .and_then(|pods| endpoint_ranges::declaration(None, &pods))
     };
     let declared = declared.filter(|d| d.len() <= endpoint_ranges::MAX_DECLARATION_LEN);
-    let claimed = match declared {
+    match declared {
         Some(ranges) => {
             match tenant::renew_lease_announcing(
-                &provider,
-                &tenant,
-                &local.cluster_id,
+                provider,
+                tenant,
+                local_cluster_id,
                 endpoint_ranges::lease_annotation(Some(&ranges)),
             )
             .await
@@ -568,69 +647,28 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
                 Err(kube::Error::Api(s))
                     if s.code == 422 && s.message.contains(tenant::LEASE_ANNOTATIONS_REFUSED) =>
                 {
-                    tenant::renew_lease(&provider, &tenant, &local.cluster_id).await
+                    tenant::renew_lease(provider, tenant, local_cluster_id).await
                 }
                 other => other,
             }
         }
-        None => tenant::renew_lease(&provider, &tenant, &local.cluster_id).await,
-    };
-    if let Err(err) = claimed {
-        spinner.fail("the provider refused the claim");
-        return Err(anyhow!(
-            "{name} refused to let this cluster ({}) claim the peering identity in {tenant}: {err}",
-            local.cluster_id
-        ));
+        None => tenant::renew_lease(provider, tenant, local_cluster_id).await,
     }
+}
 
-    spinner.set_message(format!("Creating ForeignCluster {name}"));
-    let secret_name = format!("liqo-peering-{name}");
-    if let Err(err) = create_peering(
-        &client,
-        &name,
-        &cluster_id,
-        &secret_name,
-        [
-            (CREDENTIALS_KEY_TOKEN, token.as_str()),
-            (CREDENTIALS_KEY_CA, ca_pem.as_str()),
-            (CREDENTIALS_KEY_SERVER, url.as_str()),
-            (wire::CREDENTIALS_KEY_TENANT, tenant.as_str()),
-        ],
-        gateway.as_ref(),
-        repeer,
-    )
-    .await
-    {
-        spinner.fail("could not create the peering");
-        rollback(&client, &name, &secret_name, repeer).await;
-        return Err(err);
+/// What to know and do after a peering is established, on stdout.
+fn print_peered(name: &str, gateway: Option<&peering::GatewayFlags>) {
+    if let Some(gateway) = gateway {
+        println!(
+            "Traffic from {name} to this cluster's Services goes through the gateways \
+             ({name}'s at {}, certificate fingerprint {}).",
+            gateway.endpoint, gateway.fingerprint
+        );
     }
-
-    spinner.set_message(format!(
-        "Waiting for the host to establish the peering with {name}"
-    ));
-    match wait_established(&fcs, &name, timeout).await {
-        Ok(()) => {
-            spinner.success(format!("Peered with {name} (cluster id {cluster_id})"));
-            if let Some(gateway) = &gateway {
-                println!(
-                    "Traffic from {name} to this cluster's Services goes through the gateways \
-                     ({name}'s at {}, certificate fingerprint {}).",
-                    gateway.endpoint, gateway.fingerprint
-                );
-            }
-            println!(
-                "Check the peering with `kubectl get foreignclusters {name}`; offload a namespace \
-                 with `liqoctl offload namespace NAMESPACE`."
-            );
-            Ok(())
-        }
-        Err(err) => {
-            spinner.fail(format!("the peering with {name} was not established"));
-            rollback(&client, &name, &secret_name, repeer).await;
-            Err(err)
-        }
-    }
+    println!(
+        "Check the peering with `kubectl get foreignclusters {name}`; offload a namespace \
+         with `liqoctl offload namespace NAMESPACE`."
+    );
 }
 
 /// Runs `liqoctl unpeer ...`.
