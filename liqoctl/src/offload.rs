@@ -301,6 +301,30 @@ async fn offload_one(
     }
 
     let api: Api<NamespaceOffloading> = Api::namespaced(client.clone(), namespace);
+    let applied = apply_offloading(&api, namespace, manifest).await?;
+    let generation = applied.metadata.generation.unwrap_or_default();
+
+    let spinner = Spinner::start(format!("Offloading namespace {namespace}"));
+    let Some((object, phase)) =
+        wait_settled(&api, namespace, generation, timeout, &spinner).await?
+    else {
+        spinner.fail(format!("Offloading namespace {namespace}"));
+        bail!(
+            "timed out after {}s waiting for the host to offload {namespace}: is liqo-host \
+             running? (liqoctl info)",
+            timeout.as_secs()
+        );
+    };
+    report_offloaded(spinner, namespace, &object, phase)
+}
+
+/// Applies the NamespaceOffloading of `namespace`, unless it exists with this spec; returns it
+/// as it is now. Refuses a change of an immutable field.
+async fn apply_offloading(
+    api: &Api<NamespaceOffloading>,
+    namespace: &str,
+    manifest: &Value,
+) -> Result<NamespaceOffloading> {
     // Already offloaded with this spec (by liqoctl, or applied from `-o yaml` by kubectl or a
     // GitOps tool): nothing to write, and no field-ownership conflict with that manager. A
     // change of an immutable field is refused here, whoever manages the object.
@@ -334,7 +358,7 @@ async fn offload_one(
             .await
         }
     };
-    let applied = applied.map_err(|e| match e {
+    applied.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 409 => anyhow::anyhow!(
             "the NamespaceOffloading of {namespace} is managed by someone else, and liqoctl \
                  would change it ({}): change it where it is managed (for example with kubectl \
@@ -349,12 +373,20 @@ async fn offload_one(
             "the NamespaceOffloading kind is not installed in this cluster: run liqoctl install"
         ),
         other => anyhow::Error::new(other).context(format!("offloading namespace {namespace}")),
-    })?;
-    let generation = applied.metadata.generation.unwrap_or_default();
+    })
+}
 
-    let spinner = Spinner::start(format!("Offloading namespace {namespace}"));
+/// Waits until the host has seen `generation` and left the InProgress phase, showing the phase
+/// on the spinner; `None` after `timeout`.
+async fn wait_settled(
+    api: &Api<NamespaceOffloading>,
+    namespace: &str,
+    generation: i64,
+    timeout: Duration,
+    spinner: &Spinner,
+) -> Result<Option<(NamespaceOffloading, OffloadingPhase)>> {
     let started = Instant::now();
-    let done = loop {
+    loop {
         let current = api.get_opt(NAMESPACE_OFFLOADING_NAME).await?;
         if let Some(phase) = current
             .as_ref()
@@ -372,19 +404,23 @@ async fn offload_one(
             && let Some(phase) = status.offloading_phase
             && phase != OffloadingPhase::InProgress
         {
-            break (o.clone(), phase);
+            return Ok(Some((o.clone(), phase)));
         }
         if started.elapsed() > timeout {
-            spinner.fail(format!("Offloading namespace {namespace}"));
-            bail!(
-                "timed out after {}s waiting for the host to offload {namespace}: is liqo-host \
-                 running? (liqoctl info)",
-                timeout.as_secs()
-            );
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let (object, phase) = done;
+    }
+}
+
+/// Ends the spinner with the host's answer: offloaded (to which peers), offloaded with no peer
+/// selected yet, or the failure.
+fn report_offloaded(
+    spinner: Spinner,
+    namespace: &str,
+    object: &NamespaceOffloading,
+    phase: OffloadingPhase,
+) -> Result<()> {
     let status = object.status.clone().unwrap_or_default();
     let remote = status.remote_namespace_name.clone().unwrap_or_default();
     let selected: Vec<&str> = status
