@@ -749,17 +749,33 @@ async fn ensure_nothing_active(client: &Client) -> Result<()> {
             "plugins (ReflectionPlugins)",
         ));
     }
+    let fixes = removal_commands(&plugins, &namespaces, &peerings, &local_name);
+    bail!(
+        "cannot uninstall: liqo is still in use by {} (nothing was changed); remove that \
+         first, in this order:{fixes}",
+        what.join(" and ")
+    )
+}
+
+/// The commands that remove the plugins, offloadings and peerings that hold liqo in use, one
+/// per line, in the order they must run.
+fn removal_commands(
+    plugins: &BTreeSet<String>,
+    namespaces: &BTreeSet<String>,
+    peerings: &[ForeignCluster],
+    local_name: &str,
+) -> String {
     // Unoffload before unpeering: the offloading's finalizer needs the peering to delete the
     // twin namespaces in the peer.
     let mut fixes = String::new();
     // Plugins first: the host removes the remote copies they made while the peering exists.
-    for plugin in &plugins {
+    for plugin in plugins {
         fixes.push_str(&format!("\n  liqoctl plugin uninstall {plugin}"));
     }
-    for ns in &namespaces {
+    for ns in namespaces {
         fixes.push_str(&format!("\n  liqoctl unoffload namespace {ns}"));
     }
-    for fc in &peerings {
+    for fc in peerings {
         let role = fc.status.as_ref().map(|s| s.role).unwrap_or_default();
         // An incoming peering is removed from the consumer's side; this cluster (the provider)
         // then revokes the identity by itself.
@@ -776,11 +792,7 @@ async fn ensure_nothing_active(client: &Client) -> Result<()> {
             fixes.push_str(&format!("\n  liqoctl unpeer out-of-band {}", fc.name_any()));
         }
     }
-    bail!(
-        "cannot uninstall: liqo is still in use by {} (nothing was changed); remove that \
-         first, in this order:{fixes}",
-        what.join(" and ")
-    )
+    fixes
 }
 
 /// `1 peering (ForeignCluster) newyork` or `2 peerings (ForeignClusters) a, b`.

@@ -172,45 +172,17 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
         timeout,
         output,
     } = cmd;
-    if pod_offloading_strategy != PodStrategy::Local {
-        bail!(
-            "--pod-offloading-strategy {pod_offloading_strategy:?} is not supported: pods always \
-             stay in this cluster; use --pod-offloading-strategy Local"
-        );
-    }
-    // Checked before any request, so a typo gets its own sentence rather than "does not
-    // exist" (a name kubectl could never create) or the API server's schema error.
-    for namespace in &namespaces {
-        check_namespace_name("namespace", namespace)?;
-    }
-    if let Some(name) = &remote_namespace_name {
-        check_namespace_name("--remote-namespace-name", name)?;
-        if namespaces.len() != 1 {
-            bail!(
-                "--remote-namespace-name names the twin of one namespace: offload a single \
-                 namespace with it (two namespaces cannot share a twin)"
-            );
-        }
-    }
-    match (namespace_mapping_strategy, &remote_namespace_name) {
-        (MappingStrategy::SelectedName, None) => {
-            bail!("--namespace-mapping-strategy SelectedName needs --remote-namespace-name")
-        }
-        (MappingStrategy::EnforceSameName | MappingStrategy::DefaultName, Some(_)) => bail!(
-            "--remote-namespace-name goes only with --namespace-mapping-strategy SelectedName"
-        ),
-        _ => {}
-    }
-    let mut spec = json!({
-        "namespaceMappingStrategy": format!("{namespace_mapping_strategy:?}"),
-        "podOffloadingStrategy": "Local",
-    });
-    if let Some(name) = &remote_namespace_name {
-        spec["remoteNamespaceName"] = json!(name);
-    }
-    if !selectors.is_empty() {
-        spec["clusterSelector"] = serde_json::to_value(ClusterSelector::from_terms(selectors))?;
-    }
+    check_offload_flags(
+        pod_offloading_strategy,
+        &namespaces,
+        namespace_mapping_strategy,
+        remote_namespace_name.as_deref(),
+    )?;
+    let spec = offloading_spec(
+        namespace_mapping_strategy,
+        remote_namespace_name.as_deref(),
+        selectors,
+    )?;
     let manifest = |namespace: &str| {
         json!({
             "apiVersion": "offloading.liqo.io/v1beta1",
@@ -256,6 +228,65 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Refuses, before any request, flags that cannot work together: a pod strategy other than
+/// Local, malformed namespace names, and a remote name without SelectedName (or the reverse).
+fn check_offload_flags(
+    pod_offloading_strategy: PodStrategy,
+    namespaces: &[String],
+    namespace_mapping_strategy: MappingStrategy,
+    remote_namespace_name: Option<&str>,
+) -> Result<()> {
+    if pod_offloading_strategy != PodStrategy::Local {
+        bail!(
+            "--pod-offloading-strategy {pod_offloading_strategy:?} is not supported: pods always \
+             stay in this cluster; use --pod-offloading-strategy Local"
+        );
+    }
+    // Checked before any request, so a typo gets its own sentence rather than "does not
+    // exist" (a name kubectl could never create) or the API server's schema error.
+    for namespace in namespaces {
+        check_namespace_name("namespace", namespace)?;
+    }
+    if let Some(name) = remote_namespace_name {
+        check_namespace_name("--remote-namespace-name", name)?;
+        if namespaces.len() != 1 {
+            bail!(
+                "--remote-namespace-name names the twin of one namespace: offload a single \
+                 namespace with it (two namespaces cannot share a twin)"
+            );
+        }
+    }
+    match (namespace_mapping_strategy, remote_namespace_name) {
+        (MappingStrategy::SelectedName, None) => {
+            bail!("--namespace-mapping-strategy SelectedName needs --remote-namespace-name")
+        }
+        (MappingStrategy::EnforceSameName | MappingStrategy::DefaultName, Some(_)) => bail!(
+            "--remote-namespace-name goes only with --namespace-mapping-strategy SelectedName"
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The `spec` of the NamespaceOffloading the flags ask for.
+fn offloading_spec(
+    namespace_mapping_strategy: MappingStrategy,
+    remote_namespace_name: Option<&str>,
+    selectors: Vec<ClusterSelectorTerm>,
+) -> Result<Value> {
+    let mut spec = json!({
+        "namespaceMappingStrategy": format!("{namespace_mapping_strategy:?}"),
+        "podOffloadingStrategy": "Local",
+    });
+    if let Some(name) = remote_namespace_name {
+        spec["remoteNamespaceName"] = json!(name);
+    }
+    if !selectors.is_empty() {
+        spec["clusterSelector"] = serde_json::to_value(ClusterSelector::from_terms(selectors))?;
+    }
+    Ok(spec)
 }
 
 /// The namespaces matching `query` (sorted), refusing a malformed query or one that matches

@@ -275,6 +275,13 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
         endpoint_override,
     )
     .await?;
+    print_peer_command(made, only_command);
+    Ok(())
+}
+
+/// Prints the peer command for `made` (with `only_command`, nothing else on stdout), and a note
+/// on stderr when no gateway is announced.
+fn print_peer_command(made: MadeIdentity, only_command: bool) {
     let MadeIdentity {
         identity,
         name,
@@ -320,7 +327,6 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
         println!();
         println!("{command}");
     }
-    Ok(())
 }
 
 /// Runs `liqoctl generate peering-user`.
@@ -456,25 +462,15 @@ pub async fn peer(global: &GlobalArgs, args: PeerArgs) -> Result<()> {
 
 /// Runs `liqoctl peer out-of-band ...` (also the last step of the v1 form).
 pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -> Result<()> {
-    let OutOfBandArgs {
+    let CheckedPeerCommand {
         name,
-        api_server_url,
-        ca_data,
         cluster_id,
+        url,
+        ca_pem,
         token,
-        gateway_fingerprint,
-        gateway_endpoint,
+        gateway,
         timeout,
-    } = args;
-    // Input first: nothing is contacted with a malformed command.
-    peering::check_name(&name)?;
-    peering::check_cluster_id(&cluster_id)?;
-    let url = peering::check_url(&api_server_url)?;
-    let (ca_pem, _) = peering::decode_ca(&ca_data)?;
-    let token = token.trim().to_string();
-    peering::check_token(&token, Timestamp::now().as_second())?;
-    let gateway =
-        peering::check_gateway(gateway_fingerprint.as_deref(), gateway_endpoint.as_deref())?;
+    } = check_peer_command(args)?;
 
     let client = global.client().await?;
     let local = local_identity(&client).await?;
@@ -482,20 +478,14 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
 
     // The provider must answer with this CA and token before anything is written.
     let spinner = Spinner::start(format!("Checking the provider at {url}"));
-    let provider = match provider_client(&url, &ca_pem, &token).await {
-        Ok(c) => c,
-        Err(err) => {
-            spinner.fail("the provider cannot be used");
-            return Err(err);
-        }
-    };
-    let tenant = match check_provider(&provider, &url, &name, &local.cluster_id).await {
-        Ok(t) => t,
-        Err(err) => {
-            spinner.fail("the provider refused the peering");
-            return Err(err);
-        }
-    };
+    let (provider, tenant) =
+        match reach_provider(&url, &ca_pem, &token, &name, &local.cluster_id).await {
+            Ok(reached) => reached,
+            Err((failure, err)) => {
+                spinner.fail(failure);
+                return Err(err);
+            }
+        };
     spinner.set_message(format!("Claiming the peering identity on {name}"));
     let claimed = claim_identity(
         &client,
@@ -552,6 +542,67 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
             Err(err)
         }
     }
+}
+
+/// The flags of `peer out-of-band`, checked.
+struct CheckedPeerCommand {
+    name: String,
+    cluster_id: String,
+    url: String,
+    ca_pem: String,
+    token: String,
+    gateway: Option<peering::GatewayFlags>,
+    timeout: Duration,
+}
+
+/// Checks the input of `peer out-of-band` first: nothing is contacted with a malformed command.
+fn check_peer_command(args: OutOfBandArgs) -> Result<CheckedPeerCommand> {
+    let OutOfBandArgs {
+        name,
+        api_server_url,
+        ca_data,
+        cluster_id,
+        token,
+        gateway_fingerprint,
+        gateway_endpoint,
+        timeout,
+    } = args;
+    peering::check_name(&name)?;
+    peering::check_cluster_id(&cluster_id)?;
+    let url = peering::check_url(&api_server_url)?;
+    let (ca_pem, _) = peering::decode_ca(&ca_data)?;
+    let token = token.trim().to_string();
+    peering::check_token(&token, Timestamp::now().as_second())?;
+    let gateway =
+        peering::check_gateway(gateway_fingerprint.as_deref(), gateway_endpoint.as_deref())?;
+    Ok(CheckedPeerCommand {
+        name,
+        cluster_id,
+        url,
+        ca_pem,
+        token,
+        gateway,
+        timeout,
+    })
+}
+
+/// Reaches the provider with the command's CA and token and checks that it accepts this
+/// peering; returns the provider's client and the tenant namespace, or the spinner's failure
+/// line with the error.
+async fn reach_provider(
+    url: &str,
+    ca_pem: &str,
+    token: &str,
+    name: &str,
+    local_id: &str,
+) -> Result<(Client, String), (&'static str, anyhow::Error)> {
+    let provider = provider_client(url, ca_pem, token)
+        .await
+        .map_err(|err| ("the provider cannot be used", err))?;
+    let tenant = check_provider(&provider, url, name, local_id)
+        .await
+        .map_err(|err| ("the provider refused the peering", err))?;
+    Ok((provider, tenant))
 }
 
 /// Checks this (consumer) cluster before the provider is contacted: the id is not its own, the
