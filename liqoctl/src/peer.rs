@@ -758,19 +758,7 @@ pub(crate) async fn unpeer_out_of_band(client: &Client, args: UnpeerOutOfBandArg
             anyhow!("ForeignCluster {name} not found: nothing to unpeer (`kubectl get foreignclusters` lists the peerings)")
         })?;
     let id = fc.spec.cluster_id.clone();
-    let offloaded = offloadings_towards(&client, &id).await?;
-    if !offloaded.is_empty() && !force {
-        let fixes: Vec<String> = offloaded
-            .iter()
-            .map(|ns| format!("`liqoctl unoffload namespace {ns}`"))
-            .collect();
-        bail!(
-            "namespaces {} are offloaded to {name}: run {} first, or pass --force (their twin \
-             namespaces in {name} are then deleted when it revokes this peering)",
-            offloaded.join(", "),
-            fixes.join(", ")
-        );
-    }
+    refuse_while_offloaded(&client, &id, &name, force).await?;
     let spinner = Spinner::start(format!("Removing the peering with {name}"));
     if let Err(err) = fcs.delete(&name, &DeleteParams::default()).await
         && !is_not_found(&err)
@@ -813,6 +801,25 @@ pub(crate) async fn unpeer_out_of_band(client: &Client, args: UnpeerOutOfBandArg
         }
     }
     spinner.success(format!("Unpeered from {name}"));
+    Ok(())
+}
+
+/// Fails, naming the commands to run first, while namespaces are offloaded to the peer `id`
+/// (ForeignCluster `name`), unless `force`.
+async fn refuse_while_offloaded(client: &Client, id: &str, name: &str, force: bool) -> Result<()> {
+    let offloaded = offloadings_towards(client, id).await?;
+    if !offloaded.is_empty() && !force {
+        let fixes: Vec<String> = offloaded
+            .iter()
+            .map(|ns| format!("`liqoctl unoffload namespace {ns}`"))
+            .collect();
+        bail!(
+            "namespaces {} are offloaded to {name}: run {} first, or pass --force (their twin \
+             namespaces in {name} are then deleted when it revokes this peering)",
+            offloaded.join(", "),
+            fixes.join(", ")
+        );
+    }
     Ok(())
 }
 

@@ -554,24 +554,7 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         source.unwrap_or_else(|| ("liqo".to_string(), config_map_name(name)));
 
     if existing.is_some() {
-        plugins
-            .delete(name, &DeleteParams::foreground())
-            .await
-            .with_context(|| format!("deleting ReflectionPlugin {name}"))?;
-        let spinner = Spinner::start(format!("Removing plugin {name}"));
-        let started = Instant::now();
-        while plugins.get_opt(name).await?.is_some() {
-            if started.elapsed() > args.timeout {
-                spinner.fail(format!("Removing plugin {name}"));
-                bail!(
-                    "timed out after {}s waiting for ReflectionPlugin {name} to be deleted: \
-                     is liqo-host running? (it removes its finalizer)",
-                    args.timeout.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        spinner.success(format!("ReflectionPlugin {name} deleted"));
+        delete_plugin(&plugins, name, args.timeout).await?;
     }
 
     match Api::<ClusterRole>::all(client.clone())
@@ -610,6 +593,34 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         }
         None => {}
     }
+    Ok(())
+}
+
+/// Deletes the ReflectionPlugin `name` and waits, up to `timeout`, until it is gone (the host
+/// removes its finalizer once it has cleaned up after the plugin).
+async fn delete_plugin(
+    plugins: &Api<ReflectionPlugin>,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    plugins
+        .delete(name, &DeleteParams::foreground())
+        .await
+        .with_context(|| format!("deleting ReflectionPlugin {name}"))?;
+    let spinner = Spinner::start(format!("Removing plugin {name}"));
+    let started = Instant::now();
+    while plugins.get_opt(name).await?.is_some() {
+        if started.elapsed() > timeout {
+            spinner.fail(format!("Removing plugin {name}"));
+            bail!(
+                "timed out after {}s waiting for ReflectionPlugin {name} to be deleted: \
+                 is liqo-host running? (it removes its finalizer)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    spinner.success(format!("ReflectionPlugin {name} deleted"));
     Ok(())
 }
 
