@@ -29,11 +29,11 @@ use liqo_host::api::{ConditionStatus, ForeignCluster};
 use liqo_host::invariants::is_owned_by;
 use liqo_host::plugin::{
     AddressTranslator, CallServices, ClusterIdentity, KindRef, Outcome, PluginLimits, ReflectCall,
-    ReflectorPlugin,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::ReflectorPlugin;
 use super::fielddiff::{self, Change};
 use super::test::ObjectList;
 use crate::context::GlobalArgs;

@@ -24,11 +24,12 @@ use liqo_host::api::reflection_plugin::{
     DEFAULT_CONFIG_MAP_KEY, FailurePolicy, KindReference, PluginSource, ReflectionPlugin,
 };
 use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
-use liqo_host::plugin::{Manifest, PluginLimits, PluginRuntime, ReflectorPlugin};
+use liqo_host::plugin::{Manifest, PluginLimits};
 use serde_json::{Value, json};
 
 use super::build::human_size;
 use super::kind::{KindSpec, is_dns_label};
+use super::{PluginRuntime, ReflectorPlugin};
 use crate::context::GlobalArgs;
 use crate::info::age;
 use crate::offload::parse_duration;
