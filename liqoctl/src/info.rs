@@ -237,6 +237,43 @@ pub async fn info(global: &GlobalArgs, args: InfoArgs) -> Result<()> {
 
 /// Gathers the report. Missing objects (or a missing CRD) are reported, not errors.
 async fn collect(client: &Client) -> Result<Info> {
+    let cluster_identity = read_cluster_identity(client).await?;
+    let crds_present = crds_present(client).await?;
+    let deployment = host_deployment(client).await?;
+    let leader = host_leader(client).await?;
+    let installed = crds_present && cluster_identity.is_some();
+    let status = host_status(installed, deployment.as_ref(), leader.as_ref());
+    let gateway = gateway_info(client).await?;
+
+    let fcs = manifests::list_if_installed(
+        &Api::<ForeignCluster>::all(client.clone()),
+        "ForeignClusters",
+    )
+    .await?;
+    let mut peerings = Vec::new();
+    for fc in &fcs {
+        peerings.push(peering_info(client, fc).await);
+    }
+    let peer_limits = peer_limits(client).await?;
+    let consumers = consumers(client).await?;
+
+    Ok(Info {
+        cluster_identity,
+        host: HostInfo {
+            installed,
+            status,
+            deployment,
+            leader,
+        },
+        gateway,
+        peerings,
+        peer_limits,
+        consumers,
+    })
+}
+
+/// This cluster's identity, from its ConfigMap; `None` when there is none.
+async fn read_cluster_identity(client: &Client) -> Result<Option<Identity>> {
     let cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
         .get_opt(CLUSTER_IDENTITY_CONFIGMAP)
         .await
@@ -253,7 +290,11 @@ async fn collect(client: &Client) -> Result<Info> {
         }
         None => None,
     };
+    Ok(cluster_identity)
+}
 
+/// Whether every CRD of this project is present.
+async fn crds_present(client: &Client) -> Result<bool> {
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut crds_present = true;
     for crd in liqo_host::api::crds() {
@@ -267,21 +308,31 @@ async fn collect(client: &Client) -> Result<Info> {
             crds_present = false;
         }
     }
+    Ok(crds_present)
+}
 
-    let deployment = Api::<Deployment>::namespaced(client.clone(), HOST_NAMESPACE)
-        .get_opt(HOST_NAME)
-        .await
-        .with_context(|| format!("reading Deployment {HOST_NAMESPACE}/{HOST_NAME}"))?
-        .map(|d| DeploymentInfo {
-            replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-            ready_replicas: d
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
-            available: deployment_available(&d),
-        });
-    let leader = Api::<Lease>::namespaced(client.clone(), HOST_NAMESPACE)
+/// The host Deployment's replicas and availability, when it exists.
+async fn host_deployment(client: &Client) -> Result<Option<DeploymentInfo>> {
+    Ok(
+        Api::<Deployment>::namespaced(client.clone(), HOST_NAMESPACE)
+            .get_opt(HOST_NAME)
+            .await
+            .with_context(|| format!("reading Deployment {HOST_NAMESPACE}/{HOST_NAME}"))?
+            .map(|d| DeploymentInfo {
+                replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                ready_replicas: d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+                available: deployment_available(&d),
+            }),
+    )
+}
+
+/// The host's leader election Lease: who holds it and how fresh it is, when it exists.
+async fn host_leader(client: &Client) -> Result<Option<LeaderInfo>> {
+    Ok(Api::<Lease>::namespaced(client.clone(), HOST_NAMESPACE)
         .get_opt(HOST_NAME)
         .await
         .with_context(|| format!("reading Lease {HOST_NAMESPACE}/{HOST_NAME}"))?
@@ -297,20 +348,12 @@ async fn collect(client: &Client) -> Result<Info> {
                 .as_ref()
                 .and_then(|s| s.renew_time.as_ref())
                 .map(|t| now_seconds() - t.0.as_second()),
-        });
-    let installed = crds_present && cluster_identity.is_some();
-    let status = host_status(installed, deployment.as_ref(), leader.as_ref());
-    let gateway = gateway_info(client).await?;
+        }))
+}
 
-    let fcs = manifests::list_if_installed(
-        &Api::<ForeignCluster>::all(client.clone()),
-        "ForeignClusters",
-    )
-    .await?;
-    let mut peerings = Vec::new();
-    for fc in &fcs {
-        peerings.push(peering_info(client, fc).await);
-    }
+/// What each consumer may do here as a provider, from the limits ConfigMap (the defaults when
+/// it is absent).
+async fn peer_limits(client: &Client) -> Result<PeerLimitsInfo> {
     let limits_cm = Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
         .get_opt(liqo_host::api::wire::LIMITS_CONFIGMAP)
         .await
@@ -328,24 +371,10 @@ async fn collect(client: &Client) -> Result<Info> {
                     liqo_host::api::wire::LIMITS_CONFIGMAP
                 )
             })?;
-    let consumers = consumers(client).await?;
-
-    Ok(Info {
-        cluster_identity,
-        host: HostInfo {
-            installed,
-            status,
-            deployment,
-            leader,
-        },
-        gateway,
-        peerings,
-        peer_limits: PeerLimitsInfo {
-            max_namespaces_per_peer: limits.max_namespaces,
-            quota: limits.quota,
-            service_types: limits.service_types,
-        },
-        consumers,
+    Ok(PeerLimitsInfo {
+        max_namespaces_per_peer: limits.max_namespaces,
+        quota: limits.quota,
+        service_types: limits.service_types,
     })
 }
 
@@ -615,6 +644,8 @@ pub fn age(seconds: i64) -> String {
     }
 }
 
+/// Prints the report for people: the cluster, the host, the gateway, the consumers and the
+/// peerings.
 fn print_human(info: &Info) {
     println!("Cluster");
     match &info.cluster_identity {
@@ -637,22 +668,28 @@ fn print_human(info: &Info) {
     for line in gateway_lines(&info.gateway) {
         println!("  {line}");
     }
+    print_consumers(&info.consumers, &info.peer_limits);
+    print_peerings(&info.peerings);
+}
+
+/// The consumers section: the limits, then each peering identity made here.
+fn print_consumers(consumers: &[ConsumerInfo], limits: &PeerLimitsInfo) {
     println!("Consumers (peering identities made here)");
     println!(
         "  limits: {} twin namespaces each; quota {}; Service types {}",
-        info.peer_limits.max_namespaces_per_peer,
-        info.peer_limits
+        limits.max_namespaces_per_peer,
+        limits
             .quota
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(","),
-        info.peer_limits.service_types.join(",")
+        limits.service_types.join(",")
     );
-    if info.consumers.is_empty() {
+    if consumers.is_empty() {
         println!("  none");
     }
-    for c in &info.consumers {
+    for c in consumers {
         let who = if c.consumer_id.is_empty() {
             "not claimed yet".to_string()
         } else {
@@ -662,7 +699,7 @@ fn print_human(info: &Info) {
             "  {}: {who}, {}/{} twin namespaces{}",
             c.tenant,
             c.twin_namespaces.len(),
-            info.peer_limits.max_namespaces_per_peer,
+            limits.max_namespaces_per_peer,
             if c.twin_namespaces.is_empty() {
                 String::new()
             } else {
@@ -688,8 +725,12 @@ fn print_human(info: &Info) {
             println!("    refused: {r}");
         }
     }
+}
+
+/// The peerings section: a table like kubectl's, then each peering's gateway and problems.
+fn print_peerings(peerings: &[PeeringInfo]) {
     println!("Peerings");
-    if info.peerings.is_empty() {
+    if peerings.is_empty() {
         println!(
             "  none: on a provider run `liqoctl generate peer-command`, then run its output here"
         );
@@ -706,8 +747,7 @@ fn print_human(info: &Info) {
         "HEALTH",
         "CREDENTIAL",
     ];
-    let rows: Vec<[String; 9]> = info
-        .peerings
+    let rows: Vec<[String; 9]> = peerings
         .iter()
         .map(|p| {
             [
@@ -743,7 +783,7 @@ fn print_human(info: &Info) {
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
-    for p in &info.peerings {
+    for p in peerings {
         if let Some(gateway) = &p.gateway {
             println!(
                 "  {}: through the gateways ({}'s at {}, certificate fingerprint {})",

@@ -133,8 +133,64 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
 
     // Decide the identity before changing anything, so a conflicting --cluster-id leaves the
     // cluster untouched.
-    let existing = read_identity(&client).await?;
-    let (identity, kept) = match (existing, &args.cluster_id) {
+    let (identity, kept) = decide_identity(global, &args, &client).await?;
+    let cluster_labels = match &args.cluster_labels {
+        Some(labels) => labels.clone(),
+        None => liqo_host::protocol::cluster_labels::read_own(&client)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} (nothing was changed)"))?,
+    };
+    let image = match &args.image {
+        Some(image) => image.clone(),
+        None => manifests::default_image()?,
+    };
+    let deadline = Instant::now() + args.timeout;
+
+    // 1. The API: CRDs first, so the host never starts without its kinds.
+    let crd_names = apply_crds(&client, deadline, args.timeout).await?;
+
+    // 2. Namespace, RBAC and the identity, which the host reads at startup.
+    let host = manifests::host_manifests(!args.skip_deployment, Some(&image))?;
+    let (deployment, rest): (Vec<_>, Vec<_>) =
+        host.into_iter().partition(|m| m.gvk.kind == "Deployment");
+    for manifest in &rest {
+        manifests::apply(&client, manifest).await?;
+    }
+    apply_identity_config_map(&client, &identity, &cluster_labels).await?;
+    let limits = apply_peer_limits(&client, &args).await?;
+    let gateway = create_gateway_identity(&client, &identity).await?;
+
+    // 3. The host itself.
+    for manifest in &deployment {
+        manifests::apply(&client, manifest).await?;
+    }
+    if !deployment.is_empty() {
+        wait_available(&client, &image, deadline, args.timeout).await?;
+    }
+
+    let summary = InstallSummary {
+        identity,
+        kept,
+        cluster_labels,
+        crd_names,
+        limits,
+        gateway,
+        image,
+    };
+    print_install_summary(global, &args, &client, &summary).await
+}
+
+/// The identity to install: the existing one (its name updated by `--cluster-name`), or a new
+/// one from `--cluster-id` or generated; `true` when the existing one was kept. Fails, before
+/// anything is changed, when `--cluster-id` conflicts with the installed id or when the
+/// installed identity is unusable and no id is given.
+async fn decide_identity(
+    global: &GlobalArgs,
+    args: &InstallArgs,
+    client: &Client,
+) -> Result<(ClusterIdentityConfig, bool)> {
+    let existing = read_identity(client).await?;
+    Ok(match (existing, &args.cluster_id) {
         (Some(Ok(existing)), Some(requested)) if &existing.cluster_id != requested => bail!(
             "this cluster is already installed with cluster id {:?} (ConfigMap \
              {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}), not {requested:?}: \
@@ -158,25 +214,16 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         (Some(Err(err)), None) => {
             bail!("{err}; pass --cluster-id to write a valid identity (nothing was changed)")
         }
-        (Some(Err(_)), Some(id)) | (None, Some(id)) => (new_identity(id.clone(), &args), false),
+        (Some(Err(_)), Some(id)) | (None, Some(id)) => (new_identity(id.clone(), args), false),
         (None, None) => {
             let id = generated_cluster_id(global)?;
-            (new_identity(id, &args), false)
+            (new_identity(id, args), false)
         }
-    };
-    let cluster_labels = match &args.cluster_labels {
-        Some(labels) => labels.clone(),
-        None => liqo_host::protocol::cluster_labels::read_own(&client)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e} (nothing was changed)"))?,
-    };
-    let image = match &args.image {
-        Some(image) => image.clone(),
-        None => manifests::default_image()?,
-    };
-    let deadline = Instant::now() + args.timeout;
+    })
+}
 
-    // 1. The API: CRDs first, so the host never starts without its kinds.
+/// Applies this project's CRDs and waits until they are established; returns their names.
+async fn apply_crds(client: &Client, deadline: Instant, timeout: Duration) -> Result<Vec<String>> {
     let crds = liqo_host::api::crds();
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
@@ -188,21 +235,23 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
             .with_context(|| format!("applying CustomResourceDefinition {name}"))?;
     }
     let crd_names: Vec<String> = crds.iter().map(ResourceExt::name_any).collect();
-    wait_established(&crd_api, &crd_names, deadline, args.timeout).await?;
+    wait_established(&crd_api, &crd_names, deadline, timeout).await?;
+    Ok(crd_names)
+}
 
-    // 2. Namespace, RBAC and the identity, which the host reads at startup.
-    let host = manifests::host_manifests(!args.skip_deployment, Some(&image))?;
-    let (deployment, rest): (Vec<_>, Vec<_>) =
-        host.into_iter().partition(|m| m.gvk.kind == "Deployment");
-    for manifest in &rest {
-        manifests::apply(&client, manifest).await?;
-    }
+/// Applies the identity ConfigMap, which carries this cluster's id, name and labels.
+async fn apply_identity_config_map(
+    client: &Client,
+    identity: &ClusterIdentityConfig,
+    cluster_labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
     let mut cm = identity.to_config_map();
     cm.labels_mut()
         .insert("app.kubernetes.io/part-of".into(), "liqo".into());
     cm.data.get_or_insert_default().insert(
         liqo_host::api::wire::CLUSTER_LABELS_KEY.into(),
-        liqo_host::protocol::cluster_labels::render(&cluster_labels),
+        liqo_host::protocol::cluster_labels::render(cluster_labels),
     );
     Api::<ConfigMap>::namespaced(client.clone(), CLUSTER_IDENTITY_NAMESPACE)
         .patch(CLUSTER_IDENTITY_CONFIGMAP, &params, &Patch::Apply(&cm))
@@ -210,6 +259,16 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         .with_context(|| {
             format!("applying ConfigMap {CLUSTER_IDENTITY_NAMESPACE}/{CLUSTER_IDENTITY_CONFIGMAP}")
         })?;
+    Ok(())
+}
+
+/// Applies the ConfigMap of what each consumer may do here as a provider (the `--peer-*`
+/// flags over the defaults); returns the limits applied.
+async fn apply_peer_limits(
+    client: &Client,
+    args: &InstallArgs,
+) -> Result<liqo_host::protocol::limits::PeerLimits> {
+    let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
     let mut limits = liqo_host::protocol::limits::PeerLimits {
         max_namespaces: args.peer_namespace_limit,
         ..liqo_host::protocol::limits::PeerLimits::default()
@@ -240,8 +299,16 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
                 liqo_host::api::wire::LIMITS_CONFIGMAP
             )
         })?;
+    Ok(limits)
+}
+
+/// [`ensure_gateway_identity`] behind a spinner that says whether it was created or kept.
+async fn create_gateway_identity(
+    client: &Client,
+    identity: &ClusterIdentityConfig,
+) -> Result<GatewayIdentity> {
     let spinner = Spinner::start("creating the gateway identity");
-    let gateway = match ensure_gateway_identity(&client, &identity).await {
+    let gateway = match ensure_gateway_identity(client, identity).await {
         Ok(gateway) => gateway,
         Err(err) => {
             spinner.fail("gateway identity not usable");
@@ -254,17 +321,39 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         if gateway.created { "created" } else { "kept" },
         gateway.fingerprint
     ));
+    Ok(gateway)
+}
 
-    // 3. The host itself.
-    for manifest in &deployment {
-        manifests::apply(&client, manifest).await?;
-    }
-    if !deployment.is_empty() {
-        wait_available(&client, &image, deadline, args.timeout).await?;
-    }
+/// What `install` did, for its summary.
+struct InstallSummary {
+    identity: ClusterIdentityConfig,
+    /// The identity was kept from an existing installation.
+    kept: bool,
+    cluster_labels: BTreeMap<String, String>,
+    crd_names: Vec<String>,
+    limits: liqo_host::protocol::limits::PeerLimits,
+    gateway: GatewayIdentity,
+    image: String,
+}
 
+/// Prints the summary of `install` and the next steps on stdout (the spinners went to stderr).
+async fn print_install_summary(
+    global: &GlobalArgs,
+    args: &InstallArgs,
+    client: &Client,
+    summary: &InstallSummary,
+) -> Result<()> {
+    let InstallSummary {
+        identity,
+        kept,
+        cluster_labels,
+        crd_names,
+        limits,
+        gateway,
+        image,
+    } = summary;
     // Summary on stdout (the spinners went to stderr).
-    let id_note = if kept {
+    let id_note = if *kept {
         " (kept from the existing installation)"
     } else {
         ""
@@ -277,7 +366,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         if cluster_labels.is_empty() {
             "none (--cluster-labels)".to_string()
         } else {
-            liqo_host::protocol::cluster_labels::render(&cluster_labels)
+            liqo_host::protocol::cluster_labels::render(cluster_labels)
         }
     );
     println!("  CRDs:          {} (established)", crd_names.join(", "));
@@ -302,31 +391,7 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         gateway.fingerprint
     );
     if args.skip_deployment {
-        println!("  host:          not deployed (--skip-deployment)");
-        let deployed = Api::<Deployment>::namespaced(client.clone(), HOST_NAMESPACE)
-            .get_opt(HOST_NAME)
-            .await
-            .with_context(|| format!("reading Deployment {HOST_NAMESPACE}/{HOST_NAME}"))?
-            .is_some();
-        if deployed {
-            println!(
-                "                 note: Deployment {HOST_NAMESPACE}/{HOST_NAME} from an earlier \
-                 install is still there; the Lease {HOST_NAMESPACE}/{HOST_NAME} lets only one \
-                 host lead"
-            );
-        }
-        let kubeconfig = global
-            .kubeconfig
-            .as_deref()
-            .map(|k| format!(" --kubeconfig {k}"))
-            .unwrap_or_default();
-        println!();
-        println!("Next steps:");
-        println!("  1. run the host next to the cluster: liqo-host run{kubeconfig}");
-        println!(
-            "  2. peer: run `liqoctl generate peer-command` on the provider, then the command it \
-             prints here"
-        );
+        print_next_steps_without_host(global, client).await?;
     } else {
         println!("  host:          Deployment {HOST_NAMESPACE}/{HOST_NAME} available ({image})");
         println!();
@@ -337,6 +402,37 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
         );
     }
     println!("`liqoctl info` shows this cluster's identity, the host and the peerings.");
+    Ok(())
+}
+
+/// The end of the summary with `--skip-deployment`: a note about a Deployment left by an earlier
+/// install, and how to run the host outside the cluster.
+async fn print_next_steps_without_host(global: &GlobalArgs, client: &Client) -> Result<()> {
+    println!("  host:          not deployed (--skip-deployment)");
+    let deployed = Api::<Deployment>::namespaced(client.clone(), HOST_NAMESPACE)
+        .get_opt(HOST_NAME)
+        .await
+        .with_context(|| format!("reading Deployment {HOST_NAMESPACE}/{HOST_NAME}"))?
+        .is_some();
+    if deployed {
+        println!(
+            "                 note: Deployment {HOST_NAMESPACE}/{HOST_NAME} from an earlier \
+             install is still there; the Lease {HOST_NAMESPACE}/{HOST_NAME} lets only one \
+             host lead"
+        );
+    }
+    let kubeconfig = global
+        .kubeconfig
+        .as_deref()
+        .map(|k| format!(" --kubeconfig {k}"))
+        .unwrap_or_default();
+    println!();
+    println!("Next steps:");
+    println!("  1. run the host next to the cluster: liqo-host run{kubeconfig}");
+    println!(
+        "  2. peer: run `liqoctl generate peer-command` on the provider, then the command it \
+         prints here"
+    );
     Ok(())
 }
 
@@ -362,10 +458,52 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         .ok()
         .flatten();
 
+    remove_host_objects(&client, &mut removed).await?;
+
+    // Tenant namespaces hold the identities this cluster gave consumers as a provider (see
+    // liqo_host::protocol); each has a ClusterRoleBinding and a policy binding of its name.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let tenants = tenant_namespaces(&namespaces).await?;
+    let mut doomed = vec![HOST_NAMESPACE.to_string()];
+    if args.purge {
+        doomed.extend(purge_tenants(&client, &tenants, &mut removed).await?);
+    }
+    for ns in &doomed {
+        if delete_namespace(&namespaces, ns, deadline).await? {
+            removed.push(format!("Namespace {ns}"));
+        }
+    }
+    wait_gone(&namespaces, "Namespace", &doomed, deadline, args.timeout).await?;
+    if args.purge {
+        // The shared peering policies go last: the API server's policy caches lag a little, and
+        // a policy deleted while a binding of it is still cached denies namespace writes.
+        for manifest in manifests::peering_manifests()?.iter().rev() {
+            if manifests::delete(&client, manifest).await? {
+                removed.push(manifest.describe());
+            }
+        }
+    }
+
+    let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let kept_crds: Vec<String> = if args.purge {
+        purge_crds(&client, &crd_api, deadline, args.timeout, &mut removed).await?;
+        Vec::new()
+    } else {
+        our_crds(&crd_api).await?
+    };
+
+    print_uninstall_summary(&args, &removed, &kept_crds, &tenants, lease);
+    Ok(())
+}
+
+/// Deletes what `install` created outside the namespaces (in reverse apply order: the host
+/// stops before its permissions go), the ClusterRoles of accepted kinds, the identity ConfigMap
+/// and the gateway identity; adds what existed to `removed`.
+async fn remove_host_objects(client: &Client, removed: &mut Vec<String>) -> Result<()> {
     // Reverse apply order: the host stops before its permissions go.
     let host = manifests::host_manifests(true, None)?;
     for manifest in host.iter().rev().filter(|m| m.gvk.kind != "Namespace") {
-        if manifests::delete(&client, manifest).await? {
+        if manifests::delete(client, manifest).await? {
             removed.push(manifest.describe());
         }
     }
@@ -410,10 +548,11 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
             "Secret {CLUSTER_IDENTITY_NAMESPACE}/{GATEWAY_IDENTITY_SECRET} (gateway identity)"
         ));
     }
+    Ok(())
+}
 
-    // Tenant namespaces hold the identities this cluster gave consumers as a provider (see
-    // liqo_host::protocol); each has a ClusterRoleBinding and a policy binding of its name.
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+/// The names of the tenant namespaces, the identities this cluster gave consumers.
+async fn tenant_namespaces(namespaces: &Api<Namespace>) -> Result<Vec<String>> {
     // The same marker the host trusts: a label only a holder of namespace rights can set.
     let tenants: Vec<String> = namespaces
         .list(&ListParams::default().labels(&format!("{TENANT_NAMESPACE_LABEL}=true")))
@@ -424,83 +563,92 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         .filter(|ns| liqo_host::protocol::identity::is_tenant_namespace(ns))
         .map(ResourceExt::name_any)
         .collect();
-    let mut doomed = vec![HOST_NAMESPACE.to_string()];
-    if args.purge {
-        let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-        let policy_bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
-        for tenant in &tenants {
-            if manifests::delete_if_present(&bindings, tenant)
-                .await
-                .with_context(|| format!("deleting ClusterRoleBinding {tenant}"))?
-            {
-                removed.push(format!("ClusterRoleBinding {tenant}"));
-            }
-            if manifests::delete_if_present(&policy_bindings, tenant)
-                .await
-                .with_context(|| format!("deleting ValidatingAdmissionPolicyBinding {tenant}"))?
-            {
-                removed.push(format!("ValidatingAdmissionPolicyBinding {tenant}"));
-            }
-        }
-        // The twin namespaces this cluster's host made for each tenant (label liqo.io/tenant,
-        // set by the host only).
-        for tenant in &tenants {
-            let twins = liqo_host::protocol::twin_namespaces(&client, tenant)
-                .await
-                .with_context(|| format!("listing the twin namespaces of tenant {tenant}"))?;
-            doomed.extend(twins);
-        }
-        doomed.extend(tenants.iter().cloned());
-    }
-    for ns in &doomed {
-        if delete_namespace(&namespaces, ns, deadline).await? {
-            removed.push(format!("Namespace {ns}"));
-        }
-    }
-    wait_gone(&namespaces, "Namespace", &doomed, deadline, args.timeout).await?;
-    if args.purge {
-        // The shared peering policies go last: the API server's policy caches lag a little, and
-        // a policy deleted while a binding of it is still cached denies namespace writes.
-        for manifest in manifests::peering_manifests()?.iter().rev() {
-            if manifests::delete(&client, manifest).await? {
-                removed.push(manifest.describe());
-            }
-        }
-    }
+    Ok(tenants)
+}
 
-    let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let kept_crds: Vec<String> = if args.purge {
-        let names = our_crds(&crd_api).await?;
-        for name in &names {
-            wait_crd_storage(&client, &crd_api, name, deadline).await;
-            if manifests::delete_if_present(&crd_api, name)
-                .await
-                .with_context(|| format!("deleting CustomResourceDefinition {name}"))?
-            {
-                removed.push(format!("CustomResourceDefinition {name}"));
-            }
+/// For `--purge`: deletes each tenant's ClusterRoleBinding and policy binding (adding what
+/// existed to `removed`); returns the namespaces to delete with them, the tenants' twin
+/// namespaces and the tenant namespaces themselves.
+async fn purge_tenants(
+    client: &Client,
+    tenants: &[String],
+    removed: &mut Vec<String>,
+) -> Result<Vec<String>> {
+    let mut doomed = Vec::new();
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let policy_bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    for tenant in tenants {
+        if manifests::delete_if_present(&bindings, tenant)
+            .await
+            .with_context(|| format!("deleting ClusterRoleBinding {tenant}"))?
+        {
+            removed.push(format!("ClusterRoleBinding {tenant}"));
         }
-        let nudger = tokio::spawn(nudge_terminating_crds(crd_api.clone(), names.clone()));
-        let gone = wait_gone(
-            &crd_api,
-            "CustomResourceDefinition",
-            &names,
-            deadline,
-            args.timeout,
-        )
-        .await;
-        nudger.abort();
-        gone?;
-        Vec::new()
-    } else {
-        our_crds(&crd_api).await?
-    };
+        if manifests::delete_if_present(&policy_bindings, tenant)
+            .await
+            .with_context(|| format!("deleting ValidatingAdmissionPolicyBinding {tenant}"))?
+        {
+            removed.push(format!("ValidatingAdmissionPolicyBinding {tenant}"));
+        }
+    }
+    // The twin namespaces this cluster's host made for each tenant (label liqo.io/tenant,
+    // set by the host only).
+    for tenant in tenants {
+        let twins = liqo_host::protocol::twin_namespaces(client, tenant)
+            .await
+            .with_context(|| format!("listing the twin namespaces of tenant {tenant}"))?;
+        doomed.extend(twins);
+    }
+    doomed.extend(tenants.iter().cloned());
+    Ok(doomed)
+}
 
+/// For `--purge`: deletes this project's CRDs (with every object of their kinds) and waits until
+/// they are gone; adds what existed to `removed`.
+async fn purge_crds(
+    client: &Client,
+    crd_api: &Api<CustomResourceDefinition>,
+    deadline: Instant,
+    timeout: Duration,
+    removed: &mut Vec<String>,
+) -> Result<()> {
+    let names = our_crds(crd_api).await?;
+    for name in &names {
+        wait_crd_storage(client, crd_api, name, deadline).await;
+        if manifests::delete_if_present(crd_api, name)
+            .await
+            .with_context(|| format!("deleting CustomResourceDefinition {name}"))?
+        {
+            removed.push(format!("CustomResourceDefinition {name}"));
+        }
+    }
+    let nudger = tokio::spawn(nudge_terminating_crds(crd_api.clone(), names.clone()));
+    let gone = wait_gone(
+        crd_api,
+        "CustomResourceDefinition",
+        &names,
+        deadline,
+        timeout,
+    )
+    .await;
+    nudger.abort();
+    gone
+}
+
+/// Prints what `uninstall` removed and what it kept, and warns about a host still leading from
+/// outside the cluster.
+fn print_uninstall_summary(
+    args: &UninstallArgs,
+    removed: &[String],
+    kept_crds: &[String],
+    tenants: &[String],
+    lease: Option<Lease>,
+) {
     if removed.is_empty() {
         println!("liqo is not installed in this cluster: nothing to remove");
     } else {
         println!("liqo uninstalled; removed:");
-        for item in &removed {
+        for item in removed {
             println!("  {item}");
         }
     }
@@ -530,7 +678,6 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
              namespace {HOST_NAMESPACE} any more"
         );
     }
-    Ok(())
 }
 
 /// Deletes a namespace; returns whether it existed. An admission policy may deny the request
@@ -602,17 +749,33 @@ async fn ensure_nothing_active(client: &Client) -> Result<()> {
             "plugins (ReflectionPlugins)",
         ));
     }
+    let fixes = removal_commands(&plugins, &namespaces, &peerings, &local_name);
+    bail!(
+        "cannot uninstall: liqo is still in use by {} (nothing was changed); remove that \
+         first, in this order:{fixes}",
+        what.join(" and ")
+    )
+}
+
+/// The commands that remove the plugins, offloadings and peerings that hold liqo in use, one
+/// per line, in the order they must run.
+fn removal_commands(
+    plugins: &BTreeSet<String>,
+    namespaces: &BTreeSet<String>,
+    peerings: &[ForeignCluster],
+    local_name: &str,
+) -> String {
     // Unoffload before unpeering: the offloading's finalizer needs the peering to delete the
     // twin namespaces in the peer.
     let mut fixes = String::new();
     // Plugins first: the host removes the remote copies they made while the peering exists.
-    for plugin in &plugins {
+    for plugin in plugins {
         fixes.push_str(&format!("\n  liqoctl plugin uninstall {plugin}"));
     }
-    for ns in &namespaces {
+    for ns in namespaces {
         fixes.push_str(&format!("\n  liqoctl unoffload namespace {ns}"));
     }
-    for fc in &peerings {
+    for fc in peerings {
         let role = fc.status.as_ref().map(|s| s.role).unwrap_or_default();
         // An incoming peering is removed from the consumer's side; this cluster (the provider)
         // then revokes the identity by itself.
@@ -629,11 +792,7 @@ async fn ensure_nothing_active(client: &Client) -> Result<()> {
             fixes.push_str(&format!("\n  liqoctl unpeer out-of-band {}", fc.name_any()));
         }
     }
-    bail!(
-        "cannot uninstall: liqo is still in use by {} (nothing was changed); remove that \
-         first, in this order:{fixes}",
-        what.join(" and ")
-    )
+    fixes
 }
 
 /// `1 peering (ForeignCluster) newyork` or `2 peerings (ForeignClusters) a, b`.

@@ -150,45 +150,17 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
         timeout,
         output,
     } = cmd;
-    if pod_offloading_strategy != PodStrategy::Local {
-        bail!(
-            "--pod-offloading-strategy {pod_offloading_strategy:?} is not supported: pods always \
-             stay in this cluster; use --pod-offloading-strategy Local"
-        );
-    }
-    // Checked before any request, so a typo gets its own sentence rather than "does not
-    // exist" (a name kubectl could never create) or the API server's schema error.
-    for namespace in &namespaces {
-        check_namespace_name("namespace", namespace)?;
-    }
-    if let Some(name) = &remote_namespace_name {
-        check_namespace_name("--remote-namespace-name", name)?;
-        if namespaces.len() != 1 {
-            bail!(
-                "--remote-namespace-name names the twin of one namespace: offload a single \
-                 namespace with it (two namespaces cannot share a twin)"
-            );
-        }
-    }
-    match (namespace_mapping_strategy, &remote_namespace_name) {
-        (MappingStrategy::SelectedName, None) => {
-            bail!("--namespace-mapping-strategy SelectedName needs --remote-namespace-name")
-        }
-        (MappingStrategy::EnforceSameName | MappingStrategy::DefaultName, Some(_)) => bail!(
-            "--remote-namespace-name goes only with --namespace-mapping-strategy SelectedName"
-        ),
-        _ => {}
-    }
-    let mut spec = json!({
-        "namespaceMappingStrategy": format!("{namespace_mapping_strategy:?}"),
-        "podOffloadingStrategy": "Local",
-    });
-    if let Some(name) = &remote_namespace_name {
-        spec["remoteNamespaceName"] = json!(name);
-    }
-    if !selectors.is_empty() {
-        spec["clusterSelector"] = serde_json::to_value(ClusterSelector::from_terms(selectors))?;
-    }
+    check_offload_flags(
+        pod_offloading_strategy,
+        &namespaces,
+        namespace_mapping_strategy,
+        remote_namespace_name.as_deref(),
+    )?;
+    let spec = offloading_spec(
+        namespace_mapping_strategy,
+        remote_namespace_name.as_deref(),
+        selectors,
+    )?;
     let manifest = |namespace: &str| {
         json!({
             "apiVersion": "offloading.liqo.io/v1beta1",
@@ -236,6 +208,65 @@ pub async fn offload(global: &GlobalArgs, cmd: OffloadCommand) -> Result<()> {
     Ok(())
 }
 
+/// Refuses, before any request, flags that cannot work together: a pod strategy other than
+/// Local, malformed namespace names, and a remote name without SelectedName (or the reverse).
+fn check_offload_flags(
+    pod_offloading_strategy: PodStrategy,
+    namespaces: &[String],
+    namespace_mapping_strategy: MappingStrategy,
+    remote_namespace_name: Option<&str>,
+) -> Result<()> {
+    if pod_offloading_strategy != PodStrategy::Local {
+        bail!(
+            "--pod-offloading-strategy {pod_offloading_strategy:?} is not supported: pods always \
+             stay in this cluster; use --pod-offloading-strategy Local"
+        );
+    }
+    // Checked before any request, so a typo gets its own sentence rather than "does not
+    // exist" (a name kubectl could never create) or the API server's schema error.
+    for namespace in namespaces {
+        check_namespace_name("namespace", namespace)?;
+    }
+    if let Some(name) = remote_namespace_name {
+        check_namespace_name("--remote-namespace-name", name)?;
+        if namespaces.len() != 1 {
+            bail!(
+                "--remote-namespace-name names the twin of one namespace: offload a single \
+                 namespace with it (two namespaces cannot share a twin)"
+            );
+        }
+    }
+    match (namespace_mapping_strategy, remote_namespace_name) {
+        (MappingStrategy::SelectedName, None) => {
+            bail!("--namespace-mapping-strategy SelectedName needs --remote-namespace-name")
+        }
+        (MappingStrategy::EnforceSameName | MappingStrategy::DefaultName, Some(_)) => bail!(
+            "--remote-namespace-name goes only with --namespace-mapping-strategy SelectedName"
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The `spec` of the NamespaceOffloading the flags ask for.
+fn offloading_spec(
+    namespace_mapping_strategy: MappingStrategy,
+    remote_namespace_name: Option<&str>,
+    selectors: Vec<ClusterSelectorTerm>,
+) -> Result<Value> {
+    let mut spec = json!({
+        "namespaceMappingStrategy": format!("{namespace_mapping_strategy:?}"),
+        "podOffloadingStrategy": "Local",
+    });
+    if let Some(name) = remote_namespace_name {
+        spec["remoteNamespaceName"] = json!(name);
+    }
+    if !selectors.is_empty() {
+        spec["clusterSelector"] = serde_json::to_value(ClusterSelector::from_terms(selectors))?;
+    }
+    Ok(spec)
+}
+
 /// The namespaces matching `query` (sorted), refusing a malformed query or one that matches
 /// nothing.
 async fn selected_namespaces(client: &kube::Client, query: &str) -> Result<Vec<String>> {
@@ -279,6 +310,30 @@ async fn offload_one(
     }
 
     let api: Api<NamespaceOffloading> = Api::namespaced(client.clone(), namespace);
+    let applied = apply_offloading(&api, namespace, manifest).await?;
+    let generation = applied.metadata.generation.unwrap_or_default();
+
+    let spinner = Spinner::start(format!("Offloading namespace {namespace}"));
+    let Some((object, phase)) =
+        wait_settled(&api, namespace, generation, timeout, &spinner).await?
+    else {
+        spinner.fail(format!("Offloading namespace {namespace}"));
+        bail!(
+            "timed out after {}s waiting for the host to offload {namespace}: is liqo-host \
+             running? (liqoctl info)",
+            timeout.as_secs()
+        );
+    };
+    report_offloaded(spinner, namespace, &object, phase)
+}
+
+/// Applies the NamespaceOffloading of `namespace`, unless it exists with this spec; returns it
+/// as it is now. Refuses a change of an immutable field.
+async fn apply_offloading(
+    api: &Api<NamespaceOffloading>,
+    namespace: &str,
+    manifest: &Value,
+) -> Result<NamespaceOffloading> {
     // Already offloaded with this spec (by liqoctl, or applied from `-o yaml` by kubectl or a
     // GitOps tool): nothing to write, and no field-ownership conflict with that manager. A
     // change of an immutable field is refused here, whoever manages the object.
@@ -312,7 +367,7 @@ async fn offload_one(
             .await
         }
     };
-    let applied = applied.map_err(|e| match e {
+    applied.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 409 => anyhow::anyhow!(
             "the NamespaceOffloading of {namespace} is managed by someone else, and liqoctl \
                  would change it ({}): change it where it is managed (for example with kubectl \
@@ -327,12 +382,20 @@ async fn offload_one(
             "the NamespaceOffloading kind is not installed in this cluster: run liqoctl install"
         ),
         other => anyhow::Error::new(other).context(format!("offloading namespace {namespace}")),
-    })?;
-    let generation = applied.metadata.generation.unwrap_or_default();
+    })
+}
 
-    let spinner = Spinner::start(format!("Offloading namespace {namespace}"));
+/// Waits until the host has seen `generation` and left the InProgress phase, showing the phase
+/// on the spinner; `None` after `timeout`.
+async fn wait_settled(
+    api: &Api<NamespaceOffloading>,
+    namespace: &str,
+    generation: i64,
+    timeout: Duration,
+    spinner: &Spinner,
+) -> Result<Option<(NamespaceOffloading, OffloadingPhase)>> {
     let started = Instant::now();
-    let done = loop {
+    loop {
         let current = api.get_opt(NAMESPACE_OFFLOADING_NAME).await?;
         if let Some(phase) = current
             .as_ref()
@@ -350,19 +413,23 @@ async fn offload_one(
             && let Some(phase) = status.offloading_phase
             && phase != OffloadingPhase::InProgress
         {
-            break (o.clone(), phase);
+            return Ok(Some((o.clone(), phase)));
         }
         if started.elapsed() > timeout {
-            spinner.fail(format!("Offloading namespace {namespace}"));
-            bail!(
-                "timed out after {}s waiting for the host to offload {namespace}: is liqo-host \
-                 running? (liqoctl info)",
-                timeout.as_secs()
-            );
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let (object, phase) = done;
+    }
+}
+
+/// Ends the spinner with the host's answer: offloaded (to which peers), offloaded with no peer
+/// selected yet, or the failure.
+fn report_offloaded(
+    spinner: Spinner,
+    namespace: &str,
+    object: &NamespaceOffloading,
+    phase: OffloadingPhase,
+) -> Result<()> {
     let status = object.status.clone().unwrap_or_default();
     let remote = status.remote_namespace_name.clone().unwrap_or_default();
     let selected: Vec<&str> = status

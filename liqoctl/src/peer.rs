@@ -275,6 +275,13 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
         endpoint_override,
     )
     .await?;
+    print_peer_command(made, only_command);
+    Ok(())
+}
+
+/// Prints the peer command for `made` (with `only_command`, nothing else on stdout), and a note
+/// on stderr when no gateway is announced.
+fn print_peer_command(made: MadeIdentity, only_command: bool) {
     let MadeIdentity {
         identity,
         name,
@@ -320,7 +327,6 @@ pub async fn generate(global: &GlobalArgs, cmd: GenerateCommand) -> Result<()> {
         println!();
         println!("{command}");
     }
-    Ok(())
 }
 
 /// Runs `liqoctl generate peering-user`.
@@ -456,6 +462,101 @@ pub async fn peer(global: &GlobalArgs, args: PeerArgs) -> Result<()> {
 
 /// Runs `liqoctl peer out-of-band ...` (also the last step of the v1 form).
 pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -> Result<()> {
+    let CheckedPeerCommand {
+        name,
+        cluster_id,
+        url,
+        ca_pem,
+        token,
+        gateway,
+        timeout,
+    } = check_peer_command(args)?;
+
+    let client = global.client().await?;
+    let local = local_identity(&client).await?;
+    let repeer = check_local_cluster(&client, &local, &name, &cluster_id).await?;
+
+    // The provider must answer with this CA and token before anything is written.
+    let spinner = Spinner::start(format!("Checking the provider at {url}"));
+    let (provider, tenant) =
+        match reach_provider(&url, &ca_pem, &token, &name, &local.cluster_id).await {
+            Ok(reached) => reached,
+            Err((failure, err)) => {
+                spinner.fail(failure);
+                return Err(err);
+            }
+        };
+    spinner.set_message(format!("Claiming the peering identity on {name}"));
+    let claimed = claim_identity(
+        &client,
+        &provider,
+        &tenant,
+        &local.cluster_id,
+        gateway.is_some(),
+    )
+    .await;
+    if let Err(err) = claimed {
+        spinner.fail("the provider refused the claim");
+        return Err(anyhow!(
+            "{name} refused to let this cluster ({}) claim the peering identity in {tenant}: {err}",
+            local.cluster_id
+        ));
+    }
+
+    spinner.set_message(format!("Creating ForeignCluster {name}"));
+    let secret_name = format!("liqo-peering-{name}");
+    if let Err(err) = create_peering(
+        &client,
+        &name,
+        &cluster_id,
+        &secret_name,
+        [
+            (CREDENTIALS_KEY_TOKEN, token.as_str()),
+            (CREDENTIALS_KEY_CA, ca_pem.as_str()),
+            (CREDENTIALS_KEY_SERVER, url.as_str()),
+            (wire::CREDENTIALS_KEY_TENANT, tenant.as_str()),
+        ],
+        gateway.as_ref(),
+        repeer,
+    )
+    .await
+    {
+        spinner.fail("could not create the peering");
+        rollback(&client, &name, &secret_name, repeer).await;
+        return Err(err);
+    }
+
+    spinner.set_message(format!(
+        "Waiting for the host to establish the peering with {name}"
+    ));
+    let fcs: Api<ForeignCluster> = Api::all(client.clone());
+    match wait_established(&fcs, &name, timeout).await {
+        Ok(()) => {
+            spinner.success(format!("Peered with {name} (cluster id {cluster_id})"));
+            print_peered(&name, gateway.as_ref());
+            Ok(())
+        }
+        Err(err) => {
+            spinner.fail(format!("the peering with {name} was not established"));
+            rollback(&client, &name, &secret_name, repeer).await;
+            Err(err)
+        }
+    }
+}
+
+/// The flags of `peer out-of-band`, checked.
+struct CheckedPeerCommand {
+    name: String,
+    cluster_id: String,
+    url: String,
+    ca_pem: String,
+    token: String,
+    gateway: Option<peering::GatewayFlags>,
+    timeout: Duration,
+}
+
+/// Checks the input of `peer out-of-band` first: nothing is contacted with a malformed command.
+fn check_peer_command(args: OutOfBandArgs) -> Result<CheckedPeerCommand> {
     let OutOfBandArgs {
         name,
         api_server_url,
@@ -466,7 +567,6 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
         gateway_endpoint,
         timeout,
     } = args;
-    // Input first: nothing is contacted with a malformed command.
     peering::check_name(&name)?;
     peering::check_cluster_id(&cluster_id)?;
     let url = peering::check_url(&api_server_url)?;
@@ -475,9 +575,45 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
     peering::check_token(&token, Timestamp::now().as_second())?;
     let gateway =
         peering::check_gateway(gateway_fingerprint.as_deref(), gateway_endpoint.as_deref())?;
+    Ok(CheckedPeerCommand {
+        name,
+        cluster_id,
+        url,
+        ca_pem,
+        token,
+        gateway,
+        timeout,
+    })
+}
 
-    let client = global.client().await?;
-    let local = local_identity(&client).await?;
+/// Reaches the provider with the command's CA and token and checks that it accepts this
+/// peering; returns the provider's client and the tenant namespace, or the spinner's failure
+/// line with the error.
+async fn reach_provider(
+    url: &str,
+    ca_pem: &str,
+    token: &str,
+    name: &str,
+    local_id: &str,
+) -> Result<(Client, String), (&'static str, anyhow::Error)> {
+    let provider = provider_client(url, ca_pem, token)
+        .await
+        .map_err(|err| ("the provider cannot be used", err))?;
+    let tenant = check_provider(&provider, url, name, local_id)
+        .await
+        .map_err(|err| ("the provider refused the peering", err))?;
+    Ok((provider, tenant))
+}
+
+/// Checks this (consumer) cluster before the provider is contacted: the id is not its own, the
+/// name and the id are not peered under another id or name, and liqo is installed. Returns
+/// whether this is a re-peering (a ForeignCluster of this name and id exists).
+async fn check_local_cluster(
+    client: &Client,
+    local: &ClusterIdentityConfig,
+    name: &str,
+    cluster_id: &str,
+) -> Result<bool> {
     if cluster_id == local.cluster_id {
         bail!(
             "--cluster-id {cluster_id} is this cluster's own id: run the peer command against the \
@@ -522,43 +658,37 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
             "namespace {CLUSTER_IDENTITY_NAMESPACE} not found in this cluster: run `liqoctl install`"
         );
     }
+    Ok(repeer)
+}
 
-    // The provider must answer with this CA and token before anything is written.
-    let spinner = Spinner::start(format!("Checking the provider at {url}"));
-    let provider = match provider_client(&url, &ca_pem, &token).await {
-        Ok(c) => c,
-        Err(err) => {
-            spinner.fail("the provider cannot be used");
-            return Err(err);
-        }
-    };
-    let tenant = match check_provider(&provider, &url, &name, &local.cluster_id).await {
-        Ok(t) => t,
-        Err(err) => {
-            spinner.fail("the provider refused the peering");
-            return Err(err);
-        }
-    };
-    spinner.set_message(format!("Claiming the peering identity on {name}"));
+/// Claims the peering identity in `tenant` on the provider (its Lease), declaring this
+/// cluster's pod ranges when no gateway is used.
+async fn claim_identity(
+    client: &Client,
+    provider: &Client,
+    tenant: &str,
+    local_cluster_id: &str,
+    through_gateway: bool,
+) -> kube::Result<Lease> {
     // The claim declares where this cluster's endpoints are (its pod ranges; nothing through
     // the gateways): the provider lets its EndpointSlices point nowhere else. The host keeps
     // the declaration current at every renewal (a new node's range, a CidrRemap edit).
-    let declared = if gateway.is_some() {
+    let declared = if through_gateway {
         None
     } else {
         // Not fatal: the host declares them at its first renewal (and says why it cannot).
-        endpoint_ranges::local_pod_ranges(&client)
+        endpoint_ranges::local_pod_ranges(client)
             .await
             .ok()
             .and_then(|pods| endpoint_ranges::declaration(None, &pods))
     };
     let declared = declared.filter(|d| d.len() <= endpoint_ranges::MAX_DECLARATION_LEN);
-    let claimed = match declared {
+    match declared {
         Some(ranges) => {
             match lease::renew_lease_announcing(
-                &provider,
-                &tenant,
-                &local.cluster_id,
+                provider,
+                tenant,
+                local_cluster_id,
                 endpoint_ranges::lease_annotation(Some(&ranges)),
             )
             .await
@@ -568,69 +698,28 @@ pub(crate) async fn peer_out_of_band(global: &GlobalArgs, args: OutOfBandArgs) -
                 Err(kube::Error::Api(s))
                     if s.code == 422 && s.message.contains(lease::LEASE_ANNOTATIONS_REFUSED) =>
                 {
-                    lease::renew_lease(&provider, &tenant, &local.cluster_id).await
+                    lease::renew_lease(provider, tenant, local_cluster_id).await
                 }
                 other => other,
             }
         }
-        None => lease::renew_lease(&provider, &tenant, &local.cluster_id).await,
-    };
-    if let Err(err) = claimed {
-        spinner.fail("the provider refused the claim");
-        return Err(anyhow!(
-            "{name} refused to let this cluster ({}) claim the peering identity in {tenant}: {err}",
-            local.cluster_id
-        ));
+        None => lease::renew_lease(provider, tenant, local_cluster_id).await,
     }
+}
 
-    spinner.set_message(format!("Creating ForeignCluster {name}"));
-    let secret_name = format!("liqo-peering-{name}");
-    if let Err(err) = create_peering(
-        &client,
-        &name,
-        &cluster_id,
-        &secret_name,
-        [
-            (CREDENTIALS_KEY_TOKEN, token.as_str()),
-            (CREDENTIALS_KEY_CA, ca_pem.as_str()),
-            (CREDENTIALS_KEY_SERVER, url.as_str()),
-            (wire::CREDENTIALS_KEY_TENANT, tenant.as_str()),
-        ],
-        gateway.as_ref(),
-        repeer,
-    )
-    .await
-    {
-        spinner.fail("could not create the peering");
-        rollback(&client, &name, &secret_name, repeer).await;
-        return Err(err);
+/// What to know and do after a peering is established, on stdout.
+fn print_peered(name: &str, gateway: Option<&peering::GatewayFlags>) {
+    if let Some(gateway) = gateway {
+        println!(
+            "Traffic from {name} to this cluster's Services goes through the gateways \
+             ({name}'s at {}, certificate fingerprint {}).",
+            gateway.endpoint, gateway.fingerprint
+        );
     }
-
-    spinner.set_message(format!(
-        "Waiting for the host to establish the peering with {name}"
-    ));
-    match wait_established(&fcs, &name, timeout).await {
-        Ok(()) => {
-            spinner.success(format!("Peered with {name} (cluster id {cluster_id})"));
-            if let Some(gateway) = &gateway {
-                println!(
-                    "Traffic from {name} to this cluster's Services goes through the gateways \
-                     ({name}'s at {}, certificate fingerprint {}).",
-                    gateway.endpoint, gateway.fingerprint
-                );
-            }
-            println!(
-                "Check the peering with `kubectl get foreignclusters {name}`; offload a namespace \
-                 with `liqoctl offload namespace NAMESPACE`."
-            );
-            Ok(())
-        }
-        Err(err) => {
-            spinner.fail(format!("the peering with {name} was not established"));
-            rollback(&client, &name, &secret_name, repeer).await;
-            Err(err)
-        }
-    }
+    println!(
+        "Check the peering with `kubectl get foreignclusters {name}`; offload a namespace \
+         with `liqoctl offload namespace NAMESPACE`."
+    );
 }
 
 /// Runs `liqoctl unpeer ...`.
@@ -669,19 +758,7 @@ pub(crate) async fn unpeer_out_of_band(client: &Client, args: UnpeerOutOfBandArg
             anyhow!("ForeignCluster {name} not found: nothing to unpeer (`kubectl get foreignclusters` lists the peerings)")
         })?;
     let id = fc.spec.cluster_id.clone();
-    let offloaded = offloadings_towards(&client, &id).await?;
-    if !offloaded.is_empty() && !force {
-        let fixes: Vec<String> = offloaded
-            .iter()
-            .map(|ns| format!("`liqoctl unoffload namespace {ns}`"))
-            .collect();
-        bail!(
-            "namespaces {} are offloaded to {name}: run {} first, or pass --force (their twin \
-             namespaces in {name} are then deleted when it revokes this peering)",
-            offloaded.join(", "),
-            fixes.join(", ")
-        );
-    }
+    refuse_while_offloaded(&client, &id, &name, force).await?;
     let spinner = Spinner::start(format!("Removing the peering with {name}"));
     if let Err(err) = fcs.delete(&name, &DeleteParams::default()).await
         && !is_not_found(&err)
@@ -724,6 +801,25 @@ pub(crate) async fn unpeer_out_of_band(client: &Client, args: UnpeerOutOfBandArg
         }
     }
     spinner.success(format!("Unpeered from {name}"));
+    Ok(())
+}
+
+/// Fails, naming the commands to run first, while namespaces are offloaded to the peer `id`
+/// (ForeignCluster `name`), unless `force`.
+async fn refuse_while_offloaded(client: &Client, id: &str, name: &str, force: bool) -> Result<()> {
+    let offloaded = offloadings_towards(client, id).await?;
+    if !offloaded.is_empty() && !force {
+        let fixes: Vec<String> = offloaded
+            .iter()
+            .map(|ns| format!("`liqoctl unoffload namespace {ns}`"))
+            .collect();
+        bail!(
+            "namespaces {} are offloaded to {name}: run {} first, or pass --force (their twin \
+             namespaces in {name} are then deleted when it revokes this peering)",
+            offloaded.join(", "),
+            fixes.join(", ")
+        );
+    }
     Ok(())
 }
 

@@ -138,6 +138,8 @@ pub async fn info_peer(global: &GlobalArgs, args: InfoPeerArgs) -> Result<()> {
     }
 }
 
+/// The report of the peering `fc`: its conditions, role, labels, and what was offloaded and
+/// reflected each way (a count that cannot be made is reported, not an error).
 async fn report(
     client: &Client,
     local_id: &str,
@@ -162,38 +164,18 @@ async fn report(
     let mut count_errors = Vec::new();
 
     // Outgoing: the namespaces offloaded to the peer, and their copies there.
-    let mut offloaded_namespaces = Vec::new();
-    for o in offloadings {
-        let Some(status) = &o.status else { continue };
-        let Some(conditions) = status.remote_namespaces_conditions.get(&peer_id) else {
-            continue;
-        };
-        let ready = conditions
-            .iter()
-            .find(|c| c.type_ == RemoteNamespaceConditionType::Ready)
-            .map(|c| c.status)
-            .unwrap_or(ConditionStatus::Unknown);
-        offloaded_namespaces.push(OffloadedNamespace {
-            namespace: o.namespace().unwrap_or_default(),
-            remote_namespace: status.remote_namespace_name.clone().unwrap_or_default(),
-            ready: format!("{ready:?}"),
-        });
-    }
+    let offloaded_namespaces = offloaded_to(offloadings, &peer_id);
     let mut reflected = BTreeMap::new();
     if !offloaded_namespaces.is_empty() {
-        match crate::plugin::diff::peer_client(client, fc).await {
-            Ok(peer) => {
-                let twins: Vec<&str> = offloaded_namespaces
-                    .iter()
-                    .map(|n| n.remote_namespace.as_str())
-                    .filter(|n| !n.is_empty())
-                    .collect();
-                if let Err(e) = count(&peer, &twins, local_id, &peer_id, &mut reflected).await {
-                    count_errors.push(format!("counting in {}: {e}", fc.name_any()));
-                }
-            }
-            Err(e) => count_errors.push(format!("{e:#}")),
-        }
+        count_in_peer(
+            client,
+            fc,
+            &offloaded_namespaces,
+            local_id,
+            &mut reflected,
+            &mut count_errors,
+        )
+        .await;
     }
 
     // Incoming: the twin namespaces the peer has here, and what it wrote in them.
@@ -212,26 +194,79 @@ async fn report(
     if let Err(e) = count(client, &twins, &peer_id, local_id, &mut reflected_here).await {
         count_errors.push(format!("counting here: {e}"));
     }
-    let managed = fc
-        .annotations()
-        .get(liqo_host::api::wire::CLUSTER_LABELS_ANNOTATION)
-        .cloned()
-        .unwrap_or_default();
-    let cluster_labels = managed
-        .split(',')
-        .filter_map(|k| fc.labels().get(k).map(|v| (k.to_string(), v.clone())))
-        .collect();
     Ok(PeerReport {
         peering,
         role,
         address_translation,
-        cluster_labels,
+        cluster_labels: cluster_labels(fc),
         offloaded_namespaces,
         incoming_namespaces,
         reflected,
         reflected_here,
         count_errors,
     })
+}
+
+/// This cluster's namespaces offloaded to the peer `peer_id`, with their twins there.
+fn offloaded_to(offloadings: &[NamespaceOffloading], peer_id: &str) -> Vec<OffloadedNamespace> {
+    let mut offloaded_namespaces = Vec::new();
+    for o in offloadings {
+        let Some(status) = &o.status else { continue };
+        let Some(conditions) = status.remote_namespaces_conditions.get(peer_id) else {
+            continue;
+        };
+        let ready = conditions
+            .iter()
+            .find(|c| c.type_ == RemoteNamespaceConditionType::Ready)
+            .map(|c| c.status)
+            .unwrap_or(ConditionStatus::Unknown);
+        offloaded_namespaces.push(OffloadedNamespace {
+            namespace: o.namespace().unwrap_or_default(),
+            remote_namespace: status.remote_namespace_name.clone().unwrap_or_default(),
+            ready: format!("{ready:?}"),
+        });
+    }
+    offloaded_namespaces
+}
+
+/// Adds to `reflected` what this cluster reflected into the twins of `offloaded` in the peer
+/// `fc` (read with the peering credential); a count that cannot be made goes to `errors`.
+async fn count_in_peer(
+    client: &Client,
+    fc: &ForeignCluster,
+    offloaded: &[OffloadedNamespace],
+    local_id: &str,
+    reflected: &mut BTreeMap<String, usize>,
+    errors: &mut Vec<String>,
+) {
+    let peer_id = &fc.spec.cluster_id;
+    match crate::plugin::diff::peer_client(client, fc).await {
+        Ok(peer) => {
+            let twins: Vec<&str> = offloaded
+                .iter()
+                .map(|n| n.remote_namespace.as_str())
+                .filter(|n| !n.is_empty())
+                .collect();
+            if let Err(e) = count(&peer, &twins, local_id, peer_id, reflected).await {
+                errors.push(format!("counting in {}: {e}", fc.name_any()));
+            }
+        }
+        Err(e) => errors.push(format!("{e:#}")),
+    }
+}
+
+/// The peer's cluster labels: those of its ForeignCluster's labels that the cluster-labels
+/// annotation names.
+fn cluster_labels(fc: &ForeignCluster) -> BTreeMap<String, String> {
+    let managed = fc
+        .annotations()
+        .get(liqo_host::api::wire::CLUSTER_LABELS_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    managed
+        .split(',')
+        .filter_map(|k| fc.labels().get(k).map(|v| (k.to_string(), v.clone())))
+        .collect()
 }
 
 /// Adds to `counts` the Services and EndpointSlices in `namespaces` of `client`'s cluster

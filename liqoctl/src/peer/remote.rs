@@ -13,7 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{OutOfBandArgs, UnpeerOutOfBandArgs, peering_user};
+use super::peering_user::PeeringUserFacts;
+use super::{MadeIdentity, OutOfBandArgs, UnpeerOutOfBandArgs, peering_user};
 use crate::context::GlobalArgs;
 use crate::progress::Spinner;
 use anyhow::{Context as _, Result, bail};
@@ -138,18 +139,7 @@ pub async fn peer(global: &GlobalArgs, args: RemotePeerArgs) -> Result<()> {
         && let Some((facts, out_of_band)) =
             peering_user::peering_user(path, args.remote_context.as_deref(), args.timeout)?
     {
-        let client = global.client().await?;
-        let local = super::local_identity(&client).await?;
-        peering_user::check_consumer(path, &facts, &local.cluster_id)?;
-        if let Some(fc) = foreign_cluster_of(&client, &facts.cluster_id).await? {
-            println!(
-                "Already peered with cluster {} (ForeignCluster {}): nothing to do.",
-                facts.cluster_id,
-                fc.name_any()
-            );
-            return Ok(());
-        }
-        return super::peer_out_of_band(global, out_of_band).await;
+        return peer_as_peering_user(global, path, &facts, out_of_band).await;
     }
     let provider = provider(global, args.remote_kubeconfig, args.remote_context, "peer").await?;
     let client = global.client().await?;
@@ -170,45 +160,9 @@ pub async fn peer(global: &GlobalArgs, args: RemotePeerArgs) -> Result<()> {
         return Ok(());
     }
 
-    let spinner = Spinner::start(format!(
-        "Creating a peering identity for {} on {}",
-        local.cluster_id, provider.id
-    ));
-    // Bound to this cluster's id: the token can be claimed by no other cluster.
-    let made = match super::make_identity(
-        &provider.client,
-        &provider.config,
-        Some(&local.cluster_id),
-        TOKEN_TTL,
-        None,
-        None,
-    )
-    .await
-    {
-        Ok(made) => made,
-        Err(err) => {
-            spinner.fail("the provider did not make the identity");
-            return Err(err);
-        }
-    };
-    spinner.success(format!(
-        "Peering identity created on {} (tenant namespace {})",
-        made.identity.cluster_id, made.tenant
-    ));
+    let made = make_bound_identity(&provider, &local.cluster_id).await?;
     if args.gw_server_service_type.is_some() {
-        eprintln!(
-            "note: --gw-server-service-type is Liqo v1's; here {}",
-            match &made.gateway {
-                Some(g) => format!(
-                    "the gateway {} announces is used ({}), however it is exposed",
-                    made.identity.cluster_id, g.endpoint
-                ),
-                None => format!(
-                    "{} runs no gateway, so the peering uses address translation Identity",
-                    made.identity.cluster_id
-                ),
-            }
-        );
+        note_gateway_service_type(&made);
     }
     let tenant_ns = made.tenant.clone();
     let out_of_band = OutOfBandArgs {
@@ -234,6 +188,76 @@ pub async fn peer(global: &GlobalArgs, args: RemotePeerArgs) -> Result<()> {
     Ok(())
 }
 
+/// `peer` with a peering user's kubeconfig (at `path`): checks that the identity is this
+/// cluster's, then peers as its peer command would (unless already peered).
+async fn peer_as_peering_user(
+    global: &GlobalArgs,
+    path: &str,
+    facts: &PeeringUserFacts,
+    out_of_band: OutOfBandArgs,
+) -> Result<()> {
+    let client = global.client().await?;
+    let local = super::local_identity(&client).await?;
+    peering_user::check_consumer(path, facts, &local.cluster_id)?;
+    if let Some(fc) = foreign_cluster_of(&client, &facts.cluster_id).await? {
+        println!(
+            "Already peered with cluster {} (ForeignCluster {}): nothing to do.",
+            facts.cluster_id,
+            fc.name_any()
+        );
+        return Ok(());
+    }
+    super::peer_out_of_band(global, out_of_band).await
+}
+
+/// Makes the peering identity on the provider, behind a spinner.
+async fn make_bound_identity(provider: &Provider, local_id: &str) -> Result<MadeIdentity> {
+    let spinner = Spinner::start(format!(
+        "Creating a peering identity for {} on {}",
+        local_id, provider.id
+    ));
+    // Bound to this cluster's id: the token can be claimed by no other cluster.
+    let made = match super::make_identity(
+        &provider.client,
+        &provider.config,
+        Some(local_id),
+        TOKEN_TTL,
+        None,
+        None,
+    )
+    .await
+    {
+        Ok(made) => made,
+        Err(err) => {
+            spinner.fail("the provider did not make the identity");
+            return Err(err);
+        }
+    };
+    spinner.success(format!(
+        "Peering identity created on {} (tenant namespace {})",
+        made.identity.cluster_id, made.tenant
+    ));
+    Ok(made)
+}
+
+/// Says on stderr what stands for Liqo v1's `--gw-server-service-type` here: the provider's
+/// announced gateway, or address translation Identity.
+fn note_gateway_service_type(made: &MadeIdentity) {
+    eprintln!(
+        "note: --gw-server-service-type is Liqo v1's; here {}",
+        match &made.gateway {
+            Some(g) => format!(
+                "the gateway {} announces is used ({}), however it is exposed",
+                made.identity.cluster_id, g.endpoint
+            ),
+            None => format!(
+                "{} runs no gateway, so the peering uses address translation Identity",
+                made.identity.cluster_id
+            ),
+        }
+    );
+}
+
 /// Runs `liqoctl unpeer --remote-kubeconfig ...`.
 pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
     // With a peering user's kubeconfig this side cannot revoke anything on the provider: it
@@ -242,27 +266,7 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
         && let Some((facts, _)) =
             peering_user::peering_user(path, args.remote_context.as_deref(), args.timeout)?
     {
-        let client = global.client().await?;
-        let Some(fc) = foreign_cluster_of(&client, &facts.cluster_id).await? else {
-            bail!(
-                "this cluster is not peered with cluster {}: nothing to unpeer \
-                 (`kubectl get foreignclusters` lists the peerings)",
-                facts.cluster_id
-            );
-        };
-        crate::context::confirm(
-            global,
-            &format!(
-                "Remove the peering with {} (its twin namespaces there are deleted)?",
-                facts.cluster_id
-            ),
-        )?;
-        unpeer_here(&client, &fc, &args).await?;
-        println!(
-            "{} revokes the peering identity when its host sees the released Lease.",
-            facts.cluster_id
-        );
-        return Ok(());
+        return unpeer_as_peering_user(global, &facts, &args).await;
     }
     let provider = provider(
         global,
@@ -293,33 +297,60 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
     if let Some(fc) = &fc {
         unpeer_here(&client, fc, &args).await?;
     }
+    revoke_on_provider(&provider, &local.cluster_id, &tenants, args.timeout).await
+}
+
+/// `unpeer` with a peering user's kubeconfig: removes the peering here only; the provider's host
+/// revokes the identity when it sees the released Lease.
+async fn unpeer_as_peering_user(
+    global: &GlobalArgs,
+    facts: &PeeringUserFacts,
+    args: &RemoteUnpeerArgs,
+) -> Result<()> {
+    let client = global.client().await?;
+    let Some(fc) = foreign_cluster_of(&client, &facts.cluster_id).await? else {
+        bail!(
+            "this cluster is not peered with cluster {}: nothing to unpeer \
+             (`kubectl get foreignclusters` lists the peerings)",
+            facts.cluster_id
+        );
+    };
+    crate::context::confirm(
+        global,
+        &format!(
+            "Remove the peering with {} (its twin namespaces there are deleted)?",
+            facts.cluster_id
+        ),
+    )?;
+    unpeer_here(&client, &fc, args).await?;
+    println!(
+        "{} revokes the peering identity when its host sees the released Lease.",
+        facts.cluster_id
+    );
+    Ok(())
+}
+
+/// Revokes the identities bound to this cluster (`local_id`) in `tenants` on the provider, and
+/// waits, up to `timeout`, until the provider's objects of this peering are gone.
+async fn revoke_on_provider(
+    provider: &Provider,
+    local_id: &str,
+    tenants: &[String],
+    timeout: Duration,
+) -> Result<()> {
     let spinner = Spinner::start(format!(
         "Revoking {}'s peering identity on {}",
-        local.cluster_id, provider.id
+        local_id, provider.id
     ));
-    for ns in &tenants {
-        if let Err(err) = protocol::revoke(&provider.client, ns, Some(&local.cluster_id)).await {
+    for ns in tenants {
+        if let Err(err) = protocol::revoke(&provider.client, ns, Some(local_id)).await {
             spinner.fail("could not revoke the identity");
             return Err(err).with_context(|| format!("revoking tenant {ns} on {}", provider.id));
         }
     }
-    let deadline = Instant::now() + args.timeout;
-    let namespaces: Api<Namespace> = Api::all(provider.client.clone());
+    let deadline = Instant::now() + timeout;
     loop {
-        // The tenant and twin namespaces, and the provider's ForeignCluster for this cluster
-        // (its host removes its finalizer): gone on both sides when the command returns.
-        let mut left = Vec::new();
-        for ns in &tenants {
-            if namespaces.get_opt(ns).await?.is_some() {
-                left.push(format!("namespace {ns}"));
-            }
-            for twin in protocol::twin_namespaces(&provider.client, ns).await? {
-                left.push(format!("namespace {twin}"));
-            }
-        }
-        if let Some(fc) = foreign_cluster_of(&provider.client, &local.cluster_id).await? {
-            left.push(format!("ForeignCluster {}", fc.name_any()));
-        }
+        let left = left_on_provider(provider, local_id, tenants).await?;
         if left.is_empty() {
             break;
         }
@@ -330,7 +361,7 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
                  holds them (a finalizer of a host that is not running?)",
                 left.join(", "),
                 provider.id,
-                args.timeout
+                timeout
             );
         }
         spinner.set_message(format!(
@@ -342,6 +373,31 @@ pub async fn unpeer(global: &GlobalArgs, args: RemoteUnpeerArgs) -> Result<()> {
     }
     spinner.success(format!("Unpeered from {} on both clusters", provider.id));
     Ok(())
+}
+
+/// What of this peering the provider still holds, as `namespace NAME` and
+/// `ForeignCluster NAME`.
+async fn left_on_provider(
+    provider: &Provider,
+    local_id: &str,
+    tenants: &[String],
+) -> Result<Vec<String>> {
+    let namespaces: Api<Namespace> = Api::all(provider.client.clone());
+    // The tenant and twin namespaces, and the provider's ForeignCluster for this cluster
+    // (its host removes its finalizer): gone on both sides when the command returns.
+    let mut left = Vec::new();
+    for ns in tenants {
+        if namespaces.get_opt(ns).await?.is_some() {
+            left.push(format!("namespace {ns}"));
+        }
+        for twin in protocol::twin_namespaces(&provider.client, ns).await? {
+            left.push(format!("namespace {twin}"));
+        }
+    }
+    if let Some(fc) = foreign_cluster_of(&provider.client, local_id).await? {
+        left.push(format!("ForeignCluster {}", fc.name_any()));
+    }
+    Ok(left)
 }
 
 /// Removes the peering of `fc` in this cluster, as `unpeer out-of-band` does.

@@ -15,6 +15,7 @@
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::Client;
 use kube::api::{Api, DeleteParams, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Scope, pinned_kind};
 use liqo_host::api::wire::LIQOCTL_FIELD_MANAGER;
@@ -274,43 +275,10 @@ pub async fn run(global: &GlobalArgs, args: AcceptArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     // Refuse before any request: when one kind is refused, none is accepted.
     if !args.revoke {
-        let (refused, fine): (Vec<_>, Vec<_>) = specs
-            .iter()
-            .map(|spec| (spec, refusal(spec, args.allow_secrets)))
-            .partition(|(_, refused)| refused.is_some());
-        if !refused.is_empty() {
-            let mut message = refused
-                .into_iter()
-                .filter_map(|(_, why)| why)
-                .collect::<Vec<_>>()
-                .join("; ");
-            if !fine.is_empty() {
-                let fine: Vec<String> = fine.iter().map(|(spec, _)| spec.to_string()).collect();
-                message.push_str(&format!(
-                    "; nothing was accepted, not even {}",
-                    fine.join(", ")
-                ));
-            }
-            bail!(message);
-        }
+        refuse_any(&specs, args.allow_secrets)?;
     }
     let client = global.client().await?;
-    // Resolve every kind before writing anything.
-    let mut resolved = Vec::new();
-    for spec in &specs {
-        let gvk = GroupVersionKind::gvk(&spec.group, &spec.version, &spec.kind);
-        let (resource, caps) = pinned_kind(&client, &gvk).await.with_context(|| {
-            format!(
-                "this cluster does not serve {}/{}: install its CustomResourceDefinition here first",
-                spec.api_version(),
-                spec.kind
-            )
-        })?;
-        if caps.scope != Scope::Namespaced {
-            bail!("{spec} is refused: {CLUSTER_SCOPED_REFUSAL}");
-        }
-        resolved.push((spec, resource.plural));
-    }
+    let resolved = resolve_kinds(&client, &specs).await?;
     let roles: Api<ClusterRole> = Api::all(client);
     for (spec, plural) in resolved {
         let name = role_name(&spec.group, &plural);
@@ -348,6 +316,54 @@ pub async fn run(global: &GlobalArgs, args: AcceptArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Fails, naming every refused kind and why, when any of `specs` is refused.
+fn refuse_any(specs: &[KindSpec], allow_secrets: bool) -> Result<()> {
+    let (refused, fine): (Vec<_>, Vec<_>) = specs
+        .iter()
+        .map(|spec| (spec, refusal(spec, allow_secrets)))
+        .partition(|(_, refused)| refused.is_some());
+    if !refused.is_empty() {
+        let mut message = refused
+            .into_iter()
+            .filter_map(|(_, why)| why)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !fine.is_empty() {
+            let fine: Vec<String> = fine.iter().map(|(spec, _)| spec.to_string()).collect();
+            message.push_str(&format!(
+                "; nothing was accepted, not even {}",
+                fine.join(", ")
+            ));
+        }
+        bail!(message);
+    }
+    Ok(())
+}
+
+/// Each kind with its plural as this cluster serves it, resolved before anything is written;
+/// fails on a kind not served here or cluster-scoped.
+async fn resolve_kinds<'a>(
+    client: &Client,
+    specs: &'a [KindSpec],
+) -> Result<Vec<(&'a KindSpec, String)>> {
+    let mut resolved = Vec::new();
+    for spec in specs {
+        let gvk = GroupVersionKind::gvk(&spec.group, &spec.version, &spec.kind);
+        let (resource, caps) = pinned_kind(client, &gvk).await.with_context(|| {
+            format!(
+                "this cluster does not serve {}/{}: install its CustomResourceDefinition here first",
+                spec.api_version(),
+                spec.kind
+            )
+        })?;
+        if caps.scope != Scope::Namespaced {
+            bail!("{spec} is refused: {CLUSTER_SCOPED_REFUSAL}");
+        }
+        resolved.push((spec, resource.plural));
+    }
+    Ok(resolved)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use liqo_host::plugin::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::ReflectorPlugin;
 use super::fielddiff::{self, Change};
 use super::test::ObjectList;
 use crate::context::GlobalArgs;
@@ -304,24 +305,7 @@ pub async fn run(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
 
     let client = global.client().await?;
     let local = local_identity(&client, args.cluster_id.as_deref()).await?;
-    let fc = Api::<ForeignCluster>::all(client.clone())
-        .get_opt(&args.peer)
-        .await
-        .with_context(|| format!("reading ForeignCluster {}", args.peer))?
-        .ok_or_else(|| {
-            anyhow!(
-                "ForeignCluster {} not found: kubectl get foreignclusters lists the peers",
-                args.peer
-            )
-        })?;
-    let remote = ClusterIdentity {
-        id: fc.spec.cluster_id.clone(),
-        name: fc
-            .spec
-            .cluster_name
-            .clone()
-            .unwrap_or_else(|| args.peer.clone()),
-    };
+    let (fc, remote) = read_peer(&client, &args.peer).await?;
     let remote_namespace =
         remote_namespace(&client, &args.namespace, &args.peer, &remote.id).await?;
     let peer = peer_client(&client, &fc).await?;
@@ -337,71 +321,137 @@ pub async fn run(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
         translator,
     };
 
+    let scope = DiffScope {
+        client: &client,
+        peer: &peer,
+        peer_name: &args.peer,
+        namespace: &args.namespace,
+        call: ReflectCall {
+            local_cluster: &local,
+            remote_cluster: &remote,
+            remote_namespace: &remote_namespace,
+            services: &services,
+        },
+    };
     let mut diffs = Vec::new();
     for kind in &plugin.manifest().reflects {
-        let locals = list(&client, kind, &args.namespace, "this cluster").await?;
-        let mut remotes: BTreeMap<String, Value> = list(
-            &peer,
-            kind,
-            &remote_namespace,
-            &format!("peer {}", args.peer),
-        )
-        .await?
-        .into_iter()
-        .map(|o| {
-            (
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                o,
-            )
-        })
-        .collect();
-        for object in locals {
-            let name = object["metadata"]["name"]
+        diffs.extend(diff_kind(&scope, &plugin, kind).await?);
+    }
+    report(&args, plugin.name(), &remote_namespace, diffs)
+}
+
+/// The peer's ForeignCluster, and the peer's identity as the plugin sees it (its name defaults
+/// to the ForeignCluster's).
+async fn read_peer(client: &Client, peer: &str) -> Result<(ForeignCluster, ClusterIdentity)> {
+    let fc = Api::<ForeignCluster>::all(client.clone())
+        .get_opt(peer)
+        .await
+        .with_context(|| format!("reading ForeignCluster {peer}"))?
+        .ok_or_else(|| {
+            anyhow!("ForeignCluster {peer} not found: kubectl get foreignclusters lists the peers")
+        })?;
+    let remote = ClusterIdentity {
+        id: fc.spec.cluster_id.clone(),
+        name: fc
+            .spec
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| peer.to_string()),
+    };
+    Ok((fc, remote))
+}
+
+/// What a diff compares: the namespace here and its twin in the peer, and the call the host
+/// would make for each object.
+struct DiffScope<'a> {
+    client: &'a Client,
+    /// A client of the peer, with the peering credential.
+    peer: &'a Client,
+    /// The peer's ForeignCluster name.
+    peer_name: &'a str,
+    /// The local namespace.
+    namespace: &'a str,
+    call: ReflectCall<'a>,
+}
+
+/// The diffs of every object of `kind`: each local object against its remote copy, then the
+/// remote copies the host would delete.
+async fn diff_kind(
+    scope: &DiffScope<'_>,
+    plugin: &ReflectorPlugin,
+    kind: &KindRef,
+) -> Result<Vec<ObjectDiff>> {
+    let local = scope.call.local_cluster;
+    let remote = scope.call.remote_cluster;
+    let mut diffs = Vec::new();
+    let locals = list(scope.client, kind, scope.namespace, "this cluster").await?;
+    let mut remotes: BTreeMap<String, Value> = list(
+        scope.peer,
+        kind,
+        scope.call.remote_namespace,
+        &format!("peer {}", scope.peer_name),
+    )
+    .await?
+    .into_iter()
+    .map(|o| {
+        (
+            o["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
-                .to_string();
-            let call = ReflectCall {
-                local_cluster: &local,
-                remote_cluster: &remote,
-                remote_namespace: &remote_namespace,
-                services: &services,
-            };
-            let outcome = plugin.reflect(&call, &object).map_err(|e| e.to_string());
-            let remote_copy = remotes.remove(&name);
-            diffs.push(compare(
-                format!("{} {}/{name}", kind.kind, args.namespace),
-                outcome,
-                remote_copy.as_ref(),
-                &local.id,
-                &remote.id,
-            ));
-        }
-        // Remote copies without a local object: the host deletes the ones it owns.
-        for (name, object) in remotes {
-            let labels = object
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object);
-            if is_owned_by(labels, &local.id, &remote.id) {
-                diffs.push(ObjectDiff {
-                    object: format!("{} {}/{name}", kind.kind, args.namespace),
-                    verdict: Verdict::Deleted,
-                    reason: Some("no local object".into()),
-                    changes: Vec::new(),
-                });
-            }
+                .to_string(),
+            o,
+        )
+    })
+    .collect();
+    for object in locals {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let outcome = plugin
+            .reflect(&scope.call, &object)
+            .map_err(|e| e.to_string());
+        let remote_copy = remotes.remove(&name);
+        diffs.push(compare(
+            format!("{} {}/{name}", kind.kind, scope.namespace),
+            outcome,
+            remote_copy.as_ref(),
+            &local.id,
+            &remote.id,
+        ));
+    }
+    // Remote copies without a local object: the host deletes the ones it owns.
+    for (name, object) in remotes {
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
+        if is_owned_by(labels, &local.id, &remote.id) {
+            diffs.push(ObjectDiff {
+                object: format!("{} {}/{name}", kind.kind, scope.namespace),
+                verdict: Verdict::Deleted,
+                reason: Some("no local object".into()),
+                changes: Vec::new(),
+            });
         }
     }
+    Ok(diffs)
+}
 
+/// Prints the report (text, or `-o yaml|json`); fails when the plugin failed on an object, and
+/// with exit status 1 under `--exit-code` when something would change.
+fn report(
+    args: &DiffArgs,
+    plugin_name: &str,
+    remote_namespace: &str,
+    diffs: Vec<ObjectDiff>,
+) -> Result<()> {
     let summary = Summary::of(&diffs);
     match args.output {
         Some(format) => output::print(
             &Report {
                 peer: args.peer.clone(),
                 namespace: args.namespace.clone(),
-                remote_namespace: remote_namespace.clone(),
+                remote_namespace: remote_namespace.to_string(),
                 objects: diffs,
                 summary: summary.clone(),
             },
@@ -411,10 +461,7 @@ pub async fn run(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
             println!(
                 "Plugin {} on namespace {} -> {} in peer {} (from the remote copy to what the \
                  host would write):",
-                plugin.name(),
-                args.namespace,
-                remote_namespace,
-                args.peer,
+                plugin_name, args.namespace, remote_namespace, args.peer,
             );
             print!("{}", render(&diffs));
             println!("{summary}");

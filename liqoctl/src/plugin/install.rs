@@ -8,6 +8,7 @@
 //! deletes the ConfigMap liqoctl created.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -28,6 +29,7 @@ use serde_json::{Value, json};
 
 use super::build::human_size;
 use super::kind::{KindSpec, is_dns_label};
+use super::{PluginRuntime, ReflectorPlugin};
 use crate::context::GlobalArgs;
 use crate::info::age;
 use crate::progress::Spinner;
@@ -262,6 +264,71 @@ pub fn denied_reads(manifest: &Manifest, reads: &[KindReference]) -> Vec<String>
 /// Runs `liqoctl plugin install`.
 pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
     // Everything local first: nothing is written when the component or a flag is wrong.
+    let local = check_locally(&args)?;
+    let name = &local.name;
+
+    let client = global.client().await?;
+    if Api::<Namespace>::all(client.clone())
+        .get_opt(&args.namespace)
+        .await
+        .with_context(|| format!("reading namespace {}", args.namespace))?
+        .is_none()
+    {
+        bail!(
+            "namespace {} does not exist: run liqoctl install first, or choose --namespace",
+            args.namespace
+        );
+    }
+    let plugins: Api<ReflectionPlugin> = Api::all(client.clone());
+    let before = plugins
+        .get_opt(name)
+        .await
+        .map_err(|e| not_installed(e, name))?;
+    let before_loaded = before
+        .as_ref()
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.loaded().cloned());
+
+    let applied = apply_plugin(&client, &args, &local).await?;
+    let plugin = &local.plugin;
+    let kinds = super::kinds_of(plugin).join(", ");
+    println!(
+        "ReflectionPlugin {name} applied: plugin {} {} ({kinds}), {} in ConfigMap {}/{}, {}",
+        plugin.name(),
+        plugin.manifest().version,
+        human_size(local.bytes.len() as u64),
+        args.namespace,
+        config_map_name(name),
+        local.digest
+    );
+    if !args.wait {
+        return Ok(());
+    }
+    let expected = ExpectedLoad {
+        name,
+        digest: &local.digest,
+        generation: applied.metadata.generation.unwrap_or_default(),
+        before_loaded,
+    };
+    wait_loaded(&plugins, &expected, args.timeout).await
+}
+
+/// A component checked by [`check_locally`], ready to install.
+struct LocalPlugin {
+    /// The runtime the plugin was loaded in, kept alive as long as the plugin.
+    _runtime: PluginRuntime,
+    plugin: Arc<ReflectorPlugin>,
+    /// The ReflectionPlugin's name (`--name`, else the plugin's).
+    name: String,
+    config: Option<Value>,
+    reads: Vec<KindReference>,
+    bytes: Vec<u8>,
+    digest: String,
+}
+
+/// Reads and loads the component as the host would, and checks the flags against it, so that
+/// nothing is written when the component or a flag is wrong.
+fn check_locally(args: &InstallArgs) -> Result<LocalPlugin> {
     let config = args.config.value()?;
     let config_text = config
         .as_ref()
@@ -306,65 +373,66 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
             digest.trim_start_matches("sha256:")
         );
     }
+    Ok(LocalPlugin {
+        _runtime: runtime,
+        plugin,
+        name,
+        config,
+        reads,
+        bytes,
+        digest,
+    })
+}
 
-    let client = global.client().await?;
-    if Api::<Namespace>::all(client.clone())
-        .get_opt(&args.namespace)
-        .await
-        .with_context(|| format!("reading namespace {}", args.namespace))?
-        .is_none()
-    {
-        bail!(
-            "namespace {} does not exist: run liqoctl install first, or choose --namespace",
-            args.namespace
-        );
-    }
-    let plugins: Api<ReflectionPlugin> = Api::all(client.clone());
-    let before = plugins
-        .get_opt(&name)
-        .await
-        .map_err(|e| not_installed(e, &name))?;
-    let before_loaded = before
-        .as_ref()
-        .and_then(|p| p.status.as_ref())
-        .and_then(|s| s.loaded().cloned());
-
+/// Applies the host's read role for the plugin's kinds, the ConfigMap holding the component and
+/// the ReflectionPlugin; returns the ReflectionPlugin as applied.
+async fn apply_plugin(
+    client: &Client,
+    args: &InstallArgs,
+    local: &LocalPlugin,
+) -> Result<ReflectionPlugin> {
+    let name = &local.name;
     let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
     // The host reads the plugin's kinds in this cluster (a host with an admin kubeconfig
     // needs nothing; one in a Pod gets these rules through the aggregated liqo-host-user-kinds).
     Api::<ClusterRole>::all(client.clone())
         .patch(
-            &config_map_name(&name),
+            &config_map_name(name),
             &params,
-            &Patch::Apply(host_read_role(&name, plugin.manifest())),
+            &Patch::Apply(host_read_role(name, local.plugin.manifest())),
         )
         .await
-        .with_context(|| format!("applying ClusterRole {}", config_map_name(&name)))?;
+        .with_context(|| format!("applying ClusterRole {}", config_map_name(name)))?;
     Api::<ConfigMap>::namespaced(client.clone(), &args.namespace)
         .patch(
-            &config_map_name(&name),
+            &config_map_name(name),
             &params,
-            &Patch::Apply(config_map(&name, &args.namespace, &bytes, &digest)),
+            &Patch::Apply(config_map(
+                name,
+                &args.namespace,
+                &local.bytes,
+                &local.digest,
+            )),
         )
         .await
         .with_context(|| {
             format!(
                 "applying ConfigMap {}/{}",
                 args.namespace,
-                config_map_name(&name)
+                config_map_name(name)
             )
         })?;
-    let applied = plugins
+    Api::<ReflectionPlugin>::all(client.clone())
         .patch(
-            &name,
+            name,
             &params,
             &Patch::Apply(reflection_plugin(
-                &name,
+                name,
                 &args.namespace,
-                config,
+                local.config.clone(),
                 (args.cpu_ms, args.memory_mib, args.max_instances),
                 args.failure_policy.into(),
-                &reads,
+                &local.reads,
             )),
         )
         .await
@@ -373,33 +441,44 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
                 "the API server refused ReflectionPlugin {name}: {}",
                 s.message
             ),
-            other => not_installed(other, &name),
-        })?;
-    let kinds = super::kinds_of(&plugin).join(", ");
-    println!(
-        "ReflectionPlugin {name} applied: plugin {} {} ({kinds}), {} in ConfigMap {}/{}, {digest}",
-        plugin.name(),
-        plugin.manifest().version,
-        human_size(bytes.len() as u64),
-        args.namespace,
-        config_map_name(&name)
-    );
-    if !args.wait {
-        return Ok(());
-    }
+            other => not_installed(other, name),
+        })
+}
 
+/// What `--wait` waits for: the host loading this digest at this generation.
+struct ExpectedLoad<'a> {
+    name: &'a str,
+    digest: &'a str,
+    /// The ReflectionPlugin's generation as applied.
+    generation: i64,
+    /// The Loaded condition before the apply, to tell a new failure from an old one.
+    before_loaded: Option<Condition>,
+}
+
+/// Waits until the host reports the plugin loaded with our bytes; fails when it reports a
+/// failure about this install, or after `timeout`.
+async fn wait_loaded(
+    plugins: &Api<ReflectionPlugin>,
+    expected: &ExpectedLoad<'_>,
+    timeout: Duration,
+) -> Result<()> {
+    let ExpectedLoad {
+        name,
+        digest,
+        generation,
+        ref before_loaded,
+    } = *expected;
     let spinner = Spinner::start(format!("Waiting for the host to load plugin {name}"));
     let started = Instant::now();
-    let generation = applied.metadata.generation.unwrap_or_default();
     let mut last_message = String::new();
     loop {
-        let current = plugins.get_opt(&name).await?;
+        let current = plugins.get_opt(name).await?;
         let status = current
             .as_ref()
             .and_then(|p| p.status.clone())
             .unwrap_or_default();
         if let Some(loaded) = status.loaded() {
-            let ours = status.digest.as_deref() == Some(digest.as_str());
+            let ours = status.digest.as_deref() == Some(digest);
             let observed = loaded.observed_generation.unwrap_or_default() >= generation;
             let reacted = before_loaded.as_ref() != Some(loaded);
             if loaded.status == STATUS_TRUE && ours && observed {
@@ -427,12 +506,12 @@ pub async fn install(global: &GlobalArgs, args: InstallArgs) -> Result<()> {
                 loaded.status
             ));
         }
-        if started.elapsed() > args.timeout {
+        if started.elapsed() > timeout {
             spinner.fail(format!("Plugin {name} was not loaded"));
             bail!(
                 "timed out after {}s waiting for the host to load plugin {name} with {digest}{}: \
                  is liqo-host running? (liqoctl info; kubectl describe reflectionplugin {name})",
-                args.timeout.as_secs(),
+                timeout.as_secs(),
                 if last_message.is_empty() {
                     String::new()
                 } else {
@@ -476,24 +555,7 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         source.unwrap_or_else(|| ("liqo".to_string(), config_map_name(name)));
 
     if existing.is_some() {
-        plugins
-            .delete(name, &DeleteParams::foreground())
-            .await
-            .with_context(|| format!("deleting ReflectionPlugin {name}"))?;
-        let spinner = Spinner::start(format!("Removing plugin {name}"));
-        let started = Instant::now();
-        while plugins.get_opt(name).await?.is_some() {
-            if started.elapsed() > args.timeout {
-                spinner.fail(format!("Removing plugin {name}"));
-                bail!(
-                    "timed out after {}s waiting for ReflectionPlugin {name} to be deleted: \
-                     is liqo-host running? (it removes its finalizer)",
-                    args.timeout.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        spinner.success(format!("ReflectionPlugin {name} deleted"));
+        delete_plugin(&plugins, name, args.timeout).await?;
     }
 
     match Api::<ClusterRole>::all(client.clone())
@@ -532,6 +594,34 @@ pub async fn uninstall(global: &GlobalArgs, args: UninstallArgs) -> Result<()> {
         }
         None => {}
     }
+    Ok(())
+}
+
+/// Deletes the ReflectionPlugin `name` and waits, up to `timeout`, until it is gone (the host
+/// removes its finalizer once it has cleaned up after the plugin).
+async fn delete_plugin(
+    plugins: &Api<ReflectionPlugin>,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    plugins
+        .delete(name, &DeleteParams::foreground())
+        .await
+        .with_context(|| format!("deleting ReflectionPlugin {name}"))?;
+    let spinner = Spinner::start(format!("Removing plugin {name}"));
+    let started = Instant::now();
+    while plugins.get_opt(name).await?.is_some() {
+        if started.elapsed() > timeout {
+            spinner.fail(format!("Removing plugin {name}"));
+            bail!(
+                "timed out after {}s waiting for ReflectionPlugin {name} to be deleted: \
+                 is liqo-host running? (it removes its finalizer)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    spinner.success(format!("ReflectionPlugin {name} deleted"));
     Ok(())
 }
 

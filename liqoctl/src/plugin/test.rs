@@ -164,29 +164,41 @@ pub fn check_kinds(plugin: &ReflectorPlugin, objects: &[Value], file: &Path) -> 
     Ok(())
 }
 
-/// Runs `liqoctl plugin test`.
-pub fn run(args: TestArgs) -> Result<()> {
-    // Everything that can be wrong in the input is checked before the plugin runs.
-    let mut objects = docs::read_objects(&args.input)?;
+/// The objects of the input file, each in namespace `default` unless it names one; fails when
+/// there is none.
+fn objects_to_reflect(input: &Path) -> Result<Vec<Value>> {
+    let mut objects = docs::read_objects(input)?;
     if objects.is_empty() {
-        bail!("{}: no object to reflect", args.input.display());
+        bail!("{}: no object to reflect", input.display());
     }
     for object in &mut objects {
         if object.pointer("/metadata/namespace").is_none() {
             object["metadata"]["namespace"] = json!("default");
         }
     }
+    Ok(objects)
+}
+
+/// The address translation of `--address-translation` (a CidrRemap), else Identity.
+fn translator(address_translation: Option<&str>) -> Result<Arc<dyn AddressTranslator>> {
+    Ok(match address_translation {
+        Some(spec) => Arc::new(
+            CidrRemap::parse(spec).map_err(|e| anyhow::anyhow!("--address-translation: {e}"))?,
+        ),
+        None => Arc::new(IdentityTranslation),
+    })
+}
+
+/// Runs `liqoctl plugin test`.
+pub fn run(args: TestArgs) -> Result<()> {
+    // Everything that can be wrong in the input is checked before the plugin runs.
+    let objects = objects_to_reflect(&args.input)?;
     let config = args.config.json()?;
     let cached = match &args.objects {
         Some(path) => docs::read_objects(path)?,
         None => Vec::new(),
     };
-    let translator: Arc<dyn AddressTranslator> = match &args.address_translation {
-        Some(spec) => Arc::new(
-            CidrRemap::parse(spec).map_err(|e| anyhow::anyhow!("--address-translation: {e}"))?,
-        ),
-        None => Arc::new(IdentityTranslation),
-    };
+    let translator = translator(args.address_translation.as_deref())?;
     let expected = match &args.expect {
         Some(path) => Some(docs::read_documents(path)?),
         None => None,
