@@ -39,6 +39,7 @@ lint: setup ## cargo fmt --check, clippy -D warnings, gofmt and go vet
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@out=$$(gofmt -l testenv); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	cd testenv && $(GO) vet ./...
+	cd testenv/imagebuild && $(GO) vet ./...
 	@for example in $(EXAMPLE_PLUGINS); do \
 	  (cd $$example && $(CARGO) fmt --check && $(CARGO) clippy --all-targets --locked -- -D warnings) || exit 1; \
 	done
@@ -46,6 +47,7 @@ lint: setup ## cargo fmt --check, clippy -D warnings, gofmt and go vet
 .PHONY: test
 test: setup lint testenv ## Lint, then every test (unit, wasm runtime, real control planes)
 	cd testenv && $(GO) test ./...
+	cd testenv/imagebuild && $(GO) test ./...
 	$(CARGO) test --workspace --locked --no-fail-fast
 	@for example in $(EXAMPLE_PLUGINS); do \
 	  echo "== $$example (its own workspace)"; \
@@ -102,6 +104,36 @@ audit: ## cargo audit of every Cargo.lock against the RustSec database in ADVISO
 	@for example in $(EXAMPLE_PLUGINS); do \
 	  (cd $$example && $(CARGO) audit --db $(ADVISORY_DB) --no-fetch --stale --deny warnings) || exit 1; \
 	done
+
+# Container images without a daemon or registry (testenv/imagebuild, go-containerregistry):
+# docker-archives that `docker load`, `kind load image-archive` and `ctr images import` accept.
+# Reproducible: files, owners and times are fixed, the creation time is the last commit's.
+IMAGES_DIR := $(CURDIR)/target/images
+IMAGE_TAG ?= dev
+IMAGE_CREATED := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_REVISION := $(shell git rev-parse HEAD 2>/dev/null)
+image_labels = --label org.opencontainers.image.title=$(1) --label "org.opencontainers.image.description=$(2)" \
+  --label org.opencontainers.image.licenses=Apache-2.0 --label org.opencontainers.image.version=$(IMAGE_TAG) \
+  --label org.opencontainers.image.revision=$(IMAGE_REVISION) --created $(IMAGE_CREATED)
+
+.PHONY: images
+images: setup ## Container images without a daemon: target/images/{liqo-host,flights-service,curl}.tar (see deploy/README.md)
+	$(CARGO) build --release --locked -p liqo-host -p flights-service
+	@mkdir -p $(BIN) $(IMAGES_DIR)
+	cd testenv/imagebuild && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/imagebuild ./cmd/imagebuild
+	cd testenv/imagebuild && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/curl ./cmd/curl
+	$(BIN)/imagebuild build --out $(IMAGES_DIR)/liqo-host.tar --tag liqo-host:$(IMAGE_TAG) --libs \
+	  --file $(TARGET_DIR)/release/liqo-host:/usr/local/bin/liqo-host --entrypoint /usr/local/bin/liqo-host \
+	  --cmd run --cmd --metrics-addr --cmd 0.0.0.0:8080 --expose 8080 \
+	  $(call image_labels,liqo-host,The liqo host runtime with its built-in plugins)
+	$(BIN)/imagebuild build --out $(IMAGES_DIR)/flights-service.tar --tag flights-service:$(IMAGE_TAG) --libs \
+	  --file $(TARGET_DIR)/release/flights-service:/usr/local/bin/flights-service \
+	  --entrypoint /usr/local/bin/flights-service --expose 7999 \
+	  $(call image_labels,flights-service,The tutorial's flights schedule service)
+	$(BIN)/imagebuild build --out $(IMAGES_DIR)/curl.tar --tag curl:$(IMAGE_TAG) \
+	  --file $(BIN)/curl:/usr/bin/curl --entrypoint /usr/bin/curl \
+	  $(call image_labels,curl,A small HTTP client standing in for curlimages/curl (-s -S -f -i -H -X -d -o -m))
+	@bash hack/check-images.sh $(IMAGES_DIR) $(BIN)/imagebuild
 
 .PHONY: manifests
 manifests: setup ## Regenerate deploy/crds from the Rust types (a test fails when they are stale)
