@@ -45,7 +45,7 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: serde_yaml::Error,
+        source: serde_yaml_ng::Error,
     },
     /// A target has invalid names or port.
     #[error(transparent)]
@@ -138,10 +138,11 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: Config = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let config: Config =
+            serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
         config.export_table()?;
         config.import_rules()?;
         Ok(config)

@@ -94,7 +94,7 @@ fn list_plugins(format: Format) -> Result<()> {
     }
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Format::Yaml => print!("{}", serde_yaml::to_string(&rows)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(&rows)?),
         Format::Table => {
             println!(
                 "{:<24} {:<16} {:<10} {:<32} SIZE",

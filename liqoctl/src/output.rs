@@ -16,7 +16,7 @@ pub enum OutputFormat {
 /// Prints `value` in `format`.
 pub fn print<T: Serialize>(value: &T, format: OutputFormat) -> Result<()> {
     match format {
-        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        OutputFormat::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
     }
     Ok(())
@@ -31,7 +31,7 @@ pub fn print_list<T: Serialize>(items: &[T], format: OutputFormat) -> Result<()>
                 if i > 0 {
                     println!("---");
                 }
-                print!("{}", serde_yaml::to_string(item)?);
+                print!("{}", serde_yaml_ng::to_string(item)?);
             }
         }
         OutputFormat::Json => println!(

@@ -353,7 +353,7 @@ async fn generate_peering_user(
          namespace {}, usable until {}): share it only with {consumer}'s administrator",
         made.tenant, made.expires
     );
-    print!("{}", serde_yaml::to_string(&kubeconfig)?);
+    print!("{}", serde_yaml_ng::to_string(&kubeconfig)?);
     Ok(())
 }
 
@@ -887,7 +887,7 @@ async fn apply_manifests(client: &Client) -> Result<()> {
     remove_legacy_grants(client).await?;
     let params = PatchParams::apply(LIQOCTL_FIELD_MANAGER).force();
     for (file, text) in MANIFESTS {
-        for doc in serde_yaml::Deserializer::from_str(text) {
+        for doc in serde_yaml_ng::Deserializer::from_str(text) {
             let value =
                 serde_json::Value::deserialize(doc).with_context(|| format!("parsing {file}"))?;
             if value.is_null() {

@@ -318,7 +318,7 @@ async fn bad_input_table() {
     // Secrets no output may ever contain: the peering token, and london's own credentials.
     let mut secrets = vec![peer.token.clone()];
     let kubeconfig: Value =
-        serde_yaml::from_slice(&std::fs::read(env.kubeconfig_path("london")).unwrap()).unwrap();
+        serde_yaml_ng::from_slice(&std::fs::read(env.kubeconfig_path("london")).unwrap()).unwrap();
     for user in kubeconfig["users"].as_array().into_iter().flatten() {
         for field in ["token", "client-key-data"] {
             if let Some(v) = user["user"][field].as_str() {

@@ -43,8 +43,8 @@ async fn host_kubeconfig(env: &TestEnv, cluster: &str) -> PathBuf {
         .status
         .unwrap()
         .token;
-    let admin_config: serde_yaml::Value =
-        serde_yaml::from_slice(&std::fs::read(env.kubeconfig_path(cluster)).unwrap()).unwrap();
+    let admin_config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(&std::fs::read(env.kubeconfig_path(cluster)).unwrap()).unwrap();
     let cluster_entry = &admin_config["clusters"][0]["cluster"];
     let kubeconfig = json!({
         "apiVersion": "v1", "kind": "Config",

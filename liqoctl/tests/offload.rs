@@ -78,7 +78,7 @@ async fn offload_and_unoffload_through_liqoctl() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let printed: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let printed: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["kind"], "NamespaceOffloading");
     assert_eq!(printed["metadata"]["namespace"], ns.as_str());
     assert_eq!(

@@ -163,8 +163,9 @@ async fn peer_secure_and_unpeer() {
 
     // Bad input: one clear sentence each, nothing created.
     let london_ca = {
-        let kc: serde_yaml::Value =
-            serde_yaml::from_slice(&std::fs::read(env.kubeconfig_path("london")).unwrap()).unwrap();
+        let kc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_slice(&std::fs::read(env.kubeconfig_path("london")).unwrap())
+                .unwrap();
         kc["clusters"][0]["cluster"]["certificate-authority-data"]
             .as_str()
             .unwrap()

@@ -97,7 +97,7 @@ fn reflow(text: &str) -> String {
 /// output does not depend on how serde_json is built (`preserve_order`).
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
     let value = serde_json::to_value(crd).expect("a CRD serializes to JSON");
-    let yaml = serde_yaml::to_string(&sorted(value)).expect("JSON serializes to YAML");
+    let yaml = serde_yaml_ng::to_string(&sorted(value)).expect("JSON serializes to YAML");
     format!("{CRD_YAML_HEADER}{yaml}")
 }
 
@@ -112,22 +112,24 @@ pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
     )
 }
 
-/// `value` with every object's keys in sorted order, as a `serde_yaml::Value` (whose mappings
+/// `value` with every object's keys in sorted order, as a `serde_yaml_ng::Value` (whose mappings
 /// keep insertion order whatever the features of serde_json).
-fn sorted(value: Value) -> serde_yaml::Value {
+fn sorted(value: Value) -> serde_yaml_ng::Value {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            serde_yaml::Value::Mapping(
+            serde_yaml_ng::Value::Mapping(
                 entries
                     .into_iter()
-                    .map(|(k, v)| (serde_yaml::Value::String(k), sorted(v)))
+                    .map(|(k, v)| (serde_yaml_ng::Value::String(k), sorted(v)))
                     .collect(),
             )
         }
-        Value::Array(items) => serde_yaml::Value::Sequence(items.into_iter().map(sorted).collect()),
-        other => serde_yaml::to_value(other).expect("a JSON scalar converts to YAML"),
+        Value::Array(items) => {
+            serde_yaml_ng::Value::Sequence(items.into_iter().map(sorted).collect())
+        }
+        other => serde_yaml_ng::to_value(other).expect("a JSON scalar converts to YAML"),
     }
 }
 
@@ -154,7 +156,7 @@ mod tests {
         for crd in crds() {
             let yaml = crd_yaml(&crd);
             assert!(yaml.starts_with(CRD_YAML_HEADER));
-            let back: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+            let back: CustomResourceDefinition = serde_yaml_ng::from_str(&yaml).unwrap();
             assert_eq!(back, crd);
         }
     }

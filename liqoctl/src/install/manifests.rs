@@ -102,12 +102,12 @@ pub fn default_image() -> Result<String> {
 /// Every YAML document of `text` as an object; empty documents (comments only) are skipped.
 fn parse(text: &str) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(document)?;
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = serde_yaml_ng::Value::deserialize(document)?;
         if value.is_null() {
             continue;
         }
-        let object: DynamicObject = serde_yaml::from_value(value)?;
+        let object: DynamicObject = serde_yaml_ng::from_value(value)?;
         let Some(types) = &object.types else {
             bail!(
                 "an embedded manifest ({}) has no apiVersion/kind",

@@ -29,7 +29,7 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// sentence.
 pub fn parse_documents(text: &str) -> std::result::Result<Vec<Value>, String> {
     let mut docs = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
         let value = Value::deserialize(document).map_err(|e| {
             // A file that looks like JSON gets the JSON parser's diagnosis: the YAML parser's
             // ("while parsing a flow node") means little to someone who wrote JSON.
@@ -56,9 +56,9 @@ pub fn parse_documents(text: &str) -> std::result::Result<Vec<Value>, String> {
     Ok(docs)
 }
 
-/// `invalid YAML at line L, column C: <problem>` (serde_yaml appends the position to its
+/// `invalid YAML at line L, column C: <problem>` (serde_yaml_ng appends the position to its
 /// message; it is moved to the front so that the line is the first thing users read).
-fn yaml_error(err: &serde_yaml::Error) -> String {
+fn yaml_error(err: &serde_yaml_ng::Error) -> String {
     let message = err.to_string();
     match err.location() {
         Some(location) => {
@@ -150,11 +150,11 @@ pub fn describe(object: &Value) -> String {
 
 /// The object as a YAML value with kubectl's key order: `apiVersion`, `kind`, `metadata`
 /// (`name`, `namespace` first), then the other fields; nested maps sorted by key.
-pub fn kube_ordered(value: &Value) -> serde_yaml::Value {
+pub fn kube_ordered(value: &Value) -> serde_yaml_ng::Value {
     ordered(value, &["apiVersion", "kind", "metadata"], true)
 }
 
-fn ordered(value: &Value, first: &[&str], top: bool) -> serde_yaml::Value {
+fn ordered(value: &Value, first: &[&str], top: bool) -> serde_yaml_ng::Value {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -175,21 +175,21 @@ fn ordered(value: &Value, first: &[&str], top: bool) -> serde_yaml::Value {
                     } else {
                         ordered(&map[k], &[], false)
                     };
-                    (serde_yaml::Value::String(k.clone()), child)
+                    (serde_yaml_ng::Value::String(k.clone()), child)
                 })
-                .collect::<serde_yaml::Mapping>()
+                .collect::<serde_yaml_ng::Mapping>()
                 .into()
         }
         Value::Array(items) => {
-            serde_yaml::Value::Sequence(items.iter().map(|v| ordered(v, &[], false)).collect())
+            serde_yaml_ng::Value::Sequence(items.iter().map(|v| ordered(v, &[], false)).collect())
         }
-        other => serde_yaml::to_value(other).unwrap_or(serde_yaml::Value::Null),
+        other => serde_yaml_ng::to_value(other).unwrap_or(serde_yaml_ng::Value::Null),
     }
 }
 
 /// The object as YAML text in kubectl's key order.
 pub fn to_yaml(value: &Value) -> String {
-    serde_yaml::to_string(&kube_ordered(value)).unwrap_or_default()
+    serde_yaml_ng::to_string(&kube_ordered(value)).unwrap_or_default()
 }
 
 #[cfg(test)]
