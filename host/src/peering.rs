@@ -717,6 +717,7 @@ fn merge_annotations(into: &mut serde_json::Value, extra: serde_json::Value) {
     }
 }
 
+/// Writes `status` unless it equals the current one but for transition times.
 async fn write_status(
     fc: &ForeignCluster,
     status: ForeignClusterStatus,
@@ -731,21 +732,12 @@ async fn write_status(
     }
     let api: Api<ForeignCluster> = Api::all(ctx.client.clone());
     ctx.metrics.write("local", "status");
-    api.patch_status(
-        &fc.name_any(),
-        &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
-        &Patch::Apply(json!({
-            "apiVersion": "core.liqo.io/v1beta1",
-            "kind": "ForeignCluster",
-            "status": status,
-        })),
-    )
-    .await
-    .map_err(|source| PeeringError::Kube {
-        name: fc.name_any(),
-        source,
-    })?;
-    Ok(())
+    crate::api::conditions::apply_status(&api, &fc.name_any(), &status)
+        .await
+        .map_err(|source| PeeringError::Kube {
+            name: fc.name_any(),
+            source,
+        })
 }
 
 /// Status equality ignoring transition times (kept when statuses do not change).

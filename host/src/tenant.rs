@@ -1049,6 +1049,7 @@ pub fn role(status: &ForeignClusterStatus) -> PeeringRole {
     }
 }
 
+/// Writes `status` unless its role and peering conditions are the current ones.
 async fn write_status(
     client: &Client,
     fc: &ForeignCluster,
@@ -1063,18 +1064,12 @@ async fn write_status(
     if unchanged {
         return Ok(());
     }
-    Api::<ForeignCluster>::all(client.clone())
-        .patch_status(
-            &fc.name_any(),
-            &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": "core.liqo.io/v1beta1",
-                "kind": "ForeignCluster",
-                "status": status,
-            })),
-        )
-        .await
-        .map(drop)
+    crate::api::conditions::apply_status(
+        &Api::<ForeignCluster>::all(client.clone()),
+        &fc.name_any(),
+        &status,
+    )
+    .await
 }
 
 /// Ignores "not found": revocation is idempotent.
