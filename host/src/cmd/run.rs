@@ -556,21 +556,8 @@ async fn start_controllers(
         let stop = stop.stopped();
         async move { engine.run(stop).await }
     });
-    let twins_task = tokio::spawn(liqo_host::twins::run(
-        liqo_host::twins::TwinContext {
-            client: client.clone(),
-            local: local.clone(),
-            gateway: transport.as_ref().map(|t| t.service_endpoint().ip()),
-        },
-        stop.stopped(),
-    ));
-    let provider_task = tokio::spawn(liqo_host::tenant::run_provider(
-        client.clone(),
-        local.clone(),
-        args.peering_revocation_grace,
-        transport.clone(),
-        stop.stopped(),
-    ));
+    let (twins_task, provider_task) =
+        start_provider_side(args, &client, &local, transport.as_ref(), stop);
     let (transport_task, peering_transport) = match transport {
         Some(transport) => {
             let (task, links) = start_gateway(transport.clone(), &client, &local, &engine, stop);
@@ -609,6 +596,33 @@ async fn start_controllers(
         twins: twins_task,
         user_plugins: user_plugins_task,
     }
+}
+
+/// Starts the provider's controllers: the twins (NamespaceMaps of the tenants) and the
+/// provider loop (claims, health, revocation).
+fn start_provider_side(
+    args: &RunArgs,
+    client: &Client,
+    local: &ClusterIdentity,
+    transport: Option<&Transport>,
+    stop: &Stop,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    let twins_task = tokio::spawn(liqo_host::twins::run(
+        liqo_host::twins::TwinContext {
+            client: client.clone(),
+            local: local.clone(),
+            gateway: transport.map(|t| t.service_endpoint().ip()),
+        },
+        stop.stopped(),
+    ));
+    let provider_task = tokio::spawn(liqo_host::tenant::run_provider(
+        client.clone(),
+        local.clone(),
+        args.peering_revocation_grace,
+        transport.cloned(),
+        stop.stopped(),
+    ));
+    (twins_task, provider_task)
 }
 
 /// Starts the gateway; its failure stops the host. The gateway tells the peering controller
