@@ -524,43 +524,19 @@ async fn start_controllers(
         engine_metrics,
         transport,
     } = parts;
-    let engine = Engine::start(
-        client.clone(),
-        EngineConfig {
-            local: local.clone(),
-            workers: args.workers,
-            backoff: Default::default(),
-        },
-        plugins,
-        engine_metrics.clone(),
-    );
-    // User plugins are in place before the first pass, so a plugin that replaces a built-in one
-    // does not see its objects rewritten by the built-in one at every restart.
-    let user_plugins = Arc::new(UserPluginsContext::new(
-        client.clone(),
-        runtime.clone(),
-        engine.clone(),
-    ));
-    user_plugins::load_existing(&user_plugins).await;
-    let user_plugins_task = tokio::spawn(user_plugins::run(user_plugins, stop.stopped()));
-    {
-        let engine = engine.clone();
-        telemetry.add_check(
-            "local-caches",
-            Arc::new(move || engine.local_caches_ready()),
-        );
-    }
+    let start = Start {
+        args,
+        client: &client,
+        local: &local,
+        stop,
+    };
+    let (engine, user_plugins_task, engine_task) =
+        start_reflection(&start, runtime, plugins, &engine_metrics, telemetry).await;
     let peers = Peers::default();
-    let engine_task = tokio::spawn({
-        let engine = engine.clone();
-        let stop = stop.stopped();
-        async move { engine.run(stop).await }
-    });
-    let (twins_task, provider_task) =
-        start_provider_side(args, &client, &local, transport.as_ref(), stop);
+    let (twins_task, provider_task) = start_provider_side(&start, transport.as_ref());
     let (transport_task, peering_transport) = match transport {
         Some(transport) => {
-            let (task, links) = start_gateway(transport.clone(), &client, &local, &engine, stop);
+            let (task, links) = start_gateway(&start, transport.clone(), &engine);
             (Some(task), Some((transport, links)))
         }
         None => (None, None),
@@ -598,29 +574,82 @@ async fn start_controllers(
     }
 }
 
+/// What every controller starts with: the flags, this cluster's client and identity, and the
+/// stop switch.
+struct Start<'a> {
+    args: &'a RunArgs,
+    client: &'a Client,
+    local: &'a ClusterIdentity,
+    stop: &'a Stop,
+}
+
+/// Starts the reflection engine with the user plugins already in place, and its readiness
+/// check; returns the engine and the tasks of the user plugins controller and of the engine.
+async fn start_reflection(
+    start: &Start<'_>,
+    runtime: PluginRuntime,
+    plugins: Vec<Arc<liqo_host::plugin::ReflectorPlugin>>,
+    engine_metrics: &EngineMetrics,
+    telemetry: &Telemetry,
+) -> (
+    Engine,
+    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let engine = Engine::start(
+        start.client.clone(),
+        EngineConfig {
+            local: start.local.clone(),
+            workers: start.args.workers,
+            backoff: Default::default(),
+        },
+        plugins,
+        engine_metrics.clone(),
+    );
+    // User plugins are in place before the first pass, so a plugin that replaces a built-in one
+    // does not see its objects rewritten by the built-in one at every restart.
+    let user_plugins = Arc::new(UserPluginsContext::new(
+        start.client.clone(),
+        runtime.clone(),
+        engine.clone(),
+    ));
+    user_plugins::load_existing(&user_plugins).await;
+    let user_plugins_task = tokio::spawn(user_plugins::run(user_plugins, start.stop.stopped()));
+    {
+        let engine = engine.clone();
+        telemetry.add_check(
+            "local-caches",
+            Arc::new(move || engine.local_caches_ready()),
+        );
+    }
+    let engine_task = tokio::spawn({
+        let engine = engine.clone();
+        let stop = start.stop.stopped();
+        async move { engine.run(stop).await }
+    });
+    (engine, user_plugins_task, engine_task)
+}
+
 /// Starts the provider's controllers: the twins (NamespaceMaps of the tenants) and the
 /// provider loop (claims, health, revocation).
 fn start_provider_side(
-    args: &RunArgs,
-    client: &Client,
-    local: &ClusterIdentity,
+    start: &Start<'_>,
     transport: Option<&Transport>,
-    stop: &Stop,
 ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
     let twins_task = tokio::spawn(liqo_host::twins::run(
         liqo_host::twins::TwinContext {
-            client: client.clone(),
-            local: local.clone(),
+            client: start.client.clone(),
+            local: start.local.clone(),
             gateway: transport.map(|t| t.service_endpoint().ip()),
         },
-        stop.stopped(),
+        start.stop.stopped(),
     ));
     let provider_task = tokio::spawn(liqo_host::tenant::run_provider(
-        client.clone(),
-        local.clone(),
-        args.peering_revocation_grace,
+        start.client.clone(),
+        start.local.clone(),
+        start.args.peering_revocation_grace,
         transport.cloned(),
-        stop.stopped(),
+        start.stop.stopped(),
     ));
     (twins_task, provider_task)
 }
@@ -628,22 +657,20 @@ fn start_provider_side(
 /// Starts the gateway; its failure stops the host. The gateway tells the peering controller
 /// which links changed through the returned receiver.
 fn start_gateway(
+    start: &Start<'_>,
     transport: Transport,
-    client: &Client,
-    local: &ClusterIdentity,
     engine: &Engine,
-    stop: &Stop,
 ) -> (
     tokio::task::JoinHandle<()>,
     tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
     let (links_tx, links_rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn({
-        let client = client.clone();
-        let local = local.clone();
+        let client = start.client.clone();
+        let local = start.local.clone();
         let engine = engine.clone();
-        let stop_signal = stop.stopped();
-        let stop_tx = stop.tx.clone();
+        let stop_signal = start.stop.stopped();
+        let stop_tx = start.stop.tx.clone();
         async move {
             if let Err(err) = transport
                 .run(client, local, engine, links_tx, stop_signal)

@@ -526,34 +526,7 @@ async fn apply_remote(
             // A change the API server refuses in place (ClusterIP <-> headless, for example):
             // the remote copy is ours, so it is replaced. Clients in the peer see a new
             // ClusterIP, exactly as they would if the Service had been re-created locally.
-            let uid = remote.and_then(|r| r.uid().map(str::to_owned));
-            engine.inner.metrics.write(&peer.identity.id, "delete");
-            api.delete(
-                name,
-                &DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid,
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                },
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "replacing {} {namespace}/{name} in {}: delete failed: {e}",
-                    slot.kind.kind, peer.identity.name
-                )
-            })?;
-            engine.inner.metrics.write(&peer.identity.id, "apply");
-            api.patch(name, &params, &Patch::Apply(desired))
-                .await
-                .map_err(|e| {
-                    format!(
-                        "re-creating {} {namespace}/{name} in {}: {e}",
-                        slot.kind.kind, peer.identity.name
-                    )
-                })?
+            replace_remote(target, &api, desired, remote).await?
         }
         Err(err) => {
             let note = format!("reflection to cluster {} failed: {err}", peer.identity.name);
@@ -589,6 +562,50 @@ async fn apply_remote(
     } else {
         Ok(PassResult::Unchanged)
     }
+}
+
+/// Replaces our remote copy, whose change the API server refuses in place: deletes it (UID
+/// precondition) and applies `desired` again.
+async fn replace_remote(
+    target: &PassTarget<'_>,
+    api: &Api<DynamicObject>,
+    desired: &Value,
+    remote: Option<&CachedObject>,
+) -> Result<DynamicObject, String> {
+    let PassTarget {
+        engine, slot, peer, ..
+    } = target;
+    let namespace = target.twin.remote.as_str();
+    let name: &str = &target.key.name;
+    let params = PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force();
+    let uid = remote.and_then(|r| r.uid().map(str::to_owned));
+    engine.inner.metrics.write(&peer.identity.id, "delete");
+    api.delete(
+        name,
+        &DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "replacing {} {namespace}/{name} in {}: delete failed: {e}",
+            slot.kind.kind, peer.identity.name
+        )
+    })?;
+    engine.inner.metrics.write(&peer.identity.id, "apply");
+    api.patch(name, &params, &Patch::Apply(desired))
+        .await
+        .map_err(|e| {
+            format!(
+                "re-creating {} {namespace}/{name} in {}: {e}",
+                slot.kind.kind, peer.identity.name
+            )
+        })
 }
 
 /// True when the API server refused a change because the field cannot change in place.
