@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 
 use crate::api::ConditionStatus;
 use crate::api::cluster_selector::ClusterSelector;
@@ -754,6 +753,7 @@ async fn withdraw(
     Ok(true)
 }
 
+/// Writes `status` unless it equals the current one but for transition times.
 async fn write_status(
     o: &NamespaceOffloading,
     status: NamespaceOffloadingStatus,
@@ -767,19 +767,10 @@ async fn write_status(
         return Ok(());
     }
     ctx.metrics.write("local", "status");
-    Api::<NamespaceOffloading>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(
-            &o.name_any(),
-            &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": "offloading.liqo.io/v1beta1",
-                "kind": "NamespaceOffloading",
-                "status": status,
-            })),
-        )
+    let api = Api::<NamespaceOffloading>::namespaced(ctx.client.clone(), &namespace);
+    crate::api::conditions::apply_status(&api, &o.name_any(), &status)
         .await
-        .map_err(|source| OffloadingError::Kube { namespace, source })?;
-    Ok(())
+        .map_err(|source| OffloadingError::Kube { namespace, source })
 }
 
 fn same_status(a: &NamespaceOffloadingStatus, b: &NamespaceOffloadingStatus) -> bool {

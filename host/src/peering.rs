@@ -235,92 +235,129 @@ async fn reconcile(
     .await
 }
 
+/// Reconciles one ForeignCluster: pins its gateway, connects to the peer and keeps the
+/// peering, then records the outcome in the status.
 async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringError> {
-    let name = fc.name_any();
-    let id = fc.spec.cluster_id.clone();
-    let mut status = fc.status.clone().unwrap_or_default();
-    if let Some(transport) = &ctx.transport {
-        // Pin the provider's gateway (from its peer command) before anything else, so its
-        // link is accepted even while its API server is unreachable.
-        transport.set_export_peer(
-            &id,
-            gateway_of(fc)
-                .ok()
-                .flatten()
-                .map(|(fingerprint, _)| (fingerprint, name.clone())),
-        );
-    }
+    let status = fc.status.clone().unwrap_or_default();
+    pin_gateway(fc, ctx);
     if fc.spec.credentials_secret_ref.is_none() {
         return incoming_only(fc, status, ctx).await;
     }
     let established = match connect(fc, ctx).await {
-        Ok(conn) => {
-            let Connection {
-                client,
-                fingerprint,
-                translator,
-                tenant,
-            } = conn;
-            let version = match client.apiserver_version().await {
-                Ok(_) => match keep_lease(fc, &client, tenant.as_ref(), ctx).await {
-                    Ok(labelled) => Ok(labelled),
-                    Err(message) => Err(Failure::credential(message)),
-                },
-                Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
-                    Err(Failure::credential(format!(
-                        "{name} refuses the peering credential: {}; generate a new peer command on {name} and peer again",
-                        s.message
-                    )))
-                }
-                Err(err) => Err(Failure::unreachable(format!(
-                    "the API server of {name} does not answer: {err}"
-                ))),
-            };
-            match version {
-                Ok(labelled) => {
-                    // The labels just written (the provider's cluster labels) count at once:
-                    // the ForeignCluster in hand predates them, and a negative selector must
-                    // not select this peer meanwhile.
-                    let labels = labelled.unwrap_or_else(|| fc.labels().clone());
-                    if ctx.peers.fingerprint(&id).as_deref() != Some(fingerprint.as_str()) {
-                        let identity = ClusterIdentity {
-                            id: id.clone(),
-                            name: fc.spec.cluster_name.clone().unwrap_or_else(|| name.clone()),
-                        };
-                        ctx.engine.add_peer(PeerHandle {
-                            identity: identity.clone(),
-                            client: client.clone(),
-                            translator,
-                        });
-                        if let Some(transport) = &ctx.transport
-                            && transport.foreign_cluster_of(&id).is_some()
-                        {
-                            ctx.engine.set_data_path(&id, transport.data_path_up(&id));
-                        }
-                        ctx.peers.insert(
-                            Peer {
-                                identity,
-                                client,
-                                labels: labels.clone(),
-                                foreign_cluster: name.clone(),
-                                tenant: tenant.as_ref().map(|t| t.namespace.clone()),
-                            },
-                            fingerprint,
-                        );
-                        tracing::info!(peer = %id, "peer established");
-                    }
-                    ctx.peers.set_labels(&id, &labels);
-                    Ok(())
-                }
-                Err(failure) => Err(failure),
-            }
-        }
+        Ok(conn) => establish(fc, conn, ctx).await,
         Err(err) => Err(Failure::credential(err.to_string())),
     };
+    record_outgoing(fc, status, &established, ctx).await
+}
 
+/// Pins the provider's gateway (from its peer command) before anything else, so its link is
+/// accepted even while its API server is unreachable.
+fn pin_gateway(fc: &ForeignCluster, ctx: &Context) {
+    if let Some(transport) = &ctx.transport {
+        transport.set_export_peer(
+            &fc.spec.cluster_id,
+            gateway_of(fc)
+                .ok()
+                .flatten()
+                .map(|(fingerprint, _)| (fingerprint, fc.name_any())),
+        );
+    }
+}
+
+/// Probes the peer through the connection and keeps the Lease; once both succeed, the peer is
+/// handed to the engine and published in `peers`.
+async fn establish(fc: &ForeignCluster, conn: Connection, ctx: &Context) -> Result<(), Failure> {
+    let labelled = probe(fc, &conn, ctx).await?;
+    // The labels just written (the provider's cluster labels) count at once:
+    // the ForeignCluster in hand predates them, and a negative selector must
+    // not select this peer meanwhile.
+    let labels = labelled.unwrap_or_else(|| fc.labels().clone());
+    let id = fc.spec.cluster_id.clone();
+    if ctx.peers.fingerprint(&id).as_deref() != Some(conn.fingerprint.as_str()) {
+        add_peer(fc, conn, &labels, ctx);
+    }
+    ctx.peers.set_labels(&id, &labels);
+    Ok(())
+}
+
+/// Asks the peer's API server for its version, then renews the Lease; returns the labels the
+/// renewal wrote on the ForeignCluster, if any.
+async fn probe(
+    fc: &ForeignCluster,
+    conn: &Connection,
+    ctx: &Context,
+) -> Result<Option<BTreeMap<String, String>>, Failure> {
+    let name = fc.name_any();
+    match conn.client.apiserver_version().await {
+        Ok(_) => match keep_lease(fc, &conn.client, conn.tenant.as_ref(), ctx).await {
+            Ok(labelled) => Ok(labelled),
+            Err(message) => Err(Failure::credential(message)),
+        },
+        Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
+            Err(Failure::credential(format!(
+                "{name} refuses the peering credential: {}; generate a new peer command on {name} and peer again",
+                s.message
+            )))
+        }
+        Err(err) => Err(Failure::unreachable(format!(
+            "the API server of {name} does not answer: {err}"
+        ))),
+    }
+}
+
+/// Hands a new (or re-credentialed) peer to the engine and publishes it in `peers`.
+fn add_peer(
+    fc: &ForeignCluster,
+    conn: Connection,
+    labels: &BTreeMap<String, String>,
+    ctx: &Context,
+) {
+    let Connection {
+        client,
+        fingerprint,
+        translator,
+        tenant,
+    } = conn;
+    let name = fc.name_any();
+    let id = fc.spec.cluster_id.clone();
+    let identity = ClusterIdentity {
+        id: id.clone(),
+        name: fc.spec.cluster_name.clone().unwrap_or_else(|| name.clone()),
+    };
+    ctx.engine.add_peer(PeerHandle {
+        identity: identity.clone(),
+        client: client.clone(),
+        translator,
+    });
+    if let Some(transport) = &ctx.transport
+        && transport.foreign_cluster_of(&id).is_some()
+    {
+        ctx.engine.set_data_path(&id, transport.data_path_up(&id));
+    }
+    ctx.peers.insert(
+        Peer {
+            identity,
+            client,
+            labels: labels.clone(),
+            foreign_cluster: name,
+            tenant: tenant.as_ref().map(|t| t.namespace.clone()),
+        },
+        fingerprint,
+    );
+    tracing::info!(peer = %id, "peer established");
+}
+
+/// Sets the OUTGOING PEERING, API server and authentication conditions from the outcome, and
+/// writes the status.
+async fn record_outgoing(
+    fc: &ForeignCluster,
+    mut status: ForeignClusterStatus,
+    established: &Result<(), Failure>,
+    ctx: &Context,
+) -> Result<Action, PeeringError> {
     let t = now();
     status.ensure_all_conditions(t.clone());
-    let (peering, api) = match &established {
+    let (peering, api) = match established {
         Ok(()) => (
             PeeringCondition::new(
                 PeeringConditionType::OutgoingPeering,
@@ -366,7 +403,7 @@ async fn apply(fc: &ForeignCluster, ctx: &Context) -> Result<Action, PeeringErro
     };
     // An unreachable API server says nothing about the credential: AUTHENTICATION keeps what
     // the last answer proved.
-    if !matches!(&established, Err(f) if !f.credential) {
+    if !matches!(established, Err(f) if !f.credential) {
         status.set_condition(auth, t.clone());
     }
     finish(fc, status, t, ctx).await
@@ -655,6 +692,7 @@ fn merge_annotations(into: &mut serde_json::Value, extra: serde_json::Value) {
     }
 }
 
+/// Writes `status` unless it equals the current one but for transition times.
 async fn write_status(
     fc: &ForeignCluster,
     status: ForeignClusterStatus,
@@ -669,21 +707,12 @@ async fn write_status(
     }
     let api: Api<ForeignCluster> = Api::all(ctx.client.clone());
     ctx.metrics.write("local", "status");
-    api.patch_status(
-        &fc.name_any(),
-        &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
-        &Patch::Apply(json!({
-            "apiVersion": "core.liqo.io/v1beta1",
-            "kind": "ForeignCluster",
-            "status": status,
-        })),
-    )
-    .await
-    .map_err(|source| PeeringError::Kube {
-        name: fc.name_any(),
-        source,
-    })?;
-    Ok(())
+    crate::api::conditions::apply_status(&api, &fc.name_any(), &status)
+        .await
+        .map_err(|source| PeeringError::Kube {
+            name: fc.name_any(),
+            source,
+        })
 }
 
 /// Status equality ignoring transition times (kept when statuses do not change).

@@ -16,8 +16,7 @@ use serde_json::json;
 
 use crate::api::conditions::now;
 use crate::api::foreign_cluster::{
-    ForeignCluster, ForeignClusterStatus, PeeringCondition, PeeringConditionStatus,
-    PeeringConditionType, PeeringRole,
+    ForeignCluster, PeeringCondition, PeeringConditionStatus, PeeringConditionType, PeeringRole,
 };
 use crate::api::wire;
 use crate::api::wire::CONSUMER_ID_LABEL;
@@ -29,6 +28,7 @@ use crate::plugin::ClusterIdentity;
 use crate::protocol::identity::consumer_username;
 use crate::protocol::identity::is_tenant_namespace;
 use crate::protocol::lease::{LeaseState, RenewalClock, lease_state};
+use crate::protocol::provision::write_peering_status;
 use crate::protocol::{TenantError, revoke, twin_namespaces};
 
 /// How often the provider looks at the peering Leases.
@@ -87,6 +87,8 @@ pub fn contested_claims(claims: &[(String, String, Option<String>)]) -> BTreeSet
     contested
 }
 
+/// One pass of the provider loop: lists the tenants' Leases, settles the claims, judges each
+/// Lease's freshness, hands the announced gateways to the transport and acts on each tenant.
 async fn provider_pass(
     client: &Client,
     local: &ClusterIdentity,
@@ -94,6 +96,45 @@ async fn provider_pass(
     transport: Option<&crate::transport::Transport>,
     clock: &mut RenewalClock,
 ) -> Result<(), TenantError> {
+    let TenantLeases { namespaces, leases } = list_tenant_leases(client).await?;
+    let now = Timestamp::now().as_second();
+    let alive: HashSet<String> = leases.iter().filter_map(|l| l.namespace()).collect();
+    clock.retain(&alive);
+    let contested = settle_claims(client, local, &namespaces, &leases).await;
+    let states = lease_states(&leases, &contested, clock, now, grace);
+    let gateways = announced_gateways(&states, &leases);
+    if let Some(transport) = transport {
+        transport.set_import_peers(gateways.clone());
+    }
+    let view = ProviderView {
+        client,
+        local,
+        transport,
+        fresh: states
+            .iter()
+            .filter_map(|(_, s)| match s {
+                LeaseState::Fresh { consumer } => Some(consumer.as_str()),
+                _ => None,
+            })
+            .collect(),
+        gateways,
+    };
+    for (tenant, state) in &states {
+        if let Err(err) = act_on_lease(&view, tenant, state).await {
+            tracing::warn!("{err}");
+        }
+    }
+    Ok(())
+}
+
+/// The tenant namespaces this cluster made, by name, and the peering Leases in them.
+struct TenantLeases {
+    namespaces: BTreeMap<String, Namespace>,
+    leases: Vec<Lease>,
+}
+
+/// Lists the tenant namespaces and their peering Leases.
+async fn list_tenant_leases(client: &Client) -> Result<TenantLeases, TenantError> {
     let err = |action: &str| {
         let action = action.to_string();
         move |source| TenantError::Kube {
@@ -103,7 +144,7 @@ async fn provider_pass(
         }
     };
     // Only namespaces this cluster made are tenants; a Lease anywhere else is ignored.
-    let tenant_namespaces: BTreeMap<String, Namespace> = Api::<Namespace>::all(client.clone())
+    let namespaces: BTreeMap<String, Namespace> = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default().labels(&format!("{TENANT_NAMESPACE_LABEL}=true")))
         .await
         .map_err(err("listing tenant namespaces"))?
@@ -119,17 +160,19 @@ async fn provider_pass(
         .items
         .into_iter()
         .filter(|l| l.name_any() == LEASE_NAME)
-        .filter(|l| {
-            l.namespace()
-                .is_some_and(|ns| tenant_namespaces.contains_key(&ns))
-        })
+        .filter(|l| l.namespace().is_some_and(|ns| namespaces.contains_key(&ns)))
         .collect();
-    let now = Timestamp::now().as_second();
-    let alive: HashSet<String> = leases.iter().filter_map(|l| l.namespace()).collect();
-    clock.retain(&alive);
+    Ok(TenantLeases { namespaces, leases })
+}
 
-    // One consumer id, one tenant: bind each new claim to its tenant namespace, or revoke the
-    // tenants that contest an id.
+/// One consumer id, one tenant: binds each new claim to its tenant namespace, or revokes the
+/// tenants that contest an id. Returns the contested tenants.
+async fn settle_claims(
+    client: &Client,
+    local: &ClusterIdentity,
+    namespaces: &BTreeMap<String, Namespace>,
+    leases: &[Lease],
+) -> BTreeSet<String> {
     let claims: Vec<(String, String, Option<String>)> = leases
         .iter()
         .filter_map(|l| {
@@ -140,10 +183,7 @@ async fn provider_pass(
                 .holder_identity
                 .clone()
                 .filter(|h| !h.is_empty())?;
-            let bound = tenant_namespaces[&tenant]
-                .labels()
-                .get(CONSUMER_ID_LABEL)
-                .cloned();
+            let bound = namespaces[&tenant].labels().get(CONSUMER_ID_LABEL).cloned();
             Some((tenant, id, bound))
         })
         .collect();
@@ -173,8 +213,18 @@ async fn provider_pass(
             tracing::warn!(%tenant, %e, "cannot bind the claimed consumer id to its tenant");
         }
     }
+    contested
+}
 
-    let states: Vec<(String, LeaseState)> = leases
+/// The state of each uncontested tenant's Lease, judged by this cluster's clock.
+fn lease_states(
+    leases: &[Lease],
+    contested: &BTreeSet<String>,
+    clock: &mut RenewalClock,
+    now: i64,
+    grace: Duration,
+) -> Vec<(String, LeaseState)> {
+    leases
         .iter()
         .filter_map(|l| {
             let tenant = l.namespace()?;
@@ -189,17 +239,16 @@ async fn provider_pass(
             let renewed = clock.renewed_at(&tenant, renew, now);
             Some((tenant, lease_state(l, renewed, now, grace)))
         })
-        .collect();
-    let fresh: HashSet<&str> = states
-        .iter()
-        .filter_map(|(_, s)| match s {
-            LeaseState::Fresh { consumer } => Some(consumer.as_str()),
-            _ => None,
-        })
-        .collect();
-    // Consumers whose gateway this cluster dials: announced on their fresh Leases.
+        .collect()
+}
+
+/// Consumers whose gateway this cluster dials: announced on their fresh Leases.
+fn announced_gateways(
+    states: &[(String, LeaseState)],
+    leases: &[Lease],
+) -> BTreeMap<String, crate::protocol::networking::ImportPeer> {
     let mut gateways = BTreeMap::new();
-    for (tenant, state) in &states {
+    for (tenant, state) in states {
         let LeaseState::Fresh { consumer } = state else {
             continue;
         };
@@ -219,68 +268,94 @@ async fn provider_pass(
             None => {}
         }
     }
-    if let Some(transport) = transport {
-        transport.set_import_peers(gateways.clone());
-    }
-    for (tenant, state) in &states {
-        let result = match state {
-            LeaseState::Fresh { consumer } => {
-                // The consumer's host renews its Lease but its gateway link is down: clients
-                // here must not be sent into a path that resets them. (A live consumer marks
-                // its endpoints not ready itself; this covers a gateway that cannot.)
-                if let Some(transport) = transport
-                    && gateways.contains_key(consumer)
-                    && !transport.data_path_up(consumer)
-                    && let Err(err) =
-                        gate_endpoints(client, tenant, consumer, &local.id, GateReason::LinkDown)
-                            .await
-                {
-                    tracing::warn!("{err}");
-                }
-                incoming(
+    gateways
+}
+
+/// What acting on one tenant's Lease needs from the whole pass.
+struct ProviderView<'a> {
+    client: &'a Client,
+    local: &'a ClusterIdentity,
+    transport: Option<&'a crate::transport::Transport>,
+    /// Consumers with a fresh Lease in some tenant.
+    fresh: HashSet<&'a str>,
+    /// Consumers whose gateway this cluster dials.
+    gateways: BTreeMap<String, crate::protocol::networking::ImportPeer>,
+}
+
+/// Acts on one tenant's Lease state: marks the consumer's ForeignCluster, gates its endpoints
+/// while it is stale, revokes it after the grace or when its peer command expired unclaimed.
+async fn act_on_lease(
+    view: &ProviderView<'_>,
+    tenant: &str,
+    state: &LeaseState,
+) -> Result<(), TenantError> {
+    let client = view.client;
+    match state {
+        LeaseState::Fresh { consumer } => keep_fresh(view, tenant, consumer).await,
+        LeaseState::Stale {
+            consumer,
+            revoke: false,
+        } => {
+            if view.fresh.contains(consumer.as_str()) {
+                Ok(())
+            } else {
+                let gated = gate_endpoints(
                     client,
                     tenant,
                     consumer,
-                    PeeringConditionStatus::Established,
+                    &view.local.id,
+                    GateReason::LeaseExpired,
                 )
-                .await
+                .await;
+                let marked =
+                    incoming(client, tenant, consumer, PeeringConditionStatus::Error).await;
+                gated.and(marked)
             }
-            LeaseState::Stale {
-                consumer,
-                revoke: false,
-            } => {
-                if fresh.contains(consumer.as_str()) {
-                    Ok(())
-                } else {
-                    let gated = gate_endpoints(
-                        client,
-                        tenant,
-                        consumer,
-                        &local.id,
-                        GateReason::LeaseExpired,
-                    )
-                    .await;
-                    let marked =
-                        incoming(client, tenant, consumer, PeeringConditionStatus::Error).await;
-                    gated.and(marked)
-                }
-            }
-            LeaseState::Stale {
-                consumer,
-                revoke: true,
-            } => {
-                // The ForeignCluster stays while the consumer peers again through another tenant.
-                let only = !fresh.contains(consumer.as_str());
-                revoke(client, tenant, Some(consumer.as_str()).filter(|_| only)).await
-            }
-            LeaseState::Unclaimed { expired: true } => revoke(client, tenant, None).await,
-            LeaseState::Unclaimed { expired: false } => Ok(()),
-        };
-        if let Err(err) = result {
-            tracing::warn!("{err}");
         }
+        LeaseState::Stale {
+            consumer,
+            revoke: true,
+        } => {
+            // The ForeignCluster stays while the consumer peers again through another tenant.
+            let only = !view.fresh.contains(consumer.as_str());
+            revoke(client, tenant, Some(consumer.as_str()).filter(|_| only)).await
+        }
+        LeaseState::Unclaimed { expired: true } => revoke(client, tenant, None).await,
+        LeaseState::Unclaimed { expired: false } => Ok(()),
     }
-    Ok(())
+}
+
+/// A fresh Lease: the consumer's ForeignCluster shows the incoming peering established, and
+/// its endpoints are gated while its gateway link is down.
+async fn keep_fresh(
+    view: &ProviderView<'_>,
+    tenant: &str,
+    consumer: &str,
+) -> Result<(), TenantError> {
+    // The consumer's host renews its Lease but its gateway link is down: clients
+    // here must not be sent into a path that resets them. (A live consumer marks
+    // its endpoints not ready itself; this covers a gateway that cannot.)
+    if let Some(transport) = view.transport
+        && view.gateways.contains_key(consumer)
+        && !transport.data_path_up(consumer)
+        && let Err(err) = gate_endpoints(
+            view.client,
+            tenant,
+            consumer,
+            &view.local.id,
+            GateReason::LinkDown,
+        )
+        .await
+    {
+        tracing::warn!("{err}");
+    }
+    incoming(
+        view.client,
+        tenant,
+        consumer,
+        PeeringConditionStatus::Established,
+    )
+    .await
 }
 
 /// Peer-health gating: while a consumer's Lease is stale (its host stopped renewing it for
@@ -465,37 +540,9 @@ async fn incoming(
         );
     }
     status.role = PeeringRole::of(&status);
-    write_status(client, &fc, status)
+    write_peering_status(client, &fc, status)
         .await
         .map_err(err("writing the ForeignCluster status"))
-}
-
-async fn write_status(
-    client: &Client,
-    fc: &ForeignCluster,
-    status: ForeignClusterStatus,
-) -> kube::Result<()> {
-    let unchanged = fc.status.as_ref().is_some_and(|old| {
-        old.role == status.role
-            && PeeringConditionType::ALL
-                .iter()
-                .all(|t| old.condition(*t) == status.condition(*t))
-    });
-    if unchanged {
-        return Ok(());
-    }
-    Api::<ForeignCluster>::all(client.clone())
-        .patch_status(
-            &fc.name_any(),
-            &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": "core.liqo.io/v1beta1",
-                "kind": "ForeignCluster",
-                "status": status,
-            })),
-        )
-        .await
-        .map(drop)
 }
 
 #[cfg(test)]

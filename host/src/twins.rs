@@ -605,6 +605,11 @@ impl Twins<'_> {
 
 /// Writes `status` on the tenant's NamespaceMap with one merge patch (entries and labels that
 /// went are set to null).
+///
+/// Not [`crate::api::conditions::apply_status`]: this status has always been written by
+/// merge patch, whose fields belong to an update manager. A server-side apply that leaves an
+/// entry out removes it only when the apply's own manager is its sole owner, so entries
+/// written by earlier merge patches would stay: it would write something else.
 async fn write_status(
     map: &NamespaceMap,
     tenant: &str,

@@ -24,8 +24,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::Api;
 use kube::api::GroupVersionKind;
-use kube::api::{Api, Patch, PatchParams};
 use kube::discovery::{Scope, pinned_kind};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -42,7 +42,6 @@ use crate::api::conditions::{
 use crate::api::reflection_plugin::{
     FailurePolicy, PluginSource, ReflectionPlugin, ReflectionPluginSpec, ReflectionPluginStatus,
 };
-use crate::api::wire;
 use crate::api::wire::PLUGIN_FINALIZER;
 use crate::plugin::{LoadError, PluginLimits, PluginRuntime, ReflectorPlugin};
 use crate::reflect::{Engine, FailureMode, Release};
@@ -752,6 +751,7 @@ fn short(digest: &str) -> &str {
     &digest[..end]
 }
 
+/// Sets the `Loaded` condition and what the plugin serves, and writes the status if it changed.
 async fn write_status(
     rp: &ReflectionPlugin,
     ctx: &UserPluginsContext,
@@ -783,22 +783,17 @@ async fn write_status(
     if new == old {
         return Ok(());
     }
-    Api::<ReflectionPlugin>::all(ctx.client.clone())
-        .patch_status(
-            &rp.name_any(),
-            &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": "plugins.liqo.io/v1alpha1",
-                "kind": "ReflectionPlugin",
-                "status": new,
-            })),
-        )
-        .await
-        .map_err(|source| ControllerError::Kube {
-            name: rp.name_any(),
-            action: "writing status",
-            source,
-        })?;
+    crate::api::conditions::apply_status(
+        &Api::<ReflectionPlugin>::all(ctx.client.clone()),
+        &rp.name_any(),
+        &new,
+    )
+    .await
+    .map_err(|source| ControllerError::Kube {
+        name: rp.name_any(),
+        action: "writing status",
+        source,
+    })?;
     Ok(())
 }
 

@@ -1,10 +1,15 @@
 //! Conditions shared by the kinds: the `True`/`False`/`Unknown` status, the condition types,
 //! reasons and statuses as constants, and [`upsert_condition`], which keeps
-//! `lastTransitionTime` stable when a status does not change.
+//! `lastTransitionTime` stable when a status does not change; and [`apply_status`], the one
+//! way the host writes the status of its kinds.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition as MetaCondition, Time};
+use kube::api::{Api, Patch, PatchParams};
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::api::wire;
 
 /// `ReflectionPlugin` condition type: the plugin was fetched, verified and compiled, and its
 /// manifest accepted.
@@ -136,9 +141,71 @@ pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// The body of a server-side apply of a `K`'s status: its `apiVersion`, its `kind` and
+/// `status`, nothing else, so the apply owns exactly the status.
+pub fn status_apply_body<K>(status: &impl Serialize) -> serde_json::Value
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    })
+}
+
+/// Writes `status` as the status of the object `name` of `api`: a server-side apply with the
+/// reflection's field manager, forced, as the host owns the status of the kinds it serves.
+/// Whether the status changed at all is the caller's to check: what counts as a change
+/// differs per kind (transition times, for example).
+pub async fn apply_status<K>(api: &Api<K>, name: &str, status: &impl Serialize) -> kube::Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_status(
+        name,
+        &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
+        &Patch::Apply(status_apply_body::<K>(status)),
+    )
+    .await
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_apply_body_names_the_kind_and_holds_only_the_status() {
+        use crate::api::foreign_cluster::ForeignCluster;
+        use crate::api::namespace_offloading::NamespaceOffloading;
+        use crate::api::reflection_plugin::ReflectionPlugin;
+        let status = serde_json::json!({"phase": "Ready"});
+        assert_eq!(
+            status_apply_body::<ForeignCluster>(&status),
+            serde_json::json!({
+                "apiVersion": "core.liqo.io/v1beta1",
+                "kind": "ForeignCluster",
+                "status": {"phase": "Ready"},
+            })
+        );
+        assert_eq!(
+            status_apply_body::<NamespaceOffloading>(&status)["apiVersion"],
+            "offloading.liqo.io/v1beta1"
+        );
+        assert_eq!(
+            status_apply_body::<NamespaceOffloading>(&status)["kind"],
+            "NamespaceOffloading"
+        );
+        assert_eq!(
+            status_apply_body::<ReflectionPlugin>(&status)["apiVersion"],
+            "plugins.liqo.io/v1alpha1"
+        );
+        assert_eq!(
+            status_apply_body::<ReflectionPlugin>(&status)["kind"],
+            "ReflectionPlugin"
+        );
+    }
 
     fn time(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())

@@ -310,20 +310,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     tracing::info!(cluster_id = %local.id, cluster_name = %local.name, "starting liqo-host");
     let transport_config = args.transport_config()?;
 
-    let plugin_metrics = PluginMetrics::default();
-    let engine_metrics = EngineMetrics::default();
-    let mut registry = Registry::default();
-    plugin_metrics.register(&mut registry);
-    engine_metrics.register(&mut registry);
-    // 1 while this replica is the one that writes (always, without leader election), so an
-    // operator running two replicas can tell which one leads from /metrics alone.
-    let leader_gauge = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-    registry.register(
-        "liqo_leader",
-        "1 while this replica leads (writes), 0 while it waits for the leader Lease",
-        leader_gauge.clone(),
-    );
-
+    let HostMetrics {
+        mut registry,
+        plugin: plugin_metrics,
+        engine: engine_metrics,
+        leader: leader_gauge,
+    } = HostMetrics::new();
     let transport = match transport_config {
         Some(config) => {
             let identity = transport::load_identity(&client).await?;
@@ -335,101 +327,194 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let (runtime, plugins, mapper) = load_plugins(&args, plugin_metrics)?;
 
     let telemetry = Telemetry::new(registry);
+    let stop = Stop::new();
+    let server = serve(&args, &telemetry, &stop).await?;
+
+    // Nothing is written before this replica leads.
+    let Some(leadership) = lead(&args, &client, &leader_gauge, &stop.tx, stop.stopped()).await?
+    else {
+        return Ok(());
+    };
+
+    let tasks = start_controllers(
+        &args,
+        HostParts {
+            client,
+            local,
+            runtime,
+            plugins,
+            mapper,
+            engine_metrics,
+            transport,
+        },
+        &telemetry,
+        &stop,
+    )
+    .await;
+    telemetry.set_ready(true);
+
+    tasks.join().await;
+    if let Some(leadership) = leadership
+        && let Err(err) = leadership.release().await
+    {
+        tracing::warn!(%err, "could not release the leader Lease");
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+/// The host's metrics and the registry /metrics serves them from.
+struct HostMetrics {
+    registry: Registry,
+    plugin: PluginMetrics,
+    engine: EngineMetrics,
+    /// `liqo_leader`: whether this replica leads.
+    leader: Gauge<i64, std::sync::atomic::AtomicI64>,
+}
+
+impl HostMetrics {
+    /// Registers the plugin, engine and leader metrics.
+    fn new() -> Self {
+        let plugin = PluginMetrics::default();
+        let engine = EngineMetrics::default();
+        let mut registry = Registry::default();
+        plugin.register(&mut registry);
+        engine.register(&mut registry);
+        // 1 while this replica is the one that writes (always, without leader election), so an
+        // operator running two replicas can tell which one leads from /metrics alone.
+        let leader = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "liqo_leader",
+            "1 while this replica leads (writes), 0 while it waits for the leader Lease",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            plugin,
+            engine,
+            leader,
+        }
+    }
+}
+
+/// The host's stop switch: a signal, a lost leadership or a failed gateway turns it on, and
+/// every task watches it.
+struct Stop {
+    tx: watch::Sender<bool>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Stop {
+    /// A switch that is off.
+    fn new() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Self { tx, rx }
+    }
+
+    /// Resolves once the switch is on.
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// Binds /metrics, /healthz and /readyz and serves them until the host stops; SIGINT/SIGTERM
+/// stop the host from then on.
+async fn serve(
+    args: &RunArgs,
+    telemetry: &Telemetry,
+    stop: &Stop,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let bound = telemetry
         .clone()
         .bind(args.metrics_addr)
         .await
         .with_context(|| format!("listening on {} for metrics and probes", args.metrics_addr))?;
     tracing::info!(addr = %bound.local_addr(), "serving /metrics, /healthz, /readyz");
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let server = tokio::spawn(bound.serve(stopped()));
+    let server = tokio::spawn(bound.serve(stop.stopped()));
     {
-        let stop_tx = stop_tx.clone();
+        let stop_tx = stop.tx.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         });
     }
+    Ok(server)
+}
 
-    // Nothing is written before this replica leads.
-    let Some(leadership) = lead(&args, &client, &leader_gauge, &stop_tx, stopped()).await? else {
-        return Ok(());
-    };
+/// What the controllers start from once this replica leads.
+struct HostParts {
+    client: Client,
+    local: ClusterIdentity,
+    runtime: PluginRuntime,
+    plugins: Vec<Arc<liqo_host::plugin::ReflectorPlugin>>,
+    mapper: Arc<liqo_host::plugin::NamespaceMapperPlugin>,
+    engine_metrics: EngineMetrics,
+    transport: Option<Transport>,
+}
 
-    let engine = Engine::start(
-        client.clone(),
-        EngineConfig {
-            local: local.clone(),
-            workers: args.workers,
-            backoff: Default::default(),
-        },
-        plugins,
-        engine_metrics.clone(),
-    );
-    // User plugins are in place before the first pass, so a plugin that replaces a built-in one
-    // does not see its objects rewritten by the built-in one at every restart.
-    let user_plugins = Arc::new(UserPluginsContext::new(
-        client.clone(),
-        runtime.clone(),
-        engine.clone(),
-    ));
-    user_plugins::load_existing(&user_plugins).await;
-    let user_plugins_task = tokio::spawn(user_plugins::run(user_plugins, stopped()));
-    {
-        let engine = engine.clone();
-        telemetry.add_check(
-            "local-caches",
-            Arc::new(move || engine.local_caches_ready()),
+/// The running controllers, awaited at shutdown.
+struct Tasks {
+    transport: Option<tokio::task::JoinHandle<()>>,
+    engine: tokio::task::JoinHandle<()>,
+    peering: tokio::task::JoinHandle<()>,
+    offloading: tokio::task::JoinHandle<()>,
+    provider: tokio::task::JoinHandle<()>,
+    twins: tokio::task::JoinHandle<()>,
+    user_plugins: tokio::task::JoinHandle<()>,
+}
+
+impl Tasks {
+    /// Waits until every controller has stopped.
+    async fn join(self) {
+        if let Some(task) = self.transport {
+            let _ = task.await;
+        }
+        let _ = tokio::join!(
+            self.engine,
+            self.peering,
+            self.offloading,
+            self.provider,
+            self.twins,
+            self.user_plugins
         );
     }
+}
+
+/// Starts the reflection engine (with the user plugins in place), the twins and provider
+/// controllers, the gateway, and the peering and offloading controllers.
+async fn start_controllers(
+    args: &RunArgs,
+    parts: HostParts,
+    telemetry: &Telemetry,
+    stop: &Stop,
+) -> Tasks {
+    let HostParts {
+        client,
+        local,
+        runtime,
+        plugins,
+        mapper,
+        engine_metrics,
+        transport,
+    } = parts;
+    let start = Start {
+        args,
+        client: &client,
+        local: &local,
+        stop,
+    };
+    let (engine, user_plugins_task, engine_task) =
+        start_reflection(&start, runtime, plugins, &engine_metrics, telemetry).await;
     let peers = Peers::default();
-    let engine_task = tokio::spawn({
-        let engine = engine.clone();
-        let stop = stopped();
-        async move { engine.run(stop).await }
-    });
-    let twins_task = tokio::spawn(liqo_host::twins::run(
-        liqo_host::twins::TwinContext {
-            client: client.clone(),
-            local: local.clone(),
-            gateway: transport.as_ref().map(|t| t.service_endpoint().ip()),
-        },
-        stopped(),
-    ));
-    let provider_task = tokio::spawn(liqo_host::tenant::run_provider(
-        client.clone(),
-        local.clone(),
-        args.peering_revocation_grace,
-        transport.clone(),
-        stopped(),
-    ));
-    // The gateway, when this host runs one, tells the peering controller which links changed.
+    let (twins_task, provider_task) = start_provider_side(&start, transport.as_ref());
     let (transport_task, peering_transport) = match transport {
         Some(transport) => {
-            let (links_tx, links_rx) = tokio::sync::mpsc::unbounded_channel();
-            let transport_task = tokio::spawn({
-                let transport = transport.clone();
-                let client = client.clone();
-                let local = local.clone();
-                let engine = engine.clone();
-                let stop = stopped();
-                let stop_tx = stop_tx.clone();
-                async move {
-                    if let Err(err) = transport.run(client, local, engine, links_tx, stop).await {
-                        tracing::error!("{err}: stopping");
-                        let _ = stop_tx.send(true);
-                    }
-                }
-            });
-            (Some(transport_task), Some((transport, links_rx)))
+            let (task, links) = start_gateway(&start, transport.clone(), &engine);
+            (Some(task), Some((transport, links)))
         }
         None => (None, None),
     };
@@ -442,7 +527,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             local: Some(local.clone()),
             transport: peering_transport,
         },
-        stopped(),
+        stop.stopped(),
     ));
     let offloading_task = tokio::spawn(offloading::run(
         OffloadingContext {
@@ -453,28 +538,127 @@ pub async fn run(args: RunArgs) -> Result<()> {
             mapper,
             metrics: engine_metrics,
         },
-        stopped(),
+        stop.stopped(),
     ));
-    telemetry.set_ready(true);
+    Tasks {
+        transport: transport_task,
+        engine: engine_task,
+        peering: peering_task,
+        offloading: offloading_task,
+        provider: provider_task,
+        twins: twins_task,
+        user_plugins: user_plugins_task,
+    }
+}
 
-    if let Some(task) = transport_task {
-        let _ = task.await;
-    }
-    let _ = tokio::join!(
-        engine_task,
-        peering_task,
-        offloading_task,
-        provider_task,
-        twins_task,
-        user_plugins_task
+/// What every controller starts with: the flags, this cluster's client and identity, and the
+/// stop switch.
+struct Start<'a> {
+    args: &'a RunArgs,
+    client: &'a Client,
+    local: &'a ClusterIdentity,
+    stop: &'a Stop,
+}
+
+/// Starts the reflection engine with the user plugins already in place, and its readiness
+/// check; returns the engine and the tasks of the user plugins controller and of the engine.
+async fn start_reflection(
+    start: &Start<'_>,
+    runtime: PluginRuntime,
+    plugins: Vec<Arc<liqo_host::plugin::ReflectorPlugin>>,
+    engine_metrics: &EngineMetrics,
+    telemetry: &Telemetry,
+) -> (
+    Engine,
+    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let engine = Engine::start(
+        start.client.clone(),
+        EngineConfig {
+            local: start.local.clone(),
+            workers: start.args.workers,
+            backoff: Default::default(),
+        },
+        plugins,
+        engine_metrics.clone(),
     );
-    if let Some(leadership) = leadership
-        && let Err(err) = leadership.release().await
+    // User plugins are in place before the first pass, so a plugin that replaces a built-in one
+    // does not see its objects rewritten by the built-in one at every restart.
+    let user_plugins = Arc::new(UserPluginsContext::new(
+        start.client.clone(),
+        runtime.clone(),
+        engine.clone(),
+    ));
+    user_plugins::load_existing(&user_plugins).await;
+    let user_plugins_task = tokio::spawn(user_plugins::run(user_plugins, start.stop.stopped()));
     {
-        tracing::warn!(%err, "could not release the leader Lease");
+        let engine = engine.clone();
+        telemetry.add_check(
+            "local-caches",
+            Arc::new(move || engine.local_caches_ready()),
+        );
     }
-    let _ = server.await;
-    Ok(())
+    let engine_task = tokio::spawn({
+        let engine = engine.clone();
+        let stop = start.stop.stopped();
+        async move { engine.run(stop).await }
+    });
+    (engine, user_plugins_task, engine_task)
+}
+
+/// Starts the provider's controllers: the twins (NamespaceMaps of the tenants) and the
+/// provider loop (claims, health, revocation).
+fn start_provider_side(
+    start: &Start<'_>,
+    transport: Option<&Transport>,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    let twins_task = tokio::spawn(liqo_host::twins::run(
+        liqo_host::twins::TwinContext {
+            client: start.client.clone(),
+            local: start.local.clone(),
+            gateway: transport.map(|t| t.service_endpoint().ip()),
+        },
+        start.stop.stopped(),
+    ));
+    let provider_task = tokio::spawn(liqo_host::tenant::run_provider(
+        start.client.clone(),
+        start.local.clone(),
+        start.args.peering_revocation_grace,
+        transport.cloned(),
+        start.stop.stopped(),
+    ));
+    (twins_task, provider_task)
+}
+
+/// Starts the gateway; its failure stops the host. The gateway tells the peering controller
+/// which links changed through the returned receiver.
+fn start_gateway(
+    start: &Start<'_>,
+    transport: Transport,
+    engine: &Engine,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (links_tx, links_rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn({
+        let client = start.client.clone();
+        let local = start.local.clone();
+        let engine = engine.clone();
+        let stop_signal = start.stop.stopped();
+        let stop_tx = start.stop.tx.clone();
+        async move {
+            if let Err(err) = transport
+                .run(client, local, engine, links_tx, stop_signal)
+                .await
+            {
+                tracing::error!("{err}: stopping");
+                let _ = stop_tx.send(true);
+            }
+        }
+    });
+    (task, links_rx)
 }
 
 async fn shutdown_signal() {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -38,7 +38,6 @@ use crate::api::foreign_cluster::{
     ForeignCluster, ForeignClusterStatus, PeeringCondition, PeeringConditionStatus,
     PeeringConditionType, PeeringRole,
 };
-use crate::api::wire;
 use crate::api::wire::{
     CONSUMER_ID_LABEL, CONSUMER_SERVICE_ACCOUNT, GATEWAY_ENDPOINT_ANNOTATION, LEASE_NAME,
     PEERING_LEASE_LABEL, PROVIDER_ID_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL,
@@ -332,7 +331,7 @@ pub async fn revoke(
                     now(),
                 );
                 status.role = PeeringRole::of(&status);
-                write_status(client, fc, status)
+                write_peering_status(client, fc, status)
                     .await
                     .map_err(err("writing the ForeignCluster status".into()))?;
             }
@@ -360,7 +359,9 @@ pub async fn twin_namespaces(client: &Client, tenant: &str) -> kube::Result<Vec<
         .collect())
 }
 
-async fn write_status(
+/// Writes `status` on the ForeignCluster `fc` unless its role and peering conditions are the
+/// current ones (shared by revocation here and the provider's tenant controller).
+pub(crate) async fn write_peering_status(
     client: &Client,
     fc: &ForeignCluster,
     status: ForeignClusterStatus,
@@ -374,16 +375,10 @@ async fn write_status(
     if unchanged {
         return Ok(());
     }
-    Api::<ForeignCluster>::all(client.clone())
-        .patch_status(
-            &fc.name_any(),
-            &PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": "core.liqo.io/v1beta1",
-                "kind": "ForeignCluster",
-                "status": status,
-            })),
-        )
-        .await
-        .map(drop)
+    crate::api::conditions::apply_status(
+        &Api::<ForeignCluster>::all(client.clone()),
+        &fc.name_any(),
+        &status,
+    )
+    .await
 }

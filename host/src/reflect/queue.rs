@@ -3,6 +3,31 @@
 //! Semantics follow client-go's workqueue, which every Kubernetes controller author knows:
 //! a key is queued at most once; a key added while it is being processed is processed again
 //! after the current pass (never concurrently); failures retry with exponential backoff per key.
+//! Keys are served first in, first out: there are no priorities and no per-peer fairness.
+//!
+//! What it does, precisely: [`WorkQueue::add`] dedups a waiting key and marks a key in process
+//! dirty (queued again by [`WorkQueue::done`]); any number of workers pull with
+//! [`WorkQueue::next`]; [`WorkQueue::retry`] counts the key's failures and re-adds it after its
+//! [`Backoff`] (by default 50 ms doubling to 30 s), [`WorkQueue::forget`] resets the count;
+//! [`WorkQueue::add_after`] keeps one timer per key (the earliest wins); [`WorkQueue::pending`]
+//! counts waiting plus in-process keys (the engine's idle test) and
+//! [`WorkQueue::observe_depth`] feeds the depth gauge on every change; [`WorkQueue::shutdown`]
+//! lets the workers drain the queue and stop.
+//!
+//! Why not kube-runtime's building blocks (kube-runtime 5):
+//! - `kube_runtime::Controller` reconciles `ObjectRef`s of one root kind and calls the
+//!   reconciler only for objects found in its own store (otherwise `ObjectNotFound`). A
+//!   reflection key is (peer, local namespace, kind, name), one per peer for the same local
+//!   object, over kinds and peers that come and go at run time, and a pass must also run when
+//!   the local object is gone (to delete the remote copy) or when only a remote copy exists
+//!   (an orphan found by the twin watch). Its `error_policy` returns an `Action` per error but
+//!   keeps no failure count, so the per-key backoff would be ours anyway.
+//! - `kube_runtime::scheduler` dedups requests and emits each at its earliest `run_at`, and can
+//!   hold messages back (`hold_unless`), but it is one `Stream` for one consumer: it has no
+//!   failure count or backoff, no "done" that re-queues a key added during its pass (that logic
+//!   lives in the controller's private runner), and no count of keys in process.
+//! - `kube_runtime::reflector` is a cache, not a queue: the engine's caches use it
+//!   (`stores.rs`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;

@@ -1,5 +1,6 @@
 //! One reflection pass over one key: read both caches, ask the plugin, write only if needed.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,12 +12,15 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::cached::CachedObject;
-use super::engine::{Engine, FailureMode, KindSlot, PeerState, ReflectKey};
+use super::engine::{Engine, FailureMode, KindSlot, PeerState, ReflectKey, TwinNamespace};
 use super::intent;
 use super::kind_rules::KindRules;
 use super::reads::TrackingReader;
+use super::stores::WatchedCache;
 use crate::api::wire;
-use crate::plugin::{CallServices, ObjectRef as PluginObjectRef, Outcome, ReflectCall};
+use crate::plugin::{
+    CallServices, ObjectRef as PluginObjectRef, Outcome, PluginError, ReflectCall, ReflectorPlugin,
+};
 
 /// How long a pass waits for a free call slot of its plugin before it is deferred: far longer
 /// than a normal call (tens of microseconds), far shorter than a call stuck at its CPU limit.
@@ -127,11 +131,66 @@ pub(crate) async fn process(engine: &Engine, key: &ReflectKey) {
     );
 }
 
+/// Where one pass works: its key, its kind, the peer and the twin namespace there, and the
+/// local and remote caches of the kind.
+struct PassTarget<'a> {
+    engine: &'a Engine,
+    key: &'a ReflectKey,
+    slot: &'a KindSlot,
+    peer: Arc<PeerState>,
+    twin: Arc<TwinNamespace>,
+    local_cache: Arc<WatchedCache>,
+    remote_cache: Arc<WatchedCache>,
+}
+
+/// The local and the remote copy of the key, as the caches hold them.
+struct Copies {
+    /// The local object, unless it is gone or being deleted.
+    live_local: Option<Arc<CachedObject>>,
+    remote: Option<Arc<CachedObject>>,
+}
+
+/// One pass: reads both copies, asks the plugin, enforces the host's rules, and writes or
+/// deletes the remote copy only when it differs from what it should be.
 async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<PassResult, String> {
     // What this pass reads is recorded afresh (see `reads`).
     engine.inner.reads.forget(key);
+    let target = match locate(engine, key, slot) {
+        ControlFlow::Continue(target) => target,
+        ControlFlow::Break(result) => return Ok(result),
+    };
+    if let ControlFlow::Break(result) = check_caches(&target).await? {
+        return Ok(result);
+    }
+    let Copies { live_local, remote } = read_copies(&target);
+    if let ControlFlow::Break(result) =
+        check_ownership(&target, live_local.as_deref(), remote.as_deref()).await
+    {
+        return Ok(result);
+    }
+    let Some(local) = live_local else {
+        return delete_remote(&target, remote.as_deref(), None).await;
+    };
+    let Some(plugin) = &slot.plugin else {
+        // The kind's plugin was removed: its remote copies go with it.
+        return delete_remote(&target, remote.as_deref(), None).await;
+    };
+    let desired = match decide(&target, plugin, &local, remote.as_deref()).await? {
+        ControlFlow::Continue(desired) => desired,
+        ControlFlow::Break(result) => return Ok(result),
+    };
+    write_if_needed(&target, desired, remote.as_deref(), &local).await
+}
+
+/// Finds the peer, the twin namespace and both caches of the key; breaks with how the pass
+/// ends when one of them is missing.
+fn locate<'a>(
+    engine: &'a Engine,
+    key: &'a ReflectKey,
+    slot: &'a KindSlot,
+) -> ControlFlow<PassResult, PassTarget<'a>> {
     let Some(peer) = engine.peer(&key.peer) else {
-        return Ok(PassResult::Skipped);
+        return ControlFlow::Break(PassResult::Skipped);
     };
     let Some(twin) = peer
         .twins
@@ -141,14 +200,33 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
         .cloned()
     else {
         // The namespace is no longer offloaded to this peer.
-        return Ok(PassResult::Skipped);
+        return ControlFlow::Break(PassResult::Skipped);
     };
     let Some(local_cache) = engine.local_cache(&slot.key) else {
-        return Ok(PassResult::NotReady);
+        return ControlFlow::Break(PassResult::NotReady);
     };
     let Some(remote_cache) = twin.cache(&slot.key) else {
-        return Ok(PassResult::NotReady);
+        return ControlFlow::Break(PassResult::NotReady);
     };
+    ControlFlow::Continue(PassTarget {
+        engine,
+        key,
+        slot,
+        peer,
+        twin,
+        local_cache,
+        remote_cache,
+    })
+}
+
+/// Lets the pass go on only when both caches have listed; a remote watch failing for a while
+/// is reported on the local object and fails the pass.
+async fn check_caches(target: &PassTarget<'_>) -> Result<ControlFlow<PassResult>, String> {
+    let PassTarget {
+        local_cache,
+        remote_cache,
+        ..
+    } = target;
     if !remote_cache.is_ready()
         && let Some(error) = remote_cache.failing_for(Duration::from_secs(5))
     {
@@ -158,16 +236,16 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
         // it is created.
         let note = format!(
             "cannot watch {} in namespace {} of cluster {}: {error}",
-            slot.kind.kind, twin.remote, peer.identity.name
+            target.slot.kind.kind, target.twin.remote, target.peer.identity.name
         );
-        let local = local_cache
+        if let Some(local) = local_cache
             .store
-            .get(&ObjectRef::new_with(&key.name, slot.resource.clone()).within(&key.namespace));
-        if let Some(local) = local {
+            .get(&target.object_ref(&target.key.namespace))
+        {
             publish(
-                engine,
+                target.engine,
                 &local,
-                &slot.resource,
+                &target.slot.resource,
                 EventType::Warning,
                 reasons::FAILED,
                 note.clone(),
@@ -177,70 +255,114 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
         return Err(note);
     }
     if !remote_cache.is_ready() && remote_cache.failing_for(Duration::ZERO).is_some() {
-        return Ok(PassResult::WatchFailing);
+        return Ok(ControlFlow::Break(PassResult::WatchFailing));
     }
     if !local_cache.is_ready() || !remote_cache.is_ready() {
-        return Ok(PassResult::NotReady);
+        return Ok(ControlFlow::Break(PassResult::NotReady));
     }
-    let local = local_cache
-        .store
-        .get(&ObjectRef::new_with(&key.name, slot.resource.clone()).within(&key.namespace));
-    let remote = remote_cache
-        .store
-        .get(&ObjectRef::new_with(&key.name, slot.resource.clone()).within(&twin.remote));
-    let local_id = engine.inner.config.local.id.as_str();
-    let peer_id = peer.identity.id.as_str();
-    let live_local = local.filter(|o| !o.is_deleting());
+    Ok(ControlFlow::Continue(()))
+}
 
-    if let Some(remote) = &remote
-        && !remote.is_owned(KindRules::of(&slot.key), local_id, peer_id)
-    {
-        if let Some(local) = &live_local {
-            let note = format!(
-                "{} {}/{} already exists in cluster {} and is not managed by this peering; \
-                 it is left untouched and reflection resumes when it is removed",
-                slot.kind.kind, twin.remote, key.name, peer.identity.name
-            );
+/// Reads the local and the remote copy from the caches.
+fn read_copies(target: &PassTarget<'_>) -> Copies {
+    let local = target
+        .local_cache
+        .store
+        .get(&target.object_ref(&target.key.namespace));
+    let remote = target
+        .remote_cache
+        .store
+        .get(&target.object_ref(&target.twin.remote));
+    Copies {
+        live_local: local.filter(|o| !o.is_deleting()),
+        remote,
+    }
+}
+
+/// Leaves a remote object that is not ours untouched: a conflict (reported on the local
+/// object) when a local object wants its name, nothing otherwise.
+async fn check_ownership(
+    target: &PassTarget<'_>,
+    live_local: Option<&CachedObject>,
+    remote: Option<&CachedObject>,
+) -> ControlFlow<PassResult> {
+    let local_id = target.engine.inner.config.local.id.as_str();
+    let peer_id = target.peer.identity.id.as_str();
+    let Some(remote) = remote else {
+        return ControlFlow::Continue(());
+    };
+    if remote.is_owned(KindRules::of(&target.slot.key), local_id, peer_id) {
+        return ControlFlow::Continue(());
+    }
+    if let Some(local) = live_local {
+        let note = format!(
+            "{} {}/{} already exists in cluster {} and is not managed by this peering; \
+             it is left untouched and reflection resumes when it is removed",
+            target.slot.kind.kind, target.twin.remote, target.key.name, target.peer.identity.name
+        );
+        publish(
+            target.engine,
+            local,
+            &target.slot.resource,
+            EventType::Warning,
+            reasons::FAILED,
+            note,
+        )
+        .await;
+        return ControlFlow::Break(PassResult::Conflict);
+    }
+    // Nothing local wants that name: the foreign object is simply not ours.
+    ControlFlow::Break(PassResult::Unchanged)
+}
+
+/// Asks the plugin what the remote copy should be. Continues with the object to write;
+/// breaks with how the pass ended when the plugin is busy, skips the object or fails under
+/// failurePolicy Ignore.
+async fn decide(
+    target: &PassTarget<'_>,
+    plugin: &Arc<ReflectorPlugin>,
+    local: &CachedObject,
+    remote: Option<&CachedObject>,
+) -> Result<ControlFlow<PassResult, Value>, String> {
+    let Some(outcome) = call_plugin(target, plugin, local).await else {
+        return Ok(ControlFlow::Break(PassResult::Busy));
+    };
+    match outcome {
+        Err(err) if target.slot.failure == FailureMode::Skip => {
+            skip_on_failure(target, err, local, remote).await
+        }
+        Err(err) => {
             publish(
-                engine,
+                target.engine,
                 local,
-                &slot.resource,
+                &target.slot.resource,
                 EventType::Warning,
                 reasons::FAILED,
-                note,
+                err.to_string(),
             )
             .await;
-            return Ok(PassResult::Conflict);
+            Err(err.to_string())
         }
-        // Nothing local wants that name: the foreign object is simply not ours.
-        return Ok(PassResult::Unchanged);
+        Ok(Outcome::Skip(reason)) => skip_by_plugin(target, &reason, local, remote).await,
+        Ok(Outcome::Apply(desired)) => Ok(ControlFlow::Continue(desired)),
     }
+}
 
-    let Some(local) = live_local else {
-        return delete_remote(engine, &peer, slot, &twin.remote, remote.as_deref(), None).await;
-    };
-    let Some(plugin) = &slot.plugin else {
-        // The kind's plugin was removed: its remote copies go with it.
-        return delete_remote(engine, &peer, slot, &twin.remote, remote.as_deref(), None).await;
-    };
-
+/// Calls the kind's plugin on the local object; `None` when no call slot is free soon.
+async fn call_plugin(
+    target: &PassTarget<'_>,
+    plugin: &Arc<ReflectorPlugin>,
+    local: &CachedObject,
+) -> Option<Result<Outcome, PluginError>> {
+    let PassTarget {
+        engine, key, slot, ..
+    } = target;
     let object = local.json(&slot.resource);
-    let services = if plugin.manifest().reads.is_empty() {
-        peer.services.clone()
-    } else {
-        CallServices {
-            reader: Arc::new(TrackingReader {
-                inner: peer.services.reader.clone(),
-                index: engine.inner.reads.clone(),
-                key: key.clone(),
-            }),
-            translator: peer.services.translator.clone(),
-        }
-    };
+    let services = call_services(target, plugin);
     let call = ReflectCall {
         local_cluster: &engine.inner.config.local,
-        remote_cluster: &peer.identity,
-        remote_namespace: &twin.remote,
+        remote_cluster: &target.peer.identity,
+        remote_namespace: &target.twin.remote,
         services: &services,
     };
     let object_ref = PluginObjectRef {
@@ -257,129 +379,141 @@ async fn pass(engine: &Engine, key: &ReflectKey, slot: &KindSlot) -> Result<Pass
     // up waiting behind one slow plugin while other kinds' work waits in the queue.
     let call_slot = match plugin.try_call_slot() {
         Some(s) => s,
-        None => match tokio::time::timeout(BUSY_WAIT, plugin.call_slot()).await {
-            Ok(s) => s,
-            Err(_) => return Ok(PassResult::Busy),
-        },
+        None => tokio::time::timeout(BUSY_WAIT, plugin.call_slot())
+            .await
+            .ok()?,
     };
-    let outcome = plugin
-        .reflect_json_async(call_slot, &call, &object_ref, object)
+    Some(
+        plugin
+            .reflect_json_async(call_slot, &call, &object_ref, object)
+            .await,
+    )
+}
+
+/// The host services a call gets: the peer's, with reads recorded for this key when the
+/// plugin declares that it reads other objects.
+fn call_services(target: &PassTarget<'_>, plugin: &ReflectorPlugin) -> CallServices {
+    let services = &target.peer.services;
+    if plugin.manifest().reads.is_empty() {
+        services.clone()
+    } else {
+        CallServices {
+            reader: Arc::new(TrackingReader {
+                inner: services.reader.clone(),
+                index: target.engine.inner.reads.clone(),
+                key: target.key.clone(),
+            }),
+            translator: services.translator.clone(),
+        }
+    }
+}
+
+/// failurePolicy Ignore: a failed call skips the object as if the plugin had said so.
+async fn skip_on_failure(
+    target: &PassTarget<'_>,
+    err: PluginError,
+    local: &CachedObject,
+    remote: Option<&CachedObject>,
+) -> Result<ControlFlow<PassResult, Value>, String> {
+    let had_remote = remote.is_some();
+    delete_remote(target, remote, Some(local)).await?;
+    let note = format!(
+        "{err}; failurePolicy Ignore: not reflected to cluster {}{}",
+        target.peer.identity.name,
+        if had_remote {
+            " and its remote copy was removed"
+        } else {
+            ""
+        }
+    );
+    publish_action(
+        target.engine,
+        local,
+        &target.slot.resource,
+        EventType::Warning,
+        reasons::FAILED,
+        "Skip",
+        note,
+    )
+    .await;
+    Ok(ControlFlow::Break(PassResult::Skipped))
+}
+
+/// The plugin decided not to reflect the object: its remote copy is removed.
+async fn skip_by_plugin(
+    target: &PassTarget<'_>,
+    reason: &str,
+    local: &CachedObject,
+    remote: Option<&CachedObject>,
+) -> Result<ControlFlow<PassResult, Value>, String> {
+    let had_remote = remote.is_some();
+    let result = delete_remote(target, remote, Some(local)).await?;
+    if had_remote {
+        let note = format!(
+            "reflection to cluster {} disabled: {reason}",
+            target.peer.identity.name
+        );
+        publish(
+            target.engine,
+            local,
+            &target.slot.resource,
+            EventType::Normal,
+            reasons::DISABLED,
+            note,
+        )
         .await;
-    let mut desired = match outcome {
-        Err(err) if slot.failure == FailureMode::Skip => {
-            // failurePolicy Ignore: the object is skipped as if the plugin had said so.
-            let had_remote = remote.is_some();
-            delete_remote(
-                engine,
-                &peer,
-                slot,
-                &twin.remote,
-                remote.as_deref(),
-                Some(&local),
-            )
-            .await?;
-            let note = format!(
-                "{err}; failurePolicy Ignore: not reflected to cluster {}{}",
-                peer.identity.name,
-                if had_remote {
-                    " and its remote copy was removed"
-                } else {
-                    ""
-                }
-            );
-            publish_action(
-                engine,
-                &local,
-                &slot.resource,
-                EventType::Warning,
-                reasons::FAILED,
-                "Skip",
-                note,
-            )
-            .await;
-            return Ok(PassResult::Skipped);
-        }
-        Err(err) => {
-            publish(
-                engine,
-                &local,
-                &slot.resource,
-                EventType::Warning,
-                reasons::FAILED,
-                err.to_string(),
-            )
-            .await;
-            return Err(err.to_string());
-        }
-        Ok(Outcome::Skip(reason)) => {
-            let had_remote = remote.is_some();
-            let result = delete_remote(
-                engine,
-                &peer,
-                slot,
-                &twin.remote,
-                remote.as_deref(),
-                Some(&local),
-            )
-            .await?;
-            if had_remote {
-                let note = format!(
-                    "reflection to cluster {} disabled: {reason}",
-                    peer.identity.name
-                );
-                publish(
-                    engine,
-                    &local,
-                    &slot.resource,
-                    EventType::Normal,
-                    reasons::DISABLED,
-                    note,
-                )
-                .await;
-            }
-            return Ok(if result == PassResult::Deleted {
-                result
-            } else {
-                PassResult::Skipped
-            });
-        }
-        Ok(Outcome::Apply(desired)) => desired,
-    };
-    KindRules::of(&slot.key).enforce(
+    }
+    Ok(ControlFlow::Break(if result == PassResult::Deleted {
+        result
+    } else {
+        PassResult::Skipped
+    }))
+}
+
+/// Applies the host's rules to the plugin's output and writes it, unless the remote copy
+/// already carries the same intent.
+async fn write_if_needed(
+    target: &PassTarget<'_>,
+    mut desired: Value,
+    remote: Option<&CachedObject>,
+    local: &CachedObject,
+) -> Result<PassResult, String> {
+    KindRules::of(&target.slot.key).enforce(
         &mut desired,
-        peer.data_path_up.load(std::sync::atomic::Ordering::SeqCst),
+        target
+            .peer
+            .data_path_up
+            .load(std::sync::atomic::Ordering::SeqCst),
     );
     intent::stamp(&mut desired);
-    if let Some(remote) = &remote {
-        let remote_json = remote.value(&slot.resource);
+    if let Some(remote) = remote {
+        let remote_json = remote.value(&target.slot.resource);
         if intent::up_to_date(&desired, &remote_json) {
             return Ok(PassResult::Unchanged);
         }
     }
-    apply_remote(
-        engine,
-        &peer,
-        slot,
-        &twin.remote,
-        &key.name,
-        &desired,
-        remote.as_deref(),
-        &local,
-    )
-    .await
+    apply_remote(target, &desired, remote, local).await
 }
 
-#[allow(clippy::too_many_arguments)]
+impl PassTarget<'_> {
+    /// The cache reference of the key's object in `namespace`.
+    fn object_ref(&self, namespace: &str) -> ObjectRef<CachedObject> {
+        ObjectRef::new_with(&self.key.name, self.slot.resource.clone()).within(namespace)
+    }
+}
+
+/// Server-side applies the remote copy; a change the peer refuses in place replaces our copy.
 async fn apply_remote(
-    engine: &Engine,
-    peer: &Arc<PeerState>,
-    slot: &KindSlot,
-    namespace: &str,
-    name: &str,
+    target: &PassTarget<'_>,
     desired: &Value,
     remote: Option<&CachedObject>,
     local: &CachedObject,
 ) -> Result<PassResult, String> {
+    let PassTarget {
+        engine, slot, peer, ..
+    } = target;
+    let namespace = target.twin.remote.as_str();
+    let name: &str = &target.key.name;
     let api = Api::<DynamicObject>::namespaced_with(peer.client.clone(), namespace, &slot.resource);
     let params = PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force();
     engine.inner.metrics.write(&peer.identity.id, "apply");
@@ -392,34 +526,7 @@ async fn apply_remote(
             // A change the API server refuses in place (ClusterIP <-> headless, for example):
             // the remote copy is ours, so it is replaced. Clients in the peer see a new
             // ClusterIP, exactly as they would if the Service had been re-created locally.
-            let uid = remote.and_then(|r| r.uid().map(str::to_owned));
-            engine.inner.metrics.write(&peer.identity.id, "delete");
-            api.delete(
-                name,
-                &DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid,
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                },
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "replacing {} {namespace}/{name} in {}: delete failed: {e}",
-                    slot.kind.kind, peer.identity.name
-                )
-            })?;
-            engine.inner.metrics.write(&peer.identity.id, "apply");
-            api.patch(name, &params, &Patch::Apply(desired))
-                .await
-                .map_err(|e| {
-                    format!(
-                        "re-creating {} {namespace}/{name} in {}: {e}",
-                        slot.kind.kind, peer.identity.name
-                    )
-                })?
+            replace_remote(target, &api, desired, remote).await?
         }
         Err(err) => {
             let note = format!("reflection to cluster {} failed: {err}", peer.identity.name);
@@ -457,6 +564,51 @@ async fn apply_remote(
     }
 }
 
+/// Replaces our remote copy, whose change the API server refuses in place: deletes it (UID
+/// precondition) and applies `desired` again.
+async fn replace_remote(
+    target: &PassTarget<'_>,
+    api: &Api<DynamicObject>,
+    desired: &Value,
+    remote: Option<&CachedObject>,
+) -> Result<DynamicObject, String> {
+    let PassTarget {
+        engine, slot, peer, ..
+    } = target;
+    let namespace = target.twin.remote.as_str();
+    let name: &str = &target.key.name;
+    let params = PatchParams::apply(wire::REFLECTION_FIELD_MANAGER).force();
+    let uid = remote.and_then(|r| r.uid().map(str::to_owned));
+    engine.inner.metrics.write(&peer.identity.id, "delete");
+    api.delete(
+        name,
+        &DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "replacing {} {namespace}/{name} in {}: delete failed: {e}",
+            slot.kind.kind, peer.identity.name
+        )
+    })?;
+    engine.inner.metrics.write(&peer.identity.id, "apply");
+    api.patch(name, &params, &Patch::Apply(desired))
+        .await
+        .map_err(|e| {
+            format!(
+                "re-creating {} {namespace}/{name} in {}: {e}",
+                slot.kind.kind, peer.identity.name
+            )
+        })
+}
+
+/// True when the API server refused a change because the field cannot change in place.
 fn is_immutable(message: &str) -> bool {
     message.contains("immutable")
         || message.contains("may not change")
@@ -466,13 +618,14 @@ fn is_immutable(message: &str) -> bool {
 /// Deletes the remote copy if it exists and is ours, with a UID precondition so a copy
 /// re-created meanwhile by someone else is never removed.
 async fn delete_remote(
-    engine: &Engine,
-    peer: &Arc<PeerState>,
-    slot: &KindSlot,
-    namespace: &str,
+    target: &PassTarget<'_>,
     remote: Option<&CachedObject>,
     local: Option<&CachedObject>,
 ) -> Result<PassResult, String> {
+    let PassTarget {
+        engine, slot, peer, ..
+    } = target;
+    let namespace = target.twin.remote.as_str();
     let Some(remote) = remote else {
         return Ok(PassResult::Unchanged);
     };
@@ -524,6 +677,7 @@ async fn delete_remote(
     }
 }
 
+/// Publishes an Event with the pass's usual action, `Reflect`.
 async fn publish(
     engine: &Engine,
     object: &CachedObject,
@@ -569,6 +723,7 @@ async fn publish_action(
     }
 }
 
+/// Cuts `s` to at most `max` bytes, on a character boundary.
 fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut end = max;
