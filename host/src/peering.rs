@@ -34,12 +34,11 @@ use crate::api::foreign_cluster::{
 };
 use crate::api::wire;
 use crate::api::wire::PEERING_FINALIZER;
-use crate::peers::{Peer, Peers};
+use crate::peers::{DataPath, Peer, Peers};
 use crate::plugin::{AddressTranslator, ClusterIdentity};
 use crate::protocol::networking::{gateway_of, translator};
 use crate::protocol::{cluster_labels, endpoint_ranges, identity, lease};
 use crate::reflect::{Engine, EngineMetrics, PeerHandle};
-use crate::transport::Transport;
 use liqo_gateway::LinkState;
 
 /// How often a peer's API server is probed.
@@ -91,7 +90,7 @@ struct Context {
     /// Per peer id, the client and tenant namespace of a Lease to release on unpeer.
     leases: Mutex<HashMap<String, (Client, String)>>,
     /// This cluster's gateway, when it runs one.
-    transport: Option<Transport>,
+    transport: Option<Arc<dyn DataPath>>,
     /// This cluster's pod ranges as last read, and when: declared to providers with address
     /// translation Identity (see [`crate::protocol::endpoint_ranges`]).
     pod_ranges: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
@@ -140,7 +139,10 @@ pub struct PeeringConfig {
     /// This cluster's gateway and the names of the peers whose link changed (see
     /// [`Transport::run`]): gateway-mode ForeignClusters pin their peer's gateway, the Lease
     /// announces this cluster's, and `NETWORKING` follows the link. `None`: no gateway.
-    pub transport: Option<(Transport, tokio::sync::mpsc::UnboundedReceiver<String>)>,
+    pub transport: Option<(
+        Arc<dyn DataPath>,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    )>,
 }
 
 /// Runs the peering controller until `shutdown` resolves.
@@ -469,7 +471,7 @@ async fn finish(
     t: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     ctx: &Context,
 ) -> Result<Action, PeeringError> {
-    status.set_condition(network_condition(fc, ctx.transport.as_ref()), t);
+    status.set_condition(network_condition(fc, ctx.transport.as_deref()), t);
     status.role = PeeringRole::of(&status);
     status.observed_generation = fc.metadata.generation;
     write_status(fc, status, ctx).await?;
@@ -479,7 +481,7 @@ async fn finish(
 /// `NETWORKING`: `Established` only while the gateway link with the peer is up, in either
 /// direction (this cluster's providers dial it; it dials its consumers); `None` when no
 /// gateway data path is configured for the peer.
-fn network_condition(fc: &ForeignCluster, transport: Option<&Transport>) -> PeeringCondition {
+fn network_condition(fc: &ForeignCluster, transport: Option<&dyn DataPath>) -> PeeringCondition {
     let id = &fc.spec.cluster_id;
     let condition = |status, reason: &str, message: String| {
         PeeringCondition::new(PeeringConditionType::NetworkStatus, status)

@@ -1,13 +1,39 @@
-//! The established peers: what the peering controller publishes and the offloading controller
-//! (and `liqoctl`-facing status) reads. Its own module so that neither controller imports the
-//! other: `peering` writes here, `offloading` reads and subscribes.
+//! What the controllers share, so that none imports another: the established peers (the
+//! peering controller publishes them, the offloading controller reads and subscribes) and the
+//! [`DataPath`] (the gateway, implemented by [`crate::transport`], driven by the peering and
+//! tenant controllers).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use kube::Client;
+use liqo_gateway::{Fingerprint, LinkState};
 
 use crate::plugin::ClusterIdentity;
+use crate::protocol::networking::ImportPeer;
+
+/// The cross-cluster data path as the controllers drive it: the peering controller registers
+/// the providers whose links this cluster accepts and reads their state for the NETWORKING
+/// column; the provider's tenant controller hands over the consumers to dial and gates the
+/// endpoints of a consumer whose link is down. The host's gateway ([`crate::transport`])
+/// implements it; controllers hold an `Arc<dyn DataPath>` and never import `transport`.
+pub trait DataPath: Send + Sync {
+    /// This gateway's certificate fingerprint (announced on the peering Lease).
+    fn fingerprint(&self) -> Fingerprint;
+    /// `HOST:PORT` peers dial (announced on the peering Lease).
+    fn link_advertise(&self) -> &str;
+    /// Accepts the link of provider `peer` (ForeignCluster name), pinned to the fingerprint;
+    /// `None` forgets the peer.
+    fn set_export_peer(&self, peer: &str, entry: Option<(Fingerprint, String)>);
+    /// Replaces the consumers this cluster dials (from their fresh peering Leases).
+    fn set_import_peers(&self, peers: BTreeMap<String, ImportPeer>);
+    /// The state of the link to `peer`, if it is a peer of the gateway.
+    fn link_state(&self, peer: &str) -> Option<LinkState>;
+    /// The ForeignCluster of provider `peer`, if it is in gateway mode.
+    fn foreign_cluster_of(&self, peer: &str) -> Option<String>;
+    /// Whether traffic to `peer` should be sent (its link is up, or down for only a moment).
+    fn data_path_up(&self, peer: &str) -> bool;
+}
 
 /// A peer as the offloading controller needs it.
 #[derive(Clone)]

@@ -43,7 +43,7 @@ pub async fn run_provider(
     client: Client,
     local: ClusterIdentity,
     grace: Duration,
-    transport: Option<crate::transport::Transport>,
+    transport: Option<std::sync::Arc<dyn crate::peers::DataPath>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -55,7 +55,7 @@ pub async fn run_provider(
             _ = tick.tick() => {}
         }
         if let Err(err) =
-            provider_pass(&client, &local, grace, transport.as_ref(), &mut clock).await
+            provider_pass(&client, &local, grace, transport.as_deref(), &mut clock).await
         {
             tracing::warn!("{err}");
         }
@@ -93,7 +93,7 @@ async fn provider_pass(
     client: &Client,
     local: &ClusterIdentity,
     grace: Duration,
-    transport: Option<&crate::transport::Transport>,
+    transport: Option<&dyn crate::peers::DataPath>,
     clock: &mut RenewalClock,
 ) -> Result<(), TenantError> {
     let TenantLeases { namespaces, leases } = list_tenant_leases(client).await?;
@@ -275,7 +275,7 @@ fn announced_gateways(
 struct ProviderView<'a> {
     client: &'a Client,
     local: &'a ClusterIdentity,
-    transport: Option<&'a crate::transport::Transport>,
+    transport: Option<&'a dyn crate::peers::DataPath>,
     /// Consumers with a fresh Lease in some tenant.
     fresh: HashSet<&'a str>,
     /// Consumers whose gateway this cluster dials.

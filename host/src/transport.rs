@@ -579,3 +579,27 @@ impl ServiceResolver for ReflectedServices {
         })
     }
 }
+
+impl crate::peers::DataPath for Transport {
+    fn fingerprint(&self) -> Fingerprint {
+        Transport::fingerprint(self)
+    }
+    fn link_advertise(&self) -> &str {
+        Transport::link_advertise(self)
+    }
+    fn set_export_peer(&self, peer: &str, entry: Option<(Fingerprint, String)>) {
+        Transport::set_export_peer(self, peer, entry);
+    }
+    fn set_import_peers(&self, peers: BTreeMap<String, ImportPeer>) {
+        Transport::set_import_peers(self, peers);
+    }
+    fn link_state(&self, peer: &str) -> Option<LinkState> {
+        Transport::link_state(self, peer)
+    }
+    fn foreign_cluster_of(&self, peer: &str) -> Option<String> {
+        Transport::foreign_cluster_of(self, peer)
+    }
+    fn data_path_up(&self, peer: &str) -> bool {
+        Transport::data_path_up(self, peer)
+    }
+}

@@ -15,7 +15,7 @@ use liqo_host::api::identity::{
 use liqo_host::leader::{self, LeaderConfig};
 use liqo_host::offloading::{self, OffloadingContext};
 use liqo_host::peering::{self, PeeringConfig};
-use liqo_host::peers::Peers;
+use liqo_host::peers::{DataPath, Peers};
 use liqo_host::plugin::{
     ClusterIdentity, PluginLimits, PluginMetrics, PluginRuntime, RuntimeConfig, builtin,
 };
@@ -514,7 +514,8 @@ async fn start_controllers(
     let (transport_task, peering_transport) = match transport {
         Some(transport) => {
             let (task, links) = start_gateway(&start, transport.clone(), &engine);
-            (Some(task), Some((transport, links)))
+            let data_path: Arc<dyn DataPath> = Arc::new(transport);
+            (Some(task), Some((data_path, links)))
         }
         None => (None, None),
     };
@@ -625,7 +626,7 @@ fn start_provider_side(
         start.client.clone(),
         start.local.clone(),
         start.args.peering_revocation_grace,
-        transport.cloned(),
+        transport.map(|t| Arc::new(t.clone()) as Arc<dyn DataPath>),
         start.stop.stopped(),
     ));
     (twins_task, provider_task)
