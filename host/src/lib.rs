@@ -12,7 +12,8 @@
 //! - [`invariants`]: the IO-free post-processing applied to every plugin output.
 //! - [`plugin`]: the only module that touches wasmtime: loading, limits, calls, metrics.
 //! - [`reflect`]: the reflection engine: caches, work queue, plugin calls, remote writes.
-//! - [`peers`]: the established peers, shared by the peering and offloading controllers.
+//! - [`peers`]: what controllers share so none imports another: the established peers and the
+//!   [`peers::DataPath`] trait (the gateway as the peering and tenant controllers drive it).
 //! - [`peering`]: ForeignClusters become peers of the engine (credential, health, columns).
 //! - [`offloading`]: NamespaceOffloadings become twin namespaces and reflection.
 //! - [`protocol`]: the peering protocol, one owner: identities (provision, tokens, revoke), the
