@@ -818,14 +818,7 @@ async fn connect(fc: &ForeignCluster, ctx: &Context) -> Result<Connection, Peeri
 mod tests {
     use super::*;
 
-    fn foreign_cluster(networking: serde_json::Value) -> ForeignCluster {
-        serde_json::from_value(json!({
-            "apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
-            "metadata": {"name": "newyork"},
-            "spec": {"clusterID": "newyork", "networking": networking},
-        }))
-        .unwrap()
-    }
+    use crate::protocol::networking::foreign_cluster_with as foreign_cluster;
 
     #[test]
     fn networking_column_without_a_local_gateway() {

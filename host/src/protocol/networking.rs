@@ -130,19 +130,24 @@ pub fn import_peer_of(
     }))
 }
 
+/// A ForeignCluster `newyork` with `networking` as its `spec.networking` (a test fixture, also
+/// for the peering controller's tests).
+#[cfg(test)]
+pub(crate) fn foreign_cluster_with(networking: serde_json::Value) -> ForeignCluster {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
+        "metadata": {"name": "newyork"},
+        "spec": {"clusterID": "newyork", "networking": networking},
+    }))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn foreign_cluster(networking: serde_json::Value) -> ForeignCluster {
-        serde_json::from_value(json!({
-            "apiVersion": "core.liqo.io/v1beta1", "kind": "ForeignCluster",
-            "metadata": {"name": "newyork"},
-            "spec": {"clusterID": "newyork", "networking": networking},
-        }))
-        .unwrap()
-    }
+    use super::foreign_cluster_with as foreign_cluster;
 
     #[test]
     fn gateway_translation_comes_from_the_spec() {
