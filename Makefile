@@ -111,7 +111,7 @@ audit: ## cargo audit of every Cargo.lock against the RustSec database in ADVISO
 IMAGES_DIR := $(CURDIR)/target/images
 IMAGE_TAG ?= dev
 IMAGE_CREATED := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
-IMAGE_REVISION := $(shell git rev-parse HEAD 2>/dev/null)
+IMAGE_REVISION := $(shell git describe --always --dirty --abbrev=40 2>/dev/null)
 image_labels = --label org.opencontainers.image.title=$(1) --label "org.opencontainers.image.description=$(2)" \
   --label org.opencontainers.image.licenses=Apache-2.0 --label org.opencontainers.image.version=$(IMAGE_TAG) \
   --label org.opencontainers.image.revision=$(IMAGE_REVISION) --created $(IMAGE_CREATED)

@@ -37,34 +37,41 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-run_in() { # IMAGE COMMAND...: runs COMMAND in a chroot of IMAGE's files as the image's user
-  local image=$1; shift
-  mkdir -p "$scratch/$image"
-  "$imagebuild" extract "$images_dir/$image.tar" "$scratch/$image"
-  chroot --userspec=65532:65532 "$scratch/$image" "$@"
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$scratch"' EXIT
+extract() { # IMAGE: the image's files in $scratch/IMAGE
+  mkdir -p "$scratch/$1"
+  "$imagebuild" extract "$images_dir/$1.tar" "$scratch/$1"
 }
-run_in liqo-host /usr/local/bin/liqo-host --version
+for image in liqo-host flights-service curl; do extract "$image"; done
+# Each program runs in a chroot of its image's files alone, as the image's user.
+chroot --userspec=65532:65532 "$scratch/liqo-host" /usr/local/bin/liqo-host --version
 code=0
-run_in curl /usr/bin/curl curl -s -m 2 http://127.0.0.1:9/ || code=$?
+chroot --userspec=65532:65532 "$scratch/curl" /usr/bin/curl curl -s -m 2 http://127.0.0.1:9/ || code=$?
 if [ "$code" != 7 ]; then
   echo "curl from its image: exit $code, expected 7 (connection refused)"
   exit 1
 fi
-mkdir -p "$scratch/flights-service"
-"$imagebuild" extract "$images_dir/flights-service.tar" "$scratch/flights-service"
-PORT=17999 timeout 5 chroot --userspec=65532:65532 "$scratch/flights-service" \
-  /usr/local/bin/flights-service >/dev/null 2>&1 &
+port=17999
+if "$scratch/curl/usr/bin/curl" -s -m 1 "http://127.0.0.1:$port/" >/dev/null 2>&1; then
+  echo "port $port is already taken: cannot check flights-service"
+  exit 1
+fi
+PORT=$port chroot --userspec=65532:65532 "$scratch/flights-service" \
+  /usr/local/bin/flights-service >"$scratch/flights.log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do
-  if "$scratch/curl/usr/bin/curl" -sf -m 1 http://127.0.0.1:17999/schedule >/dev/null; then
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "flights-service exited when run from its image:"; cat "$scratch/flights.log"
+    exit 1
+  fi
+  if "$scratch/curl/usr/bin/curl" -sf -m 1 "http://127.0.0.1:$port/schedule" >/dev/null; then
     echo "flights-service answers from its image"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
     echo "images checked: each program runs from its image alone"
     exit 0
   fi
   sleep 0.1
 done
-echo "flights-service did not answer on 127.0.0.1:17999 when run from its image"
+echo "flights-service did not answer on 127.0.0.1:$port when run from its image:"
+cat "$scratch/flights.log"
 exit 1

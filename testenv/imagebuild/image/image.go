@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -75,6 +76,8 @@ type entry struct {
 	mode    int64
 	dir     bool
 	content []byte
+	// owner is the uid and gid (root unless said otherwise).
+	owner int
 }
 
 // Build makes the image described by spec.
@@ -119,7 +122,7 @@ func Build(spec Spec) (v1.Image, error) {
 		return nil, err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.Architecture = goArch()
+	cfg.Architecture = runtime.GOARCH
 	cfg.OS = "linux"
 	cfg.Created = v1.Time{Time: spec.Created.UTC()}
 	cfg.Config.Entrypoint = spec.Entrypoint
@@ -168,7 +171,7 @@ func addBaseFiles(entries map[string]entry) {
 	entries["/etc/group"] = entry{mode: 0o644, content: []byte(fmt.Sprintf(
 		"root:x:0:\nnonroot:x:%d:\n", NonRootUID))}
 	entries["/tmp"] = entry{mode: 0o1777, dir: true}
-	entries["/home/nonroot"] = entry{mode: 0o755, dir: true}
+	entries["/home/nonroot"] = entry{mode: 0o755, dir: true, owner: NonRootUID}
 	if certs, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
 		entries["/etc/ssl/certs/ca-certificates.crt"] = entry{mode: 0o644, content: certs}
 	}
@@ -199,7 +202,7 @@ func addLibraries(entries map[string]entry, src string, dirs []string) error {
 			seen[lib] = true
 			found := ""
 			for _, dir := range dirs {
-				if _, err := os.Stat(filepath.Join(dir, lib)); err == nil {
+				if sameMachine(file, filepath.Join(dir, lib)) {
 					found = filepath.Join(dir, lib)
 					break
 				}
@@ -262,9 +265,7 @@ func layerTar(entries map[string]entry) ([]byte, error) {
 		all[p] = e
 		for dir := path.Dir(p); dir != "/"; dir = path.Dir(dir) {
 			if _, ok := all[dir]; !ok {
-				if _, explicit := entries[dir]; !explicit {
-					all[dir] = entry{mode: 0o755, dir: true}
-				}
+				all[dir] = entry{mode: 0o755, dir: true}
 			}
 		}
 	}
@@ -281,6 +282,8 @@ func layerTar(entries map[string]entry) ([]byte, error) {
 		hdr := &tar.Header{
 			Name:    strings.TrimPrefix(p, "/"),
 			Mode:    e.mode,
+			Uid:     e.owner,
+			Gid:     e.owner,
 			ModTime: epoch,
 			Format:  tar.FormatPAX,
 		}
@@ -304,4 +307,20 @@ func layerTar(entries map[string]entry) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// sameMachine tells whether candidate exists and is an ELF file for the same machine and class
+// as file (a multiarch host keeps an aarch64 libc.so.6 beside the x86_64 one).
+func sameMachine(file, candidate string) bool {
+	a, err := elf.Open(file)
+	if err != nil {
+		return false
+	}
+	defer a.Close()
+	b, err := elf.Open(candidate)
+	if err != nil {
+		return false
+	}
+	defer b.Close()
+	return a.Machine == b.Machine && a.Class == b.Class
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,6 +64,12 @@ func TestArchiveHoldsTheProgramItsLibrariesAndConfig(t *testing.T) {
 	if paths["/tmp"].Mode != "1777" {
 		t.Errorf("/tmp mode %s, want 1777", paths["/tmp"].Mode)
 	}
+	if paths["/home/nonroot"].UID != NonRootUID || paths["/usr/local/bin/true"].UID != 0 {
+		t.Errorf("owners: /home/nonroot %d, the program %d", paths["/home/nonroot"].UID, paths["/usr/local/bin/true"].UID)
+	}
+	if s.Created != "1970-01-01T00:00:00Z" || s.Architecture != runtime.GOARCH {
+		t.Errorf("created %s architecture %s", s.Created, s.Architecture)
+	}
 	libc := false
 	for p := range paths {
 		if strings.HasSuffix(p, "/libc.so.6") {
@@ -79,10 +86,18 @@ func TestBuildsAreReproducible(t *testing.T) {
 	a, b := filepath.Join(dir, "a.tar"), filepath.Join(dir, "b.tar")
 	buildTo(t, trueSpec(), a)
 	buildTo(t, trueSpec(), b)
-	x, _ := os.ReadFile(a)
-	y, _ := os.ReadFile(b)
-	if !bytes.Equal(x, y) {
-		t.Fatal("two builds of the same spec differ")
+	x, errA := os.ReadFile(a)
+	y, errB := os.ReadFile(b)
+	if errA != nil || errB != nil || len(x) == 0 || !bytes.Equal(x, y) {
+		t.Fatalf("two builds of the same spec differ (%v, %v)", errA, errB)
+	}
+	// ...and the creation time is the spec's, not the clock's.
+	later := trueSpec()
+	later.Created = time.Unix(86400, 0)
+	c := filepath.Join(dir, "c.tar")
+	buildTo(t, later, c)
+	if s, err := Inspect(c); err != nil || s.Created != "1970-01-02T00:00:00Z" {
+		t.Fatalf("created %+v %v", s.Created, err)
 	}
 }
 

@@ -7,21 +7,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
-
-// goArch is the image architecture: the build machine's (the programs are built here).
-func goArch() string { return runtime.GOARCH }
 
 // FileInfo is one file or directory of an image.
 type FileInfo struct {
 	Path string `json:"path"`
 	Mode string `json:"mode"`
 	Size int64  `json:"size"`
+	UID  int    `json:"uid"`
 }
 
 // Summary is what `imagebuild inspect` prints: enough to check an archive without a daemon.
@@ -29,6 +27,7 @@ type Summary struct {
 	Tags         []string          `json:"tags"`
 	ID           string            `json:"id"`
 	Architecture string            `json:"architecture"`
+	Created      string            `json:"created"`
 	Entrypoint   []string          `json:"entrypoint"`
 	Cmd          []string          `json:"cmd,omitempty"`
 	User         string            `json:"user"`
@@ -63,6 +62,7 @@ func Inspect(file string) (Summary, error) {
 		Tags:         manifest[0].RepoTags,
 		ID:           id.String(),
 		Architecture: cfg.Architecture,
+		Created:      cfg.Created.UTC().Format(time.RFC3339),
 		Entrypoint:   cfg.Config.Entrypoint,
 		Cmd:          cfg.Config.Cmd,
 		User:         cfg.Config.User,
@@ -73,7 +73,7 @@ func Inspect(file string) (Summary, error) {
 	}
 	sort.Strings(s.ExposedPorts)
 	err = walkLayers(file, func(hdr *tar.Header, _ io.Reader) error {
-		s.Files = append(s.Files, FileInfo{Path: "/" + strings.TrimSuffix(hdr.Name, "/"), Mode: fmt.Sprintf("%04o", hdr.Mode), Size: hdr.Size})
+		s.Files = append(s.Files, FileInfo{Path: "/" + strings.TrimSuffix(hdr.Name, "/"), Mode: fmt.Sprintf("%04o", hdr.Mode), Size: hdr.Size, UID: hdr.Uid})
 		return nil
 	})
 	return s, err
@@ -82,10 +82,10 @@ func Inspect(file string) (Summary, error) {
 // Extract unpacks the image's files into dir (for running its programs in a chroot).
 func Extract(file, dir string) error {
 	return walkLayers(file, func(hdr *tar.Header, r io.Reader) error {
-		target := filepath.Join(dir, filepath.FromSlash(hdr.Name))
-		if !strings.HasPrefix(target, filepath.Clean(dir)+string(filepath.Separator)) {
+		if !filepath.IsLocal(filepath.FromSlash(strings.TrimSuffix(hdr.Name, "/"))) {
 			return fmt.Errorf("entry %q leaves the directory", hdr.Name)
 		}
+		target := filepath.Join(dir, filepath.FromSlash(hdr.Name))
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(target, 0o755); err != nil {

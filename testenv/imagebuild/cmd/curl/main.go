@@ -29,14 +29,7 @@ type options struct {
 }
 
 func main() {
-	args := os.Args[1:]
-	// `kubectl run consumer --image=curl:dev -- curl -s URL` passes "curl" as the first
-	// argument: curlimages/curl's entrypoint script runs it as the command; this image has no
-	// shell, so the program skips it itself.
-	if len(args) > 0 && args[0] == "curl" {
-		args = args[1:]
-	}
-	opts, err := parse(args)
+	opts, err := parse(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "curl:", err)
 		os.Exit(2)
@@ -44,9 +37,17 @@ func main() {
 	os.Exit(run(opts, os.Stdout, os.Stderr))
 }
 
-// parse reads curl's flags; short flags may be joined (-sS) and values may follow the flag.
+// parse reads curl's flags: short flags may be joined (-sS, -sH 'a: b', -XPOST, -m5), long
+// ones may carry their value (--max-time=5).
 func parse(args []string) (options, error) {
 	o := options{}
+	// `kubectl run consumer --image=curl:dev -- curl -s URL` passes "curl" as the first
+	// argument: curlimages/curl's entrypoint script runs it as the command; this image has no
+	// shell, so the program skips it itself.
+	if len(args) > 0 && args[0] == "curl" {
+		args = args[1:]
+	}
+	args = expand(args)
 	value := func(i *int, flag string) (string, error) {
 		if *i+1 >= len(args) {
 			return "", fmt.Errorf("option %s needs a value", flag)
@@ -126,6 +127,46 @@ func parse(args []string) (options, error) {
 	return o, nil
 }
 
+// expand rewrites joined short flags and `--name=value` into separate arguments, so parse
+// sees one flag per argument: -sSf -> -s -S -f; -sH v -> -s -H v; -XPOST -> -X POST.
+func expand(args []string) []string {
+	takesValue := "HXdom"
+	longTakesValue := map[string]bool{"--header": true, "--request": true, "--data": true, "--output": true, "--max-time": true}
+	var out []string
+	valueNext := false
+	for i, a := range args {
+		if valueNext {
+			// The value of the previous flag, whatever it looks like (-d -x is data "-x").
+			out = append(out, a)
+			valueNext = false
+			continue
+		}
+		switch {
+		case a == "--":
+			return append(out, args[i:]...)
+		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
+			name, value, _ := strings.Cut(a, "=")
+			out = append(out, name, value)
+		case strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && len(a) > 2:
+			for j, c := range a[1:] {
+				out = append(out, "-"+string(c))
+				if strings.ContainsRune(takesValue, c) {
+					if rest := a[2+j:]; rest != "" {
+						out = append(out, rest)
+					} else {
+						valueNext = true
+					}
+					break
+				}
+			}
+		default:
+			out = append(out, a)
+			valueNext = longTakesValue[a] || (len(a) == 2 && a[0] == '-' && strings.ContainsRune(takesValue, rune(a[1])))
+		}
+	}
+	return out
+}
+
 // run performs the request and returns curl's exit code.
 func run(o options, stdout, stderr io.Writer) int {
 	complain := func(code int, format string, args ...any) int {
@@ -153,18 +194,24 @@ func run(o options, stdout, stderr io.Writer) int {
 	if o.data != "" && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	client := &http.Client{Timeout: o.maxTime}
+	// Like curl without -L: a redirect is the answer, not followed.
+	client := &http.Client{
+		Timeout:       o.maxTime,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		var dns *net.DNSError
-		var netErr net.Error
+		var op *net.OpError
 		switch {
 		case errors.As(err, &dns):
 			return complain(6, "Could not resolve host: %s", req.URL.Hostname())
-		case errors.As(err, &netErr) && netErr.Timeout():
+		case timedOut(err):
 			return complain(28, "Operation timed out: %v", err)
-		default:
+		case errors.As(err, &op) && op.Op == "dial":
 			return complain(7, "Failed to connect to %s: %v", req.URL.Host, err)
+		default:
+			return complain(56, "Failure when receiving data from the peer: %v", err)
 		}
 	}
 	defer resp.Body.Close()
@@ -186,7 +233,16 @@ func run(o options, stdout, stderr io.Writer) int {
 		fmt.Fprint(out, "\r\n")
 	}
 	if _, err := io.Copy(out, resp.Body); err != nil {
+		if timedOut(err) {
+			return complain(28, "Operation timed out: %v", err)
+		}
 		return complain(56, "Failure when receiving data from the peer: %v", err)
 	}
 	return 0
+}
+
+// timedOut tells a timeout (-m) from other network errors.
+func timedOut(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) && netErr.Timeout()
 }
