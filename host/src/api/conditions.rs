@@ -143,7 +143,7 @@ pub fn now() -> Time {
 
 /// The body of a server-side apply of a `K`'s status: its `apiVersion`, its `kind` and
 /// `status`, nothing else, so the apply owns exactly the status.
-pub fn status_apply_body<K>(status: &impl Serialize) -> serde_json::Value
+fn status_apply_body<K>(status: &impl Serialize) -> serde_json::Value
 where
     K: kube::Resource<DynamicType = ()>,
 {

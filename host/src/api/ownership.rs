@@ -41,6 +41,14 @@ impl<'a> OwnershipLabels<'a> {
     }
 }
 
+/// Whether a copy of kind `group`/`kind` is ours only if it also says it is managed by
+/// reflection (the `managed_by_required` of [`OwnershipLabels::prove`]): EndpointSlices, whose
+/// controller in the peer copies a Service's labels, ours included, onto the slices it makes.
+/// The engine's per-kind rules and `liqoctl plugin diff` both ask here.
+pub fn managed_by_required(group: &str, kind: &str) -> bool {
+    group == "discovery.k8s.io" && kind == "EndpointSlice"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +73,14 @@ mod tests {
         )));
         assert!(!owned(&labels(json!({wire::ORIGIN: "london"}))));
         assert!(!OwnershipLabels::from_json(None).prove("london", "newyork", false));
+    }
+
+    #[test]
+    fn only_endpointslices_need_the_managed_by_proof() {
+        assert!(managed_by_required("discovery.k8s.io", "EndpointSlice"));
+        assert!(!managed_by_required("", "Service"));
+        assert!(!managed_by_required("", "Endpoints"));
+        assert!(!managed_by_required("example.com", "EndpointSlice"));
     }
 
     #[test]

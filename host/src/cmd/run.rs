@@ -510,14 +510,16 @@ async fn start_controllers(
     let (engine, user_plugins_task, engine_task) =
         start_reflection(&start, runtime, plugins, &engine_metrics, telemetry).await;
     let peers = Peers::default();
-    let (twins_task, provider_task) = start_provider_side(&start, transport.as_ref());
-    let (transport_task, peering_transport) = match transport {
-        Some(transport) => {
-            let (task, links) = start_gateway(&start, transport.clone(), &engine);
-            let data_path: Arc<dyn DataPath> = Arc::new(transport);
+    // One handle on the gateway for the controllers that drive it.
+    let data_path = transport.clone().map(|t| Arc::new(t) as Arc<dyn DataPath>);
+    let (twins_task, provider_task) =
+        start_provider_side(&start, transport.as_ref(), data_path.clone());
+    let (transport_task, peering_transport) = match (transport, data_path) {
+        (Some(transport), Some(data_path)) => {
+            let (task, links) = start_gateway(&start, transport, &engine);
             (Some(task), Some((data_path, links)))
         }
-        None => (None, None),
+        _ => (None, None),
     };
     let peering_task = tokio::spawn(peering::run(
         PeeringConfig {
@@ -613,6 +615,7 @@ async fn start_reflection(
 fn start_provider_side(
     start: &Start<'_>,
     transport: Option<&Transport>,
+    data_path: Option<Arc<dyn DataPath>>,
 ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
     let twins_task = tokio::spawn(liqo_host::twins::run(
         liqo_host::twins::TwinContext {
@@ -626,7 +629,7 @@ fn start_provider_side(
         start.client.clone(),
         start.local.clone(),
         start.args.peering_revocation_grace,
-        transport.map(|t| Arc::new(t.clone()) as Arc<dyn DataPath>),
+        data_path,
         start.stop.stopped(),
     ));
     (twins_task, provider_task)

@@ -29,12 +29,13 @@ pub(crate) struct KindRules {
 impl KindRules {
     /// The rules of the kind with key `key` (`group/version/Kind`).
     pub(crate) fn of(key: &str) -> Self {
-        match key {
-            ENDPOINTSLICE_KIND_KEY => Self {
-                readiness_follows_data_path: true,
-                owned_only_if_managed_by_reflection: true,
-            },
-            _ => Self::default(),
+        let group = key.split('/').next().unwrap_or_default();
+        let kind = key.rsplit('/').next().unwrap_or_default();
+        Self {
+            readiness_follows_data_path: key == ENDPOINTSLICE_KIND_KEY,
+            owned_only_if_managed_by_reflection: crate::api::ownership::managed_by_required(
+                group, kind,
+            ),
         }
     }
 

@@ -25,7 +25,7 @@ use liqo_host::api::identity::{
 use liqo_host::api::namespace_offloading::{
     NAMESPACE_OFFLOADING_NAME, NamespaceOffloading, RemoteNamespaceConditionType,
 };
-use liqo_host::api::ownership::OwnershipLabels;
+use liqo_host::api::ownership::{OwnershipLabels, managed_by_required};
 use liqo_host::api::{ConditionStatus, ForeignCluster};
 use liqo_host::plugin::{
     AddressTranslator, CallServices, ClusterIdentity, KindRef, Outcome, PluginLimits, ReflectCall,
@@ -196,21 +196,21 @@ impl std::fmt::Display for ExitStatus {
 
 impl std::error::Error for ExitStatus {}
 
-/// Compares what the host would write for one local object (`outcome`) with its remote copy.
+/// Compares what the host would write for one local object (`outcome`) with its remote copy;
+/// `managed_by_required` is the kind's ownership rule ([`managed_by_required`]).
 pub fn compare(
     object: String,
     outcome: Result<Outcome, String>,
     remote: Option<&Value>,
     origin: &str,
     destination: &str,
+    managed_by_required: bool,
 ) -> ObjectDiff {
-    let owned = |r: &Value| {
-        is_owned_by(
-            r.pointer("/metadata/labels").and_then(Value::as_object),
-            origin,
-            destination,
-        )
-    };
+    let owned =
+        |r: &Value| {
+            OwnershipLabels::from_json(r.pointer("/metadata/labels").and_then(Value::as_object))
+                .prove(origin, destination, managed_by_required)
+        };
     let (verdict, reason, changes) = match outcome {
         Err(message) => (Verdict::Failed, Some(message), Vec::new()),
         Ok(Outcome::Skip(reason)) => match remote {
@@ -383,6 +383,7 @@ async fn diff_kind(
 ) -> Result<Vec<ObjectDiff>> {
     let local = scope.call.local_cluster;
     let remote = scope.call.remote_cluster;
+    let managed_by = managed_by_required(&kind.group, &kind.kind);
     let mut diffs = Vec::new();
     let locals = list(scope.client, kind, scope.namespace, "this cluster").await?;
     let mut remotes: BTreeMap<String, Value> = list(
@@ -418,6 +419,7 @@ async fn diff_kind(
             remote_copy.as_ref(),
             &local.id,
             &remote.id,
+            managed_by,
         ));
     }
     // Remote copies without a local object: the host deletes the ones it owns.
@@ -425,7 +427,7 @@ async fn diff_kind(
         let labels = object
             .pointer("/metadata/labels")
             .and_then(Value::as_object);
-        if is_owned_by(labels, &local.id, &remote.id) {
+        if OwnershipLabels::from_json(labels).prove(&local.id, &remote.id, managed_by) {
             diffs.push(ObjectDiff {
                 object: format!("{} {}/{name}", kind.kind, scope.namespace),
                 verdict: Verdict::Deleted,
@@ -672,17 +674,6 @@ async fn list(
     Ok(objects)
 }
 
-/// The host's ownership rule (see [`OwnershipLabels::prove`]): only objects whose labels prove
-/// this peering reflected them are updated or deleted. (The host also requires EndpointSlices
-/// to say they are managed by reflection; a slice that says nothing is shown here as owned.)
-fn is_owned_by(
-    labels: Option<&serde_json::Map<String, Value>>,
-    origin: &str,
-    destination: &str,
-) -> bool {
-    OwnershipLabels::from_json(labels).prove(origin, destination, false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,6 +719,7 @@ mod tests {
             remote,
             "london",
             "newyork",
+            false,
         )
     }
 
